@@ -1,0 +1,78 @@
+// The allocator's own API: what the preload layer and the pool API forward
+// to, and what the unit tests call directly. The fast paths are here, inline:
+// malloc is a pop from the thread's current pool of the size class, free a
+// push onto the owning pool's local list. Everything else is out of line.
+#pragma once
+
+#include <cstddef>
+
+#include "heap.h"
+#include "segment.h"
+#include "size_classes.h"
+
+namespace pm {
+
+// Out-of-line halves (api.cpp).
+[[nodiscard, gnu::noinline]] void* alloc_large(size_t n, size_t align) noexcept;
+[[gnu::noinline]] void dealloc_foreign(void* p) noexcept;
+[[gnu::noinline]] void dealloc_remote(Heap* h, Pool* p, Block* b) noexcept;
+
+[[nodiscard, gnu::always_inline]] inline void* alloc_class(unsigned cls) noexcept {
+  Heap* h = tl_heap;
+  Pool* p = h->bins[cls];
+  if (p->free == nullptr) [[unlikely]]
+    return heap_alloc_slow(h, cls);
+  return pool_pop(h, p, cls);
+}
+
+// malloc(n): nullptr with errno = ENOMEM on failure.
+[[nodiscard, gnu::always_inline]] inline void* alloc(size_t n) noexcept {
+  if (n <= kSmallMax) [[likely]]
+    return alloc_class(class_of(n));
+  return alloc_large(n, kMinAlign);
+}
+
+// free(p): p may be null, a pool block or a large block; anything else aborts.
+[[gnu::always_inline]] inline void dealloc(void* ptr) noexcept {
+  if (!in_segment(ptr)) [[unlikely]] {
+    dealloc_foreign(ptr);
+    return;
+  }
+  Pool* p = pool_of(ptr);
+  auto* b = static_cast<Block*>(ptr);
+  Heap* h = tl_heap;
+  if (p->owner.load(std::memory_order_relaxed) != h) [[unlikely]] {
+    dealloc_remote(h, p, b);
+    return;
+  }
+  if constexpr (kHardened) {
+    uintptr_t tag = free_tag(b);
+    if (b->tag == tag) [[unlikely]]
+      report_double_free(p, b);
+    if (not_block_start(p, reinterpret_cast<uintptr_t>(b))) [[unlikely]]
+      report_invalid_free(p, b);
+    b->tag = tag;
+  }
+  b->link = encode_link(p, b, p->local_free);
+  p->local_free = b;
+  int32_t used = p->used.load(std::memory_order_relaxed) - 1;
+  p->used.store(used, std::memory_order_relaxed);
+  bump(h->frees[p->cls]);
+  if (used <= 0) [[unlikely]]
+    heap_free_slow(h, p);
+}
+
+// calloc: nullptr with ENOMEM on overflow or exhaustion.
+[[nodiscard]] void* alloc_zeroed(size_t count, size_t size) noexcept;
+// realloc with glibc's semantics (n == 0 frees and returns nullptr).
+[[nodiscard]] void* resize(void* p, size_t n) noexcept;
+// align must be a power of two; nullptr with ENOMEM on failure.
+[[nodiscard]] void* alloc_aligned(size_t align, size_t n) noexcept;
+// Usable bytes of a live block; 0 for nullptr or a pointer that is not ours.
+[[nodiscard]] size_t usable_size(const void* p) noexcept;
+// True when p is a live block of this allocator (pool or large).
+[[nodiscard]] bool owns(const void* p) noexcept;
+// Return all free memory that can be returned to the OS now. Bytes released.
+size_t trim() noexcept;
+
+}  // namespace pm

@@ -1,0 +1,107 @@
+#include <errno.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "large.h"
+
+namespace pm {
+
+// Frees by threads that never allocated (they have no heap to count in).
+constinit std::atomic<uint64_t> g_orphan_frees[kNumClasses] = {};
+
+void* alloc_large(size_t n, size_t align) noexcept {
+  void* p = n <= kMaxRequest ? large_alloc(n, align) : nullptr;
+  if (p == nullptr) errno = ENOMEM;
+  return p;
+}
+
+void dealloc_foreign(void* p) noexcept {
+  if (p == nullptr) return;
+  large_free(p);
+}
+
+void dealloc_remote(Heap* h, Pool* p, Block* b) noexcept {
+  unsigned cls = p->cls;
+  pool_free_remote(p, b);
+  if (h == &g_empty_heap) {
+    g_orphan_frees[cls].fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  bump(h->frees[cls]);
+  bump(h->remote_frees);
+}
+
+void* alloc_zeroed(size_t count, size_t size) noexcept {
+  size_t n = 0;
+  if (__builtin_mul_overflow(count, size, &n)) [[unlikely]] {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  void* p = alloc(n);
+  // Fresh large mappings are already zero; reused ones and pool blocks are not.
+  if (p != nullptr) memset(p, 0, n);
+  return p;
+}
+
+void* resize(void* p, size_t n) noexcept {
+  if (p == nullptr) return alloc(n);
+  if (n == 0) {
+    dealloc(p);
+    return nullptr;
+  }
+  size_t old;
+  if (in_segment(p)) {
+    old = pool_of(p)->block_size;
+    // Stay put while the block fits and is not more than twice too big.
+    if (n <= old && (n > old / 2 || old <= kMinAlign)) return p;
+  } else {
+    if (!large_owns(p)) [[unlikely]]
+      fatal("realloc of a pointer that was not allocated:", p);
+    old = large_usable(p);
+    if (n > kSmallMax) {
+      if (void* q = large_realloc(p, n)) return q;
+    }
+  }
+  void* q = alloc(n);
+  if (q == nullptr) return nullptr;  // errno set; p untouched
+  memcpy(q, p, n < old ? n : old);
+  dealloc(p);
+  return q;
+}
+
+void* alloc_aligned(size_t align, size_t n) noexcept {
+  if (align <= kMinAlign) return alloc(n);
+  if (n <= kSmallMax && align <= kSmallMax) {
+    // Blocks of a class whose size is a multiple of align are aligned to
+    // align, because pools start on slot boundaries. Powers of two are
+    // classes, so the search ends by kSmallMax.
+    unsigned cls = class_of(n < align ? align : n);
+    while (kClasses.size[cls] % align != 0) ++cls;
+    return alloc_class(cls);
+  }
+  return alloc_large(n, align);
+}
+
+size_t usable_size(const void* p) noexcept {
+  if (p == nullptr) return 0;
+  if (in_segment(p)) return pool_of(p)->block_size;
+  return large_owns(p) ? large_usable(p) : 0;
+}
+
+bool owns(const void* p) noexcept {
+  if (p == nullptr) return false;
+  if (in_segment(p)) {
+    const Pool* pool = pool_of(p);
+    PoolState s = pool->state.load(std::memory_order_relaxed);
+    return s != PoolState::kFree && !not_block_start(pool, reinterpret_cast<uintptr_t>(p)) &&
+           (!kHardened || static_cast<const Block*>(p)->tag != free_tag(p));
+  }
+  return large_owns(p);
+}
+
+size_t trim() noexcept {
+  heap_collect(true);
+  return arena_purge(true) + large_purge(true);
+}
+
+}  // namespace pm

@@ -1,0 +1,42 @@
+// Compile-time configuration of the allocator: geometry of segments, slots and
+// size classes, and the build flavour. Runtime options live in options.h.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace pm {
+
+// Segments are what the arena takes from the OS: kSegmentSize bytes aligned to
+// kSegmentSize, so a block finds its segment by masking its address.
+inline constexpr unsigned kSegmentShift = 22;
+inline constexpr size_t kSegmentSize = size_t{1} << kSegmentShift;
+
+// A segment is cut into slots. Slot 0 holds the segment header and the pool
+// descriptors (metadata apart from user blocks); a pool spans 1, 2 or 4 slots.
+inline constexpr unsigned kSlotShift = 16;
+inline constexpr size_t kSlotSize = size_t{1} << kSlotShift;
+inline constexpr unsigned kSlotsPerSegment = kSegmentSize / kSlotSize;
+static_assert(kSlotsPerSegment == 64, "free-slot sets are one 64-bit word");
+
+// Requests up to kSmallMax bytes come from pools; larger ones are large blocks.
+inline constexpr size_t kSmallMax = 32 * 1024;
+inline constexpr size_t kMinAlign = 16;  // x86-64 alignof(max_align_t)
+inline constexpr size_t kPageSize = 4096;
+
+// Every request above this is refused with ENOMEM (glibc's limit).
+inline constexpr size_t kMaxRequest = size_t{PTRDIFF_MAX};
+
+#ifdef NDEBUG
+inline constexpr bool kDebug = false;
+#else
+inline constexpr bool kDebug = true;
+#endif
+
+#ifdef POOLMALLOC_NO_HARDENING
+inline constexpr bool kHardened = false;
+#else
+inline constexpr bool kHardened = true;
+#endif
+
+}  // namespace pm

@@ -1,0 +1,306 @@
+#include "heap.h"
+
+#include <errno.h>
+
+#include <new>
+
+#include "lock.h"
+#include "os.h"
+#include "segment.h"
+
+namespace pm {
+
+constinit Pool g_empty_pool{};
+
+namespace {
+
+// Registry of live heaps, abandoned pools, and the heap free list.
+constinit SpinLock g_heap_lock;
+constinit Heap* g_heaps = nullptr;
+constinit Heap* g_free_heaps = nullptr;  // recycled heap structs, linked by next_heap
+constinit char* g_heap_chunk = nullptr;  // bump area for new heap structs
+constinit size_t g_heap_chunk_left = 0;
+constinit Pool* g_abandoned[kNumClasses] = {};
+constinit RetiredCounters g_retired = {};
+
+void list_push(Pool** head, Pool* p) noexcept {
+  p->prev = nullptr;
+  p->next = *head;
+  if (*head != nullptr) (*head)->prev = p;
+  *head = p;
+}
+
+void list_remove(Pool** head, Pool* p) noexcept {
+  if (p->prev != nullptr) p->prev->next = p->next;
+  else *head = p->next;
+  if (p->next != nullptr) p->next->prev = p->prev;
+  p->next = p->prev = nullptr;
+}
+
+bool has_room(const Pool* p) noexcept {
+  return p->free != nullptr || p->local_free != nullptr || p->carved < p->capacity ||
+         p->remote.load(std::memory_order_relaxed) != 0;
+}
+
+int32_t real_used(const Pool* p) noexcept {
+  int32_t u = p->used.load(std::memory_order_relaxed);
+  return p->state.load(std::memory_order_relaxed) == PoolState::kParked ? u + kParkBias : u;
+}
+
+void release(Pool* p) noexcept {
+  PM_ASSERT(real_used(p) == 0 && p->remote.load(std::memory_order_relaxed) == 0);
+  arena_release_pool(p);
+}
+
+// Unparks a parked pool of h whose notification we now hold.
+void unpark(Heap* h, Pool* p) noexcept {
+  list_remove(&h->full, p);
+  p->used.store(p->used.load(std::memory_order_relaxed) + kParkBias, std::memory_order_relaxed);
+  p->state.store(PoolState::kActive, std::memory_order_relaxed);
+  pool_collect_remote(p);
+  if (real_used(p) == 0) {
+    release(p);
+    return;
+  }
+  list_push(&h->partial[p->cls], p);
+}
+
+void drain_pending(Heap* h) noexcept {
+  Pool* p = h->pending.exchange(nullptr, std::memory_order_acquire);
+  while (p != nullptr) {
+    Pool* next = p->pending_next;
+    p->pending_next = nullptr;
+    PM_ASSERT(p->owner.load(std::memory_order_relaxed) == h);
+    unpark(h, p);
+    p = next;
+  }
+}
+
+// Parks a full pool so that the first remote free reports it back. Returns
+// false when remote frees arrived meanwhile and the pool stays usable.
+bool park(Heap* h, Pool* p) noexcept {
+  p->used.store(p->used.load(std::memory_order_relaxed) - kParkBias, std::memory_order_relaxed);
+  p->state.store(PoolState::kParked, std::memory_order_relaxed);
+  // Dekker-style with pool_free_remote: we publish notify, then look at remote;
+  // a remote thread publishes its block, then looks at notify.
+  p->notify.store(1, std::memory_order_seq_cst);
+  if (p->remote.load(std::memory_order_seq_cst) != 0 && p->notify.exchange(0, std::memory_order_acq_rel) == 1) {
+    p->used.store(p->used.load(std::memory_order_relaxed) + kParkBias, std::memory_order_relaxed);
+    p->state.store(PoolState::kActive, std::memory_order_relaxed);
+    return false;
+  }
+  list_push(&h->full, p);
+  return true;
+}
+
+// An abandoned pool of class cls with room, adopted by h; nullptr if none.
+Pool* adopt(Heap* h, unsigned cls) noexcept {
+  if (__atomic_load_n(&g_abandoned[cls], __ATOMIC_RELAXED) == nullptr) return nullptr;
+  LockGuard g(g_heap_lock);
+  unsigned looked = 0;
+  for (Pool* p = g_abandoned[cls]; p != nullptr && looked < 32; ++looked) {
+    Pool* next = p->next;
+    pool_collect_remote(p);
+    if (p->used.load(std::memory_order_relaxed) == 0) {
+      list_remove(&g_abandoned[cls], p);
+      release(p);
+    } else if (has_room(p)) {
+      list_remove(&g_abandoned[cls], p);
+      p->owner.store(h, std::memory_order_release);
+      p->state.store(PoolState::kActive, std::memory_order_relaxed);
+      return p;
+    }
+    p = next;
+  }
+  return nullptr;
+}
+
+void abandon_pool(Pool* p) noexcept {  // g_heap_lock held
+  if (p->state.load(std::memory_order_relaxed) == PoolState::kParked)
+    p->used.store(p->used.load(std::memory_order_relaxed) + kParkBias, std::memory_order_relaxed);
+  p->owner.store(nullptr, std::memory_order_release);
+  p->state.store(PoolState::kAbandoned, std::memory_order_relaxed);
+  pool_collect_remote(p);
+  if (p->used.load(std::memory_order_relaxed) == 0) {
+    release(p);
+    return;
+  }
+  list_push(&g_abandoned[p->cls], p);
+}
+
+}  // namespace
+
+constinit Heap g_empty_heap{&g_empty_pool};
+constinit thread_local Heap* tl_heap [[gnu::tls_model("initial-exec")]] = &g_empty_heap;
+
+void* heap_alloc_slow(Heap* h, unsigned cls) noexcept {
+  if (h == &g_empty_heap) {
+    h = thread_init();
+    if (h == nullptr) {
+      errno = ENOMEM;
+      return nullptr;
+    }
+  }
+  if (h->pending.load(std::memory_order_relaxed) != nullptr) drain_pending(h);
+  Pool* p = h->bins[cls];
+  for (;;) {
+    if (p != &g_empty_pool) {
+      if (p->free != nullptr || pool_refill(p)) return pool_pop(h, p, cls);
+      if (!park(h, p)) continue;
+      h->bins[cls] = &g_empty_pool;
+    }
+    if ((p = h->partial[cls]) != nullptr) {
+      list_remove(&h->partial[cls], p);
+    } else if ((p = adopt(h, cls)) == nullptr) {
+      p = arena_acquire_pool(kClasses.slots[cls]);
+      if (p == nullptr) {
+        errno = ENOMEM;
+        return nullptr;
+      }
+      pool_init(p, cls);
+      p->owner.store(h, std::memory_order_release);
+      p->state.store(PoolState::kActive, std::memory_order_release);
+    }
+    h->bins[cls] = p;
+  }
+}
+
+void heap_free_slow(Heap* h, Pool* p) noexcept {
+  if (p->state.load(std::memory_order_relaxed) == PoolState::kParked) {
+    uint32_t one = 1;
+    // Holding the notification means no remote thread will report this pool:
+    // unpark it ourselves. Otherwise it is on its way to h->pending.
+    if (p->notify.compare_exchange_strong(one, 0, std::memory_order_acq_rel)) unpark(h, p);
+    return;
+  }
+  PM_ASSERT(p->used.load(std::memory_order_relaxed) == 0);
+  if (h->bins[p->cls] == p) return;  // keep the current pool: it is about to be reused
+  list_remove(&h->partial[p->cls], p);
+  release(p);
+}
+
+void heap_abandon(Heap* h) noexcept {
+  LockGuard g(g_heap_lock);
+  // Take back notifications of parked pools; those already taken are in
+  // flight to h->pending and must arrive before h can be recycled.
+  unsigned in_flight = 0;
+  for (Pool* p = h->full; p != nullptr; p = p->next)
+    if (p->notify.exchange(0, std::memory_order_acq_rel) == 0) ++in_flight;
+  while (in_flight > 0) {
+    Pool* p = h->pending.exchange(nullptr, std::memory_order_acquire);
+    if (p == nullptr) {
+      sched_yield();
+      continue;
+    }
+    for (; p != nullptr; p = p->pending_next) --in_flight;
+  }
+  for (Pool* p = h->full; p != nullptr;) {
+    Pool* next = p->next;
+    abandon_pool(p);
+    p = next;
+  }
+  h->full = nullptr;
+  for (unsigned c = 0; c < kNumClasses; ++c) {
+    if (h->bins[c] != &g_empty_pool) abandon_pool(h->bins[c]);
+    h->bins[c] = &g_empty_pool;
+    for (Pool* p = h->partial[c]; p != nullptr;) {
+      Pool* next = p->next;
+      abandon_pool(p);
+      p = next;
+    }
+    h->partial[c] = nullptr;
+    g_retired.allocs[c] += h->allocs[c].load(std::memory_order_relaxed);
+    g_retired.frees[c] += h->frees[c].load(std::memory_order_relaxed);
+  }
+  g_retired.remote_frees += h->remote_frees.load(std::memory_order_relaxed);
+  // Unregister and recycle the struct.
+  if (h->prev_heap != nullptr) h->prev_heap->next_heap = h->next_heap;
+  else g_heaps = h->next_heap;
+  if (h->next_heap != nullptr) h->next_heap->prev_heap = h->prev_heap;
+  h->live = false;
+  h->next_heap = g_free_heaps;
+  g_free_heaps = h;
+}
+
+Heap* heap_create() noexcept {
+  LockGuard g(g_heap_lock);
+  Heap* h = g_free_heaps;
+  if (h != nullptr) {
+    g_free_heaps = h->next_heap;
+  } else {
+    constexpr size_t kSize = (sizeof(Heap) + 63) & ~size_t{63};
+    if (g_heap_chunk_left < kSize) {
+      constexpr size_t kChunk = 64 * 1024;
+      g_heap_chunk = static_cast<char*>(os::map(kChunk));
+      if (g_heap_chunk == nullptr) return nullptr;
+      g_heap_chunk_left = kChunk;
+    }
+    h = reinterpret_cast<Heap*>(g_heap_chunk);
+    g_heap_chunk += kSize;
+    g_heap_chunk_left -= kSize;
+  }
+  new (h) Heap(&g_empty_pool);
+  h->tid = os::thread_id();
+  h->live = true;
+  h->prev_heap = nullptr;
+  h->next_heap = g_heaps;
+  if (g_heaps != nullptr) g_heaps->prev_heap = h;
+  g_heaps = h;
+  return h;
+}
+
+void heap_collect(bool force) noexcept {
+  Heap* h = tl_heap;
+  if (h != &g_empty_heap) {
+    drain_pending(h);
+    for (unsigned c = 0; c < kNumClasses; ++c) {
+      for (Pool* p = h->partial[c]; p != nullptr;) {
+        Pool* next = p->next;
+        pool_collect_remote(p);
+        if (p->used.load(std::memory_order_relaxed) == 0) {
+          list_remove(&h->partial[c], p);
+          release(p);
+        }
+        p = next;
+      }
+      Pool* cur = h->bins[c];
+      if (force && cur != &g_empty_pool) {
+        pool_collect_remote(cur);
+        if (cur->used.load(std::memory_order_relaxed) == 0) {
+          h->bins[c] = &g_empty_pool;
+          release(cur);
+        }
+      }
+    }
+  }
+  LockGuard g(g_heap_lock);
+  for (unsigned c = 0; c < kNumClasses; ++c) {
+    for (Pool* p = g_abandoned[c]; p != nullptr;) {
+      Pool* next = p->next;
+      pool_collect_remote(p);
+      if (p->used.load(std::memory_order_relaxed) == 0) {
+        list_remove(&g_abandoned[c], p);
+        release(p);
+      }
+      p = next;
+    }
+  }
+}
+
+void heaps_for_each(void (*fn)(const Heap*, void*), void* arg) noexcept {
+  LockGuard g(g_heap_lock);
+  for (Heap* h = g_heaps; h != nullptr; h = h->next_heap) fn(h, arg);
+}
+
+void retired_counters(RetiredCounters* out) noexcept {
+  LockGuard g(g_heap_lock);
+  *out = g_retired;
+}
+
+void heap_lock_for_fork() noexcept { g_heap_lock.lock(); }
+void heap_unlock_for_fork(bool child) noexcept {
+  if (child) g_heap_lock.reset();
+  else g_heap_lock.unlock();
+}
+
+}  // namespace pm

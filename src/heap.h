@@ -1,0 +1,94 @@
+// Thread heaps (the thread cache): one per thread, found through an
+// initial-exec thread-local pointer. Every thread starts on the shared,
+// immutable empty heap whose bins hold an empty pool, so the first
+// allocation falls into the slow path that sets the thread up: the fast path
+// has no "is this thread initialised?" branch.
+//
+// Invariants (owner thread only, except `pending` and the statistics):
+//   bins[c] is the pool the thread allocates class c from (or &g_empty_pool);
+//   partial[c] lists other kActive pools of class c (via next/prev);
+//   full lists the heap's kParked pools;
+//   every pool listed here has owner == this heap.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+#include "pool.h"
+#include "size_classes.h"
+
+namespace pm {
+
+struct Heap {
+  constexpr explicit Heap(Pool* empty) noexcept {
+    for (auto& b : bins) b = empty;
+  }
+
+  Pool* bins[kNumClasses] = {};
+  // Statistics counters, written only by the owner (single writer, relaxed).
+  std::atomic<uint64_t> allocs[kNumClasses] = {};
+  std::atomic<uint64_t> frees[kNumClasses] = {};  // local and remote frees by this thread
+  std::atomic<uint64_t> remote_frees = {};         // of which into other threads' pools
+
+  Pool* partial[kNumClasses] = {};
+  Pool* full = nullptr;
+  std::atomic<Pool*> pending{nullptr};  // parked pools that received remote frees
+  Heap* next_heap = nullptr;            // registry of live heaps
+  Heap* prev_heap = nullptr;
+  int tid = 0;
+  bool live = false;
+};
+
+extern constinit Heap g_empty_heap;
+extern constinit Pool g_empty_pool;
+extern constinit thread_local Heap* tl_heap [[gnu::tls_model("initial-exec")]];
+
+// Counters with a single writer: a plain add, but readable by other threads.
+[[gnu::always_inline]] inline void bump(std::atomic<uint64_t>& c) noexcept {
+  c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+}
+
+// Pops the head of p->free (non-empty). The decoded link must stay in the
+// segment; anything else is a corrupted free list.
+[[gnu::always_inline]] inline void* pool_pop(Heap* h, Pool* p, unsigned cls) noexcept {
+  Block* b = p->free;
+  Block* next = decode_link(p, b);
+  if (((reinterpret_cast<uintptr_t>(next) ^ reinterpret_cast<uintptr_t>(b)) >> kSegmentShift) != 0) [[unlikely]]
+    pool_check_link(p, b, next);
+  p->free = next;
+  if constexpr (kHardened) b->tag = 0;
+  p->used.store(p->used.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  bump(h->allocs[cls]);
+  return b;
+}
+
+// Slow paths (heap.cpp).
+[[gnu::noinline]] void* heap_alloc_slow(Heap* h, unsigned cls) noexcept;
+// A local free made pool->used <= 0: the pool became empty or was parked.
+[[gnu::noinline]] void heap_free_slow(Heap* h, Pool* p) noexcept;
+// Thread exit: hand every pool back for other threads to adopt.
+void heap_abandon(Heap* h) noexcept;
+// Return empty pools of the calling thread and abandoned pools to the arena.
+void heap_collect(bool force) noexcept;
+[[nodiscard]] Heap* heap_create() noexcept;
+void heap_lock_for_fork() noexcept;
+void heap_unlock_for_fork(bool child) noexcept;
+
+// Process and thread set-up (init.cpp).
+[[nodiscard]] Heap* thread_init() noexcept;  // nullptr when out of memory
+void process_init() noexcept;
+void fork_prepare() noexcept;
+void fork_parent() noexcept;
+void fork_child() noexcept;
+
+// Heap registry walks for statistics (heap.cpp).
+void heaps_for_each(void (*fn)(const Heap*, void*), void* arg) noexcept;
+// Counters of heaps that have exited, folded together.
+struct RetiredCounters {
+  uint64_t allocs[kNumClasses];
+  uint64_t frees[kNumClasses];
+  uint64_t remote_frees;
+};
+void retired_counters(RetiredCounters* out) noexcept;
+
+}  // namespace pm

@@ -1,0 +1,87 @@
+// Process and thread set-up and tear-down. Nothing here may allocate through
+// malloc while the calling thread has no heap: libc calls that might
+// (pthread_setspecific for high keys, pthread_atfork) run only after the
+// thread's heap is installed, so a nested malloc finds it.
+#include <pthread.h>
+#include <unistd.h>
+
+#include <atomic>
+
+#include "check.h"
+#include "heap.h"
+#include "large.h"
+#include "options.h"
+#include "os.h"
+#include "pool.h"
+#include "segment.h"
+
+extern char** environ;
+
+namespace pm {
+namespace {
+
+enum : int { kUninit, kBusy, kReady };
+constinit std::atomic<int> g_state{kUninit};
+constinit std::atomic<bool> g_atfork_done{false};
+constinit pthread_key_t g_key = 0;
+constinit bool g_key_ok = false;
+
+void thread_done(void* arg) noexcept {
+  auto* h = static_cast<Heap*>(arg);
+  if (tl_heap == h) tl_heap = &g_empty_heap;
+  heap_abandon(h);
+}
+
+void register_atfork() noexcept {
+  if (g_atfork_done.exchange(true, std::memory_order_acq_rel)) return;
+  pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
+
+}  // namespace
+
+void process_init() noexcept {
+  if (g_state.load(std::memory_order_acquire) == kReady) [[likely]]
+    return;
+  int expected = kUninit;
+  if (!g_state.compare_exchange_strong(expected, kBusy, std::memory_order_acq_rel)) {
+    while (g_state.load(std::memory_order_acquire) != kReady) sched_yield();
+    return;
+  }
+  options_init(environ);
+  uintptr_t secret = 0;
+  os::random_bytes(&secret, sizeof secret);
+  g_tag_secret = secret | 1;
+  g_key_ok = pthread_key_create(&g_key, thread_done) == 0;
+  g_state.store(kReady, std::memory_order_release);
+}
+
+Heap* thread_init() noexcept {
+  process_init();
+  Heap* h = heap_create();
+  if (h == nullptr) return nullptr;
+  tl_heap = h;
+  // Both calls may allocate; the heap is installed, so that recursion is safe.
+  if (g_key_ok) pthread_setspecific(g_key, h);
+  register_atfork();
+  return h;
+}
+
+void fork_prepare() noexcept {
+  heap_lock_for_fork();
+  large_lock_for_fork();
+  arena_lock_for_fork();
+}
+
+void fork_parent() noexcept {
+  arena_unlock_for_fork(false);
+  large_unlock_for_fork(false);
+  heap_unlock_for_fork(false);
+}
+
+void fork_child() noexcept {
+  arena_unlock_for_fork(true);
+  large_unlock_for_fork(true);
+  heap_unlock_for_fork(true);
+}
+
+}  // namespace pm

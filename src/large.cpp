@@ -1,0 +1,230 @@
+#include "large.h"
+
+#include <atomic>
+
+#include "check.h"
+#include "config.h"
+#include "lock.h"
+#include "options.h"
+#include "os.h"
+#include "pool.h"
+
+namespace pm {
+namespace {
+
+struct LargeHeader {
+  uint64_t map_size;  // bytes of the whole mapping
+  uint32_t offset;    // user pointer minus mapping start
+  uint32_t check;     // keyed hash of the three values above
+};
+static_assert(sizeof(LargeHeader) == 16);
+
+uint32_t header_check(const void* user, uint64_t map_size, uint32_t offset) noexcept {
+  uint64_t x = g_tag_secret ^ reinterpret_cast<uintptr_t>(user) ^ (map_size * 0x9E3779B97F4A7C15ull) ^ offset;
+  x ^= x >> 33;
+  x *= 0xFF51AFD7ED558CCDull;
+  x ^= x >> 29;
+  return static_cast<uint32_t>(x) | 1;  // never 0, so zeroed memory never passes
+}
+
+LargeHeader* header_of(const void* p) noexcept {
+  return reinterpret_cast<LargeHeader*>(const_cast<char*>(static_cast<const char*>(p)) - sizeof(LargeHeader));
+}
+
+void* finish(char* base, size_t map_size, char* user) noexcept {
+  auto* h = header_of(user);
+  h->map_size = map_size;
+  h->offset = static_cast<uint32_t>(user - base);
+  h->check = header_check(user, map_size, h->offset);
+  return user;
+}
+
+size_t round_page(size_t n) noexcept { return (n + kPageSize - 1) & ~(kPageSize - 1); }
+
+// Cache of freed mappings, reused by size without a system call.
+struct CacheEntry {
+  char* base;
+  size_t size;
+  uint64_t freed_ms;
+};
+constexpr unsigned kCacheEntries = 32;
+constinit SpinLock g_lock;
+constinit CacheEntry g_cache[kCacheEntries] = {};
+constinit unsigned g_cached = 0;
+constinit size_t g_cached_bytes = 0;
+
+constinit std::atomic<uint64_t> g_allocs{0};
+constinit std::atomic<uint64_t> g_frees{0};
+constinit std::atomic<size_t> g_live_bytes{0};
+constinit std::atomic<size_t> g_live_map_bytes{0};
+
+void drop_entry(unsigned i) noexcept {  // g_lock held; caller unmaps
+  g_cached_bytes -= g_cache[i].size;
+  g_cache[i] = g_cache[--g_cached];
+}
+
+// A cached mapping of at least `need` bytes and not much larger; nullptr if none.
+char* cache_take(size_t need, size_t* got) noexcept {
+  LockGuard g(g_lock);
+  int best = -1;
+  for (unsigned i = 0; i < g_cached; ++i) {
+    size_t s = g_cache[i].size;
+    if (s >= need && s - need <= need / 4 && (best < 0 || s < g_cache[best].size)) best = static_cast<int>(i);
+  }
+  if (best < 0) return nullptr;
+  char* base = g_cache[best].base;
+  *got = g_cache[best].size;
+  drop_entry(static_cast<unsigned>(best));
+  return base;
+}
+
+// Keeps the mapping if it fits in the cache budget, evicting the oldest
+// entries to make room; false means the caller unmaps it.
+bool cache_put(char* base, size_t size) noexcept {
+  size_t budget = options().large_cache;
+  if (size > budget / 4) return false;
+  CacheEntry evicted[kCacheEntries];
+  unsigned n_evicted = 0;
+  {
+    LockGuard g(g_lock);
+    while (g_cached > 0 && (g_cached == kCacheEntries || g_cached_bytes + size > budget)) {
+      unsigned oldest = 0;
+      for (unsigned i = 1; i < g_cached; ++i)
+        if (g_cache[i].freed_ms < g_cache[oldest].freed_ms) oldest = i;
+      evicted[n_evicted++] = g_cache[oldest];
+      drop_entry(oldest);
+    }
+    g_cache[g_cached++] = CacheEntry{base, size, os::now_ms()};
+    g_cached_bytes += size;
+  }
+  for (unsigned i = 0; i < n_evicted; ++i) os::unmap(evicted[i].base, evicted[i].size);
+  return true;
+}
+
+}  // namespace
+
+void* large_alloc(size_t n, size_t align) noexcept {
+  if (align < kMinAlign) align = kMinAlign;
+  // Room for the header below an aligned user pointer, within one extra page when align > page.
+  size_t slack = align <= kPageSize ? align : align + kPageSize;
+  if (n > kMaxRequest - slack - kPageSize) return nullptr;
+  size_t need = round_page(n + (align <= kPageSize ? align : kPageSize));
+  char* base = nullptr;
+  size_t map_size = 0;
+  if (align <= kMinAlign) {
+    base = cache_take(need, &map_size);
+  }
+  if (base == nullptr) {
+    if (align <= kPageSize) {
+      base = static_cast<char*>(os::map(need));
+      map_size = need;
+    } else {
+      // Over-map, then trim so that the page holding the header starts the mapping.
+      size_t span = round_page(n) + align + kPageSize;
+      auto* raw = static_cast<char*>(os::map(span));
+      if (raw == nullptr) return nullptr;
+      uintptr_t user = (reinterpret_cast<uintptr_t>(raw) + kPageSize + align - 1) & ~(uintptr_t{align} - 1);
+      base = reinterpret_cast<char*>(user - kPageSize);
+      map_size = round_page(n) + kPageSize;
+      if (base > raw) os::unmap(raw, static_cast<size_t>(base - raw));
+      char* end = base + map_size;
+      if (end < raw + span) os::unmap(end, static_cast<size_t>(raw + span - end));
+      g_allocs.fetch_add(1, std::memory_order_relaxed);
+      g_live_bytes.fetch_add(map_size - kPageSize, std::memory_order_relaxed);
+      g_live_map_bytes.fetch_add(map_size, std::memory_order_relaxed);
+      return finish(base, map_size, reinterpret_cast<char*>(user));
+    }
+    if (base == nullptr) return nullptr;
+  }
+  uintptr_t user = (reinterpret_cast<uintptr_t>(base) + sizeof(LargeHeader) + align - 1) & ~(uintptr_t{align} - 1);
+  g_allocs.fetch_add(1, std::memory_order_relaxed);
+  g_live_bytes.fetch_add(map_size - (user - reinterpret_cast<uintptr_t>(base)), std::memory_order_relaxed);
+  g_live_map_bytes.fetch_add(map_size, std::memory_order_relaxed);
+  return finish(base, map_size, reinterpret_cast<char*>(user));
+}
+
+bool large_owns(const void* p) noexcept {
+  if ((reinterpret_cast<uintptr_t>(p) & (kMinAlign - 1)) != 0) return false;
+  const LargeHeader* h = header_of(p);
+  return h->check == header_check(p, h->map_size, h->offset) && h->offset >= sizeof(LargeHeader);
+}
+
+size_t large_usable(const void* p) noexcept {
+  const LargeHeader* h = header_of(p);
+  return h->map_size - h->offset;
+}
+
+void large_free(void* p) noexcept {
+  if (!large_owns(p)) [[unlikely]]
+    fatal("free of a pointer that was not allocated (invalid or double free):", p);
+  LargeHeader* h = header_of(p);
+  char* base = static_cast<char*>(p) - h->offset;
+  size_t map_size = h->map_size;
+  g_frees.fetch_add(1, std::memory_order_relaxed);
+  g_live_bytes.fetch_sub(map_size - h->offset, std::memory_order_relaxed);
+  g_live_map_bytes.fetch_sub(map_size, std::memory_order_relaxed);
+  h->check = 0;  // a second free of p now fails the check
+  if (!cache_put(base, map_size)) os::unmap(base, map_size);
+}
+
+void* large_realloc(void* p, size_t n) noexcept {
+  LargeHeader* h = header_of(p);
+  size_t usable = h->map_size - h->offset;
+  if (n <= usable && n >= usable / 2) return p;
+  // Only blocks with the plain 16-byte offset can move with the kernel's help:
+  // the others were aligned beyond what mremap keeps.
+  if (h->offset != sizeof(LargeHeader) || n > kMaxRequest - kPageSize) return nullptr;
+  size_t new_size = round_page(n + sizeof(LargeHeader));
+  char* base = static_cast<char*>(p) - h->offset;
+  size_t old_size = h->map_size;
+  auto* nb = static_cast<char*>(os::remap(base, old_size, new_size));
+  if (nb == nullptr) return nullptr;
+  char* user = nb + sizeof(LargeHeader);
+  g_live_bytes.fetch_add(new_size - old_size, std::memory_order_relaxed);  // wraps correctly when shrinking
+  g_live_map_bytes.fetch_add(new_size - old_size, std::memory_order_relaxed);
+  return finish(nb, new_size, user);
+}
+
+size_t large_purge(bool force) noexcept {
+  uint64_t now = os::now_ms();
+  uint64_t delay = options().purge_delay_ms * 10;  // cached mappings are cheap to keep a little longer
+  size_t released = 0;
+  for (;;) {
+    char* base = nullptr;
+    size_t size = 0;
+    {
+      LockGuard g(g_lock);
+      for (unsigned i = 0; i < g_cached; ++i) {
+        if (force || now - g_cache[i].freed_ms >= delay) {
+          base = g_cache[i].base;
+          size = g_cache[i].size;
+          drop_entry(i);
+          break;
+        }
+      }
+    }
+    if (base == nullptr) return released;
+    os::unmap(base, size);
+    released += size;
+  }
+}
+
+LargeStats large_stats() noexcept {
+  LargeStats s{};
+  s.allocs = g_allocs.load(std::memory_order_relaxed);
+  s.frees = g_frees.load(std::memory_order_relaxed);
+  s.live_blocks = static_cast<size_t>(s.allocs - s.frees);
+  s.live_bytes = g_live_bytes.load(std::memory_order_relaxed);
+  LockGuard g(g_lock);
+  s.cached_bytes = g_cached_bytes;
+  s.mapped_bytes = g_live_map_bytes.load(std::memory_order_relaxed) + g_cached_bytes;
+  return s;
+}
+
+void large_lock_for_fork() noexcept { g_lock.lock(); }
+void large_unlock_for_fork(bool child) noexcept {
+  if (child) g_lock.reset();
+  else g_lock.unlock();
+}
+
+}  // namespace pm

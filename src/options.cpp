@@ -1,0 +1,118 @@
+#include "options.h"
+
+#include "check.h"
+
+namespace pm {
+namespace {
+
+constinit Options g_options{};
+
+bool starts_with(const char* s, const char* prefix) noexcept {
+  while (*prefix != '\0')
+    if (*s++ != *prefix++) return false;
+  return true;
+}
+
+bool equals(const char* a, const char* b) noexcept {
+  while (*a != '\0' && *a == *b) ++a, ++b;
+  return *a == *b;
+}
+
+bool parse_bool(const char* v, bool* out) noexcept {
+  if (equals(v, "1") || equals(v, "yes") || equals(v, "true") || equals(v, "on")) return *out = true, true;
+  if (equals(v, "0") || equals(v, "no") || equals(v, "false") || equals(v, "off") || *v == '\0')
+    return *out = false, true;
+  return false;
+}
+
+void apply(const char* name, const char* v) noexcept {
+  Options& o = g_options;
+  bool ok = true;
+  if (equals(name, "PURGE_DELAY")) {
+    size_t ms = 0;
+    ok = parse_size(v, &ms) && ms <= 3600u * 1000u;
+    if (ok) o.purge_delay_ms = ms;
+  } else if (equals(name, "CHECK")) {
+    if (equals(v, "full")) o.check = CheckLevel::kFull;
+    else if (equals(v, "default") || equals(v, "1") || *v == '\0') o.check = CheckLevel::kDefault;
+    else ok = false;
+  } else if (equals(name, "STATS")) {
+    bool b = false;
+    if (starts_with(v, "json")) {
+      o.stats = StatsMode::kJson;
+      if (v[4] == ':') {
+        size_t i = 0;
+        for (const char* c = v + 5; *c != '\0' && i + 1 < sizeof o.stats_path; ++c) o.stats_path[i++] = *c;
+        o.stats_path[i] = '\0';
+      } else {
+        ok = v[4] == '\0';
+      }
+    } else if (parse_bool(v, &b)) {
+      o.stats = b ? StatsMode::kText : StatsMode::kOff;
+    } else {
+      ok = false;
+    }
+  } else if (equals(name, "VERBOSE")) {
+    ok = parse_bool(v, &o.verbose);
+  } else if (equals(name, "RESERVE")) {
+    ok = parse_size(v, &o.reserve);
+  } else if (equals(name, "RESERVE_PREFAULT")) {
+    ok = parse_bool(v, &o.reserve_prefault);
+  } else if (equals(name, "LARGE_CACHE")) {
+    ok = parse_size(v, &o.large_cache);
+  } else {
+    warn("unknown option ignored: POOLMALLOC_", name);
+    return;
+  }
+  if (!ok) warn("invalid value ignored, using the default for POOLMALLOC_", name);
+}
+
+}  // namespace
+
+const Options& options() noexcept { return g_options; }
+
+bool parse_size(const char* s, size_t* out) noexcept {
+  if (s == nullptr || *s < '0' || *s > '9') return false;
+  size_t v = 0;
+  for (; *s >= '0' && *s <= '9'; ++s) {
+    size_t d = static_cast<size_t>(*s - '0');
+    if (v > (SIZE_MAX - d) / 10) return false;
+    v = v * 10 + d;
+  }
+  unsigned shift = 0;
+  switch (*s) {
+    case '\0': break;
+    case 'k': case 'K': shift = 10; break;
+    case 'm': case 'M': shift = 20; break;
+    case 'g': case 'G': shift = 30; break;
+    default: return false;
+  }
+  if (*s != '\0') {
+    ++s;
+    if (*s == 'B' || *s == 'b' || *s == 'i') ++s;
+    if (*s == 'B') ++s;
+    if (*s != '\0') return false;
+  }
+  if (shift != 0 && v > (SIZE_MAX >> shift)) return false;
+  *out = v << shift;
+  return true;
+}
+
+void options_init(char** env) noexcept {
+  g_options = Options{};
+  if (env == nullptr) return;
+  constexpr const char kPrefix[] = "POOLMALLOC_";
+  for (char** e = env; *e != nullptr; ++e) {
+    if (!starts_with(*e, kPrefix)) continue;
+    // Split NAME=value into a bounded copy of NAME; never touch the environment.
+    char name[64];
+    const char* c = *e + sizeof kPrefix - 1;
+    size_t i = 0;
+    while (*c != '\0' && *c != '=' && i + 1 < sizeof name) name[i++] = *c++;
+    name[i] = '\0';
+    if (*c != '=') continue;
+    apply(name, c + 1);
+  }
+}
+
+}  // namespace pm

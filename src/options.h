@@ -1,0 +1,30 @@
+// Runtime options, read once from POOLMALLOC_* environment variables at
+// process start, without allocating. Bad values warn and keep the default.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace pm {
+
+enum class CheckLevel : uint8_t { kDefault, kFull };
+enum class StatsMode : uint8_t { kOff, kText, kJson };
+
+struct Options {
+  uint64_t purge_delay_ms = 100;       // POOLMALLOC_PURGE_DELAY (ms)
+  CheckLevel check = CheckLevel::kDefault;  // POOLMALLOC_CHECK=default|full
+  StatsMode stats = StatsMode::kOff;   // POOLMALLOC_STATS=0|1|json|json:PATH
+  char stats_path[256] = {};           // target of json:PATH
+  bool verbose = false;                // POOLMALLOC_VERBOSE=1
+  size_t reserve = 0;                  // POOLMALLOC_RESERVE=256M
+  bool reserve_prefault = false;       // POOLMALLOC_RESERVE_PREFAULT=1
+  size_t large_cache = 64u << 20;      // POOLMALLOC_LARGE_CACHE (bytes of freed large blocks kept)
+};
+
+[[nodiscard]] const Options& options() noexcept;
+// Parses the environment; `env` is a NULL-terminated array like environ.
+void options_init(char** env) noexcept;
+// Parses a size with an optional K/M/G suffix; false on a malformed value.
+bool parse_size(const char* s, size_t* out) noexcept;
+
+}  // namespace pm

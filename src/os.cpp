@@ -1,0 +1,134 @@
+#include "os.h"
+
+#include <errno.h>
+#include <sys/auxv.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+
+#include "config.h"
+
+namespace pm::os {
+namespace {
+
+constinit std::atomic<long> g_fail_maps{0};
+constinit std::atomic<size_t> g_mapped{0};
+
+bool injected_failure() noexcept {
+  if (g_fail_maps.load(std::memory_order_relaxed) <= 0) [[likely]]
+    return false;
+  return g_fail_maps.fetch_sub(1, std::memory_order_relaxed) > 0;
+}
+
+void* raw_map(size_t size) noexcept {
+  if (injected_failure()) return nullptr;
+  int saved = errno;  // a failed mmap must not leak ENOMEM into the caller's errno
+  void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  errno = saved;
+  if (p == MAP_FAILED) return nullptr;
+  g_mapped.fetch_add(size, std::memory_order_relaxed);
+  return p;
+}
+
+}  // namespace
+
+void* map(size_t size) noexcept { return raw_map(size); }
+
+void* map_aligned(size_t size, size_t align) noexcept {
+  // Over-map by `align`, then cut the misaligned head and the tail.
+  size_t span = size + align;
+  if (span < size) return nullptr;
+  auto* p = static_cast<char*>(raw_map(span));
+  if (p == nullptr) return nullptr;
+  uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  uintptr_t aligned = (a + align - 1) & ~(uintptr_t{align} - 1);
+  size_t head = aligned - a;
+  size_t tail = span - head - size;
+  if (head != 0) unmap(p, head);
+  if (tail != 0) unmap(reinterpret_cast<char*>(aligned) + size, tail);
+  return reinterpret_cast<void*>(aligned);
+}
+
+void unmap(void* p, size_t size) noexcept {
+  int saved = errno;
+  if (::munmap(p, size) == 0) g_mapped.fetch_sub(size, std::memory_order_relaxed);
+  errno = saved;
+}
+
+void* remap(void* p, size_t old_size, size_t new_size) noexcept {
+  if (injected_failure()) return nullptr;
+  int saved = errno;
+  void* q = ::mremap(p, old_size, new_size, MREMAP_MAYMOVE);
+  errno = saved;
+  if (q == MAP_FAILED) return nullptr;
+  if (new_size > old_size)
+    g_mapped.fetch_add(new_size - old_size, std::memory_order_relaxed);
+  else
+    g_mapped.fetch_sub(old_size - new_size, std::memory_order_relaxed);
+  return q;
+}
+
+void purge(void* p, size_t size) noexcept {
+  int saved = errno;
+  ::madvise(p, size, MADV_DONTNEED);
+  errno = saved;
+}
+
+void prefault(void* p, size_t size) noexcept {
+  auto* c = static_cast<volatile char*>(p);
+  for (size_t i = 0; i < size; i += kPageSize) c[i] = 0;
+}
+
+uint64_t now_ms() noexcept {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1000000;
+}
+
+void random_bytes(void* out, size_t n) noexcept {
+  int saved = errno;
+  auto* dst = static_cast<unsigned char*>(out);
+  size_t got = 0;
+  while (got < n) {
+    ssize_t r = getrandom(dst + got, n - got, GRND_NONBLOCK);
+    if (r <= 0) break;
+    got += static_cast<size_t>(r);
+  }
+  if (got < n) {
+    // Early boot or seccomp: fall back on the kernel's AT_RANDOM bytes mixed with the clock.
+    const auto* seed = reinterpret_cast<const unsigned char*>(getauxval(AT_RANDOM));
+    timespec ts{};
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t x = static_cast<uint64_t>(ts.tv_nsec) * 0x9E3779B97F4A7C15ull;
+    for (size_t i = got; i < n; ++i) {
+      x ^= x >> 29;
+      x *= 0xBF58476D1CE4E5B9ull;
+      dst[i] = static_cast<unsigned char>(x >> 56) ^ (seed != nullptr ? seed[i % 16] : 0);
+    }
+  }
+  errno = saved;
+}
+
+void write_stderr(const char* s, size_t n) noexcept {
+  int saved = errno;
+  while (n > 0) {
+    ssize_t w = ::write(2, s, n);
+    if (w <= 0) break;
+    s += w;
+    n -= static_cast<size_t>(w);
+  }
+  errno = saved;
+}
+
+int thread_id() noexcept { return static_cast<int>(::syscall(SYS_gettid)); }
+
+void inject_map_failures(long count) noexcept { g_fail_maps.store(count, std::memory_order_relaxed); }
+
+size_t mapped_bytes() noexcept { return g_mapped.load(std::memory_order_relaxed); }
+
+}  // namespace pm::os

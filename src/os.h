@@ -1,0 +1,34 @@
+// The one interface to the operating system. Only os.cpp calls mmap, munmap,
+// mremap, madvise and the clock; everything above it asks here.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace pm::os {
+
+// Fresh zeroed read-write memory, or nullptr (errno untouched by callers' rules).
+[[nodiscard]] void* map(size_t size) noexcept;
+// Like map(), with the start aligned to `align` (a power of two >= page size).
+[[nodiscard]] void* map_aligned(size_t size, size_t align) noexcept;
+void unmap(void* p, size_t size) noexcept;
+// Resize a mapping, moving it if needed; nullptr when the kernel refuses.
+[[nodiscard]] void* remap(void* p, size_t old_size, size_t new_size) noexcept;
+// Give the pages back to the OS; the range stays mapped and reads as zero.
+void purge(void* p, size_t size) noexcept;
+// Touch every page now (for pre-faulted reservations).
+void prefault(void* p, size_t size) noexcept;
+
+// Milliseconds on a monotonic clock, cheap (vDSO, coarse).
+[[nodiscard]] uint64_t now_ms() noexcept;
+// Fills `out` with bytes from the kernel's random source; never allocates.
+void random_bytes(void* out, size_t n) noexcept;
+void write_stderr(const char* s, size_t n) noexcept;
+[[nodiscard]] int thread_id() noexcept;
+
+// Fault injection for tests: the next `count` calls to map*/remap fail.
+void inject_map_failures(long count) noexcept;
+// Bytes currently mapped through this interface.
+[[nodiscard]] size_t mapped_bytes() noexcept;
+
+}  // namespace pm::os

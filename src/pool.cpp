@@ -1,0 +1,164 @@
+#include "pool.h"
+
+#include "heap.h"
+#include "segment.h"
+
+namespace pm {
+
+constinit uintptr_t g_tag_secret = 0;
+
+namespace {
+
+// Multiplicative inverse of an odd number modulo 2^64 (Newton's iteration).
+constexpr uint64_t inverse_odd(uint64_t d) noexcept {
+  uint64_t x = d;  // correct to 3 bits
+  for (int i = 0; i < 5; ++i) x *= 2 - d * x;
+  return x;
+}
+static_assert(inverse_odd(3) * 3 == 1 && inverse_odd(0x12345) * 0x12345 == 1);
+
+// How many fresh blocks one refill carves: about a page, at least 16.
+uint32_t carve_count(const Pool* p) noexcept {
+  uint32_t want = static_cast<uint32_t>(kPageSize * 2 / p->block_size);
+  if (want < 16) want = 16;
+  uint32_t left = p->capacity - p->carved;
+  return want < left ? want : left;
+}
+
+uint64_t mix(uint64_t x) noexcept {
+  x ^= x >> 31;
+  x *= 0x7FB5D329728EA185ull;
+  x ^= x >> 27;
+  x *= 0x81DADEF4BC2DD44Dull;
+  return x ^ (x >> 33);
+}
+
+constinit std::atomic<uint64_t> g_pool_generation{0};
+
+}  // namespace
+
+void pool_init(Pool* p, unsigned cls) noexcept {
+  uint32_t size = kClasses.size[cls];
+  p->cls = static_cast<uint8_t>(cls);
+  p->block_size = size;
+  p->capacity = kClasses.capacity[cls];
+  p->carved = 0;
+  p->free = nullptr;
+  p->local_free = nullptr;
+  p->used.store(0, std::memory_order_relaxed);
+  p->remote.store(0, std::memory_order_relaxed);
+  p->notify.store(0, std::memory_order_relaxed);
+  p->pending_next = nullptr;
+  p->next = p->prev = nullptr;
+  uint64_t gen = g_pool_generation.fetch_add(1, std::memory_order_relaxed);
+  p->key = mix(g_tag_secret ^ reinterpret_cast<uintptr_t>(p->start) ^ (gen << 40)) | 1;
+  unsigned shift = static_cast<unsigned>(__builtin_ctz(size));
+  p->div_shift = static_cast<uint8_t>(shift);
+  p->div_inv = inverse_odd(size >> shift);
+  p->div_limit = p->capacity - 1;
+}
+
+uint32_t pool_collect_remote(Pool* p) noexcept {
+  uintptr_t head = p->remote.exchange(0, std::memory_order_acquire);
+  if (head == 0) return 0;
+  auto* first = reinterpret_cast<Block*>(head);
+  Block* b = first;
+  uint32_t n = 1;
+  for (;;) {
+    Block* next = decode_link(p, b);
+    if (next == nullptr) break;
+    // A list longer than the pool can only come from a racing double free.
+    if (segment_of(next) != segment_of(b) || ++n > p->capacity) [[unlikely]]
+      fatal("corrupted remote free list (double free?) in pool of", p->start, p->block_size);
+    b = next;
+  }
+  b->link = encode_link(p, b, p->local_free);
+  p->local_free = first;
+  p->used.store(p->used.load(std::memory_order_relaxed) - static_cast<int32_t>(n), std::memory_order_relaxed);
+  return n;
+}
+
+bool pool_refill(Pool* p) noexcept {
+  PM_ASSERT(p->free == nullptr);
+  if (p->local_free == nullptr && p->remote.load(std::memory_order_relaxed) != 0) pool_collect_remote(p);
+  if (p->local_free != nullptr) {
+    p->free = p->local_free;
+    p->local_free = nullptr;
+    return true;
+  }
+  uint32_t n = carve_count(p);
+  if (n == 0) return false;
+  char* first = p->start + size_t{p->carved} * p->block_size;
+  char* b = first;
+  for (uint32_t i = 0; i + 1 < n; ++i, b += p->block_size) {
+    auto* blk = reinterpret_cast<Block*>(b);
+    blk->link = encode_link(p, blk, b + p->block_size);
+    if constexpr (kHardened) blk->tag = free_tag(blk);
+  }
+  auto* last = reinterpret_cast<Block*>(b);
+  last->link = encode_link(p, last, nullptr);
+  if constexpr (kHardened) last->tag = free_tag(last);
+  p->carved += n;
+  p->free = reinterpret_cast<Block*>(first);
+  return true;
+}
+
+void pool_check_link(const Pool* p, const Block* b, const Block* next) noexcept {
+  if (next == nullptr) return;
+  (void)b;
+  fatal("corrupted free list (use after free?) in pool of", p->start, p->block_size);
+}
+
+void report_double_free(const Pool* p, const void* b) noexcept { fatal("double free of", b, p->block_size); }
+
+void report_invalid_free(const Pool* p, const void* b) noexcept {
+  fatal("free of a pointer that was not allocated (interior or foreign):", b,
+        p->state.load(std::memory_order_relaxed) == PoolState::kFree ? 0 : p->block_size);
+}
+
+void pool_free_remote(Pool* p, Block* b) noexcept {
+  PoolState s = p->state.load(std::memory_order_acquire);
+  if (s == PoolState::kFree || not_block_start(p, reinterpret_cast<uintptr_t>(b))) [[unlikely]]
+    report_invalid_free(p, b);
+  if constexpr (kHardened) {
+    uintptr_t tag = free_tag(b);
+    if (b->tag == tag) [[unlikely]]
+      report_double_free(p, b);
+    b->tag = tag;
+  }
+  uintptr_t head = p->remote.load(std::memory_order_relaxed);
+  do {
+    b->link = encode_link(p, b, reinterpret_cast<Block*>(head));
+  } while (!p->remote.compare_exchange_weak(head, reinterpret_cast<uintptr_t>(b), std::memory_order_seq_cst,
+                                            std::memory_order_relaxed));
+  // The first remote free into a parked pool tells its owner (see heap.cpp).
+  if (head == 0 && p->notify.load(std::memory_order_seq_cst) == 1 &&
+      p->notify.exchange(0, std::memory_order_acq_rel) == 1) {
+    Heap* h = p->owner.load(std::memory_order_acquire);
+    Pool* top = h->pending.load(std::memory_order_relaxed);
+    do {
+      p->pending_next = top;
+    } while (!h->pending.compare_exchange_weak(top, p, std::memory_order_release, std::memory_order_relaxed));
+  }
+}
+
+bool pool_check_invariants(const Pool* p) noexcept {
+  PoolState s = p->state.load(std::memory_order_relaxed);
+  if (s == PoolState::kFree) return true;
+  if (p->carved > p->capacity) return false;
+  uint32_t listed = 0;
+  for (const Block* list : {p->free, p->local_free}) {
+    for (const Block* b = list; b != nullptr; b = decode_link(p, b)) {
+      if (not_block_start(p, reinterpret_cast<uintptr_t>(b))) return false;
+      uint64_t idx = (reinterpret_cast<const char*>(b) - p->start) / p->block_size;
+      if (idx >= p->carved) return false;
+      if (kHardened && b->tag != free_tag(b)) return false;
+      if (++listed > p->capacity) return false;
+    }
+  }
+  int32_t used = p->used.load(std::memory_order_relaxed);
+  if (s == PoolState::kParked) used += kParkBias;
+  return used >= 0 && static_cast<uint32_t>(used) + listed == p->carved;
+}
+
+}  // namespace pm

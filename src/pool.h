@@ -1,0 +1,102 @@
+// Pools: runs of equal-size blocks inside a segment, owned by one thread heap.
+//
+// Invariants of a pool in use (state kActive or kParked):
+//   used == blocks handed out by the owner and not yet back on `free` or
+//           `local_free` (blocks on `remote` still count as used);
+//           a parked pool carries -kParkBias on top of that.
+//   carved <= capacity; blocks at index >= carved were never handed out.
+//   `free`, `local_free` and `remote` are disjoint lists of blocks of this
+//   pool, linked through Block::link encoded with `key`; each free block
+//   carries the free tag, an allocated block does not.
+//   Only the owner touches free, local_free, used, carved; other threads only
+//   push onto `remote` and, for a parked pool, consume `notify`.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+#include "check.h"
+#include "config.h"
+
+namespace pm {
+
+struct Heap;
+
+// The first 16 bytes of a free block.
+struct Block {
+  uintptr_t link;  // next block, encoded
+  uintptr_t tag;   // free tag: proves the block is free (double-free detection)
+};
+
+// Process-wide secret for free tags; link keys are per pool.
+extern constinit uintptr_t g_tag_secret;
+
+enum class PoolState : uint8_t { kFree, kActive, kParked, kAbandoned };
+
+inline constexpr int32_t kParkBias = int32_t{1} << 30;
+
+struct Pool {
+  // --- owner's fast path: one cache line ---
+  Block* free = nullptr;        // the owner pops here
+  Block* local_free = nullptr;  // the owner pushes here; swapped into `free` when it runs dry
+  std::atomic<int32_t> used{0};
+  uint32_t block_size = 0;
+  uintptr_t key = 0;  // link encoding secret
+  char* start = nullptr;
+  std::atomic<Heap*> owner{nullptr};  // nullptr unless kActive/kParked
+  // Exact-division check of interior pointers: offset % block_size == 0 iff
+  // rotr(offset * div_inv, div_shift) <= div_limit.
+  uint64_t div_inv = 0;
+  uint64_t div_limit = 0;
+
+  uint8_t div_shift = 0;
+  uint8_t cls = 0;
+  uint8_t slots = 0;
+  std::atomic<PoolState> state{PoolState::kFree};
+  uint32_t capacity = 0;
+  uint32_t carved = 0;
+  uint32_t first_slot = 0;
+  uint64_t freed_at_ms = 0;  // when the slots became free (purge delay)
+
+  Pool* next = nullptr;  // heap class list, heap full list or abandoned list
+  Pool* prev = nullptr;
+
+  // --- written by other threads: own cache line ---
+  alignas(64) std::atomic<uintptr_t> remote{0};  // Treiber stack of remote frees
+  std::atomic<uint32_t> notify{0};  // 1: parked and waiting for a remote free to report
+  Pool* pending_next = nullptr;     // link in the owner heap's pending list
+};
+
+[[gnu::always_inline]] inline uintptr_t encode_link(const Pool* p, const Block* b, const void* next) noexcept {
+  return reinterpret_cast<uintptr_t>(next) ^ p->key ^ (reinterpret_cast<uintptr_t>(b) << 16);
+}
+[[gnu::always_inline]] inline Block* decode_link(const Pool* p, const Block* b) noexcept {
+  return reinterpret_cast<Block*>(b->link ^ p->key ^ (reinterpret_cast<uintptr_t>(b) << 16));
+}
+[[gnu::always_inline]] inline uintptr_t free_tag(const void* b) noexcept {
+  return g_tag_secret ^ reinterpret_cast<uintptr_t>(b);
+}
+// Nonzero when `addr` is not a block boundary of the pool.
+[[gnu::always_inline]] inline bool not_block_start(const Pool* p, uintptr_t addr) noexcept {
+  uint64_t off = addr - reinterpret_cast<uintptr_t>(p->start);
+  uint64_t q = off * p->div_inv;
+  q = (q >> p->div_shift) | (q << ((64 - p->div_shift) & 63));
+  return q > p->div_limit;
+}
+
+// Slow-path pool operations (pool.cpp).
+void pool_init(Pool* p, unsigned cls) noexcept;
+// Refill `free` from local_free, remote frees, or fresh blocks. False when full.
+bool pool_refill(Pool* p) noexcept;
+// Take the remote list into local_free; returns how many blocks it held.
+uint32_t pool_collect_remote(Pool* p) noexcept;
+// Verify a decoded link that left the segment; aborts on corruption.
+[[gnu::cold]] void pool_check_link(const Pool* p, const Block* b, const Block* next) noexcept;
+[[gnu::cold, noreturn]] void report_double_free(const Pool* p, const void* b) noexcept;
+[[gnu::cold, noreturn]] void report_invalid_free(const Pool* p, const void* b) noexcept;
+// Push a block freed by a thread that does not own the pool.
+void pool_free_remote(Pool* p, Block* b) noexcept;
+// Debug/test: full check of a pool's lists (owner thread only).
+bool pool_check_invariants(const Pool* p) noexcept;
+
+}  // namespace pm

@@ -1,0 +1,192 @@
+#include "segment.h"
+
+#include <new>
+
+#include "lock.h"
+#include "options.h"
+#include "os.h"
+
+namespace pm {
+
+constinit std::atomic<uint64_t> g_segment_map[kSegmentMapWords] = {};
+
+namespace {
+
+constinit SpinLock g_arena_lock;
+constinit Segment* g_segments = nullptr;  // all segments, most recently created first
+constinit size_t g_segment_count = 0;
+constinit size_t g_pools_in_use = 0;
+constinit size_t g_slots_in_use = 0;
+constinit uint64_t g_last_purge_ms = 0;
+
+constexpr uint64_t kAllSlots = ~uint64_t{0} & ~uint64_t{1};  // slot 0 is the header
+
+void map_set(const Segment* s, bool on) noexcept {
+  uintptr_t a = reinterpret_cast<uintptr_t>(s);
+  auto& word = g_segment_map[(a >> (kSegmentShift + 6)) & (kSegmentMapWords - 1)];
+  uint64_t bit = uint64_t{1} << ((a >> kSegmentShift) & 63);
+  if (on)
+    word.fetch_or(bit, std::memory_order_release);
+  else
+    word.fetch_and(~bit, std::memory_order_release);
+}
+
+Segment* segment_create() noexcept {
+  void* mem = os::map_aligned(kSegmentSize, kSegmentSize);
+  if (mem == nullptr) return nullptr;
+  auto* s = new (mem) Segment;
+  s->cookie = g_tag_secret ^ reinterpret_cast<uintptr_t>(s);
+  s->free_slots = kAllSlots;
+  s->dirty_slots = 0;
+  char* base = static_cast<char*>(mem);
+  for (unsigned i = 0; i < kSlotsPerSegment; ++i) {
+    Pool* p = new (&s->pools[i]) Pool;
+    p->first_slot = i;
+    p->start = base + size_t{i} * kSlotSize;
+    s->pool_of[i] = p;
+  }
+  s->prev = nullptr;
+  s->next = g_segments;
+  if (g_segments != nullptr) g_segments->prev = s;
+  g_segments = s;
+  ++g_segment_count;
+  map_set(s, true);
+  return s;
+}
+
+void segment_destroy(Segment* s) noexcept {
+  if (s->prev != nullptr) s->prev->next = s->next;
+  else g_segments = s->next;
+  if (s->next != nullptr) s->next->prev = s->prev;
+  --g_segment_count;
+  map_set(s, false);
+  os::unmap(s, kSegmentSize);
+}
+
+// Lowest index i, aligned to `n`, such that slots i..i+n-1 are all in `set`; -1 if none.
+int find_run(uint64_t set, unsigned n) noexcept {
+  uint64_t mask = (n == 64) ? ~uint64_t{0} : (uint64_t{1} << n) - 1;
+  for (unsigned i = 0; i < kSlotsPerSegment; i += n)
+    if (((set >> i) & mask) == mask) return static_cast<int>(i);
+  return -1;
+}
+
+size_t purge_locked(bool force, uint64_t now) noexcept {
+  size_t purged = 0;
+  uint64_t delay = options().purge_delay_ms;
+  Segment* spare = nullptr;  // keep one empty segment mapped
+  for (Segment* s = g_segments; s != nullptr;) {
+    Segment* next = s->next;
+    uint64_t ready = 0;
+    for (uint64_t d = s->dirty_slots; d != 0; d &= d - 1) {
+      unsigned i = static_cast<unsigned>(__builtin_ctzll(d));
+      if (force || now - s->pools[i].freed_at_ms >= delay) ready |= uint64_t{1} << i;
+    }
+    s->dirty_slots &= ~ready;
+    while (ready != 0) {  // one madvise per run of adjacent slots
+      unsigned i = static_cast<unsigned>(__builtin_ctzll(ready));
+      unsigned n = static_cast<unsigned>(__builtin_ctzll(~(ready >> i)));
+      os::purge(s->pools[i].start, size_t{n} * kSlotSize);
+      purged += size_t{n} * kSlotSize;
+      ready &= ~(((n == 64) ? ~uint64_t{0} : (uint64_t{1} << n) - 1) << i);
+    }
+    if (s->free_slots == kAllSlots && s->dirty_slots == 0) {
+      if (spare == nullptr && !force) spare = s;
+      else segment_destroy(s);
+    }
+    s = next;
+  }
+  g_last_purge_ms = now;
+  return purged;
+}
+
+void maybe_purge_locked() noexcept {
+  uint64_t now = os::now_ms();
+  if (now - g_last_purge_ms >= options().purge_delay_ms / 2 + 1) purge_locked(false, now);
+}
+
+}  // namespace
+
+Pool* arena_acquire_pool(unsigned slots) noexcept {
+  LockGuard g(g_arena_lock);
+  maybe_purge_locked();
+  Segment* found = nullptr;
+  int at = -1;
+  // Prefer runs that are still resident (dirty), then any free run.
+  for (Segment* s = g_segments; s != nullptr && at < 0; s = s->next) {
+    if ((at = find_run(s->dirty_slots, slots)) >= 0) found = s;
+  }
+  for (Segment* s = g_segments; s != nullptr && at < 0; s = s->next) {
+    if ((at = find_run(s->free_slots, slots)) >= 0) found = s;
+  }
+  if (at < 0) {
+    found = segment_create();
+    if (found == nullptr) return nullptr;
+    at = 1;
+    while (at % static_cast<int>(slots) != 0) ++at;
+  }
+  uint64_t bits = ((uint64_t{1} << slots) - 1) << at;
+  found->free_slots &= ~bits;
+  found->dirty_slots &= ~bits;
+  Pool* p = &found->pools[at];
+  p->slots = static_cast<uint8_t>(slots);
+  for (unsigned i = 0; i < slots; ++i) found->pool_of[at + i] = p;
+  ++g_pools_in_use;
+  g_slots_in_use += slots;
+  return p;
+}
+
+void arena_release_pool(Pool* p) noexcept {
+  LockGuard g(g_arena_lock);
+  Segment* s = segment_of(p->start);
+  unsigned at = p->first_slot;
+  unsigned slots = p->slots;
+  p->owner.store(nullptr, std::memory_order_relaxed);
+  p->state.store(PoolState::kFree, std::memory_order_release);
+  uint64_t now = os::now_ms();
+  uint64_t bits = ((uint64_t{1} << slots) - 1) << at;
+  for (unsigned i = 0; i < slots; ++i) {
+    s->pool_of[at + i] = &s->pools[at + i];
+    s->pools[at + i].freed_at_ms = now;
+  }
+  s->free_slots |= bits;
+  s->dirty_slots |= bits;
+  --g_pools_in_use;
+  g_slots_in_use -= slots;
+  maybe_purge_locked();
+}
+
+size_t arena_purge(bool force) noexcept {
+  LockGuard g(g_arena_lock);
+  return purge_locked(force, os::now_ms());
+}
+
+ArenaStats arena_stats() noexcept {
+  LockGuard g(g_arena_lock);
+  ArenaStats st{};
+  st.segments = g_segment_count;
+  st.reserved = g_segment_count * kSegmentSize;
+  st.pools_in_use = g_pools_in_use;
+  st.pool_bytes_in_use = g_slots_in_use * kSlotSize;
+  for (Segment* s = g_segments; s != nullptr; s = s->next)
+    st.dirty_bytes += static_cast<size_t>(__builtin_popcountll(s->dirty_slots)) * kSlotSize;
+  return st;
+}
+
+void arena_for_each_pool(void (*fn)(const Pool*, void*), void* arg) noexcept {
+  LockGuard g(g_arena_lock);
+  for (Segment* s = g_segments; s != nullptr; s = s->next) {
+    for (unsigned i = 1; i < kSlotsPerSegment; ++i) {
+      const Pool* p = &s->pools[i];
+      if (s->pool_of[i] == p && p->state.load(std::memory_order_relaxed) != PoolState::kFree) fn(p, arg);
+    }
+  }
+}
+
+void arena_lock_for_fork() noexcept { g_arena_lock.lock(); }
+void arena_unlock_for_fork(bool child) noexcept {
+  if (child) g_arena_lock.reset();
+  else g_arena_lock.unlock();
+}
+
+}  // namespace pm

@@ -1,0 +1,70 @@
+// Segments and the arena that hands out their slots to pools.
+//
+// A segment is kSegmentSize bytes aligned to kSegmentSize. Slot 0 holds this
+// header; slots 1..63 hold pool blocks. Invariants (under the arena lock):
+//   free_slots has bit i set iff slot i belongs to no pool (bit 0 never set);
+//   dirty_slots is a subset of free_slots: free but not yet purged;
+//   pool_of[i] points at the descriptor of the pool covering slot i, or at
+//   pools[i] (state kFree) when slot i is free, so a stale pointer never
+//   reads through a null descriptor.
+// The segment map has a bit per possible segment address; a bit is set from
+// before the segment is first used until after it is unmapped.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+#include "config.h"
+#include "pool.h"
+
+namespace pm {
+
+struct Segment {
+  uintptr_t cookie;     // g_tag_secret ^ address: marks a live segment header
+  uint64_t free_slots;  // see invariants above
+  uint64_t dirty_slots;
+  Segment* next;        // arena's list of segments
+  Segment* prev;
+  Pool* pool_of[kSlotsPerSegment];
+  Pool pools[kSlotsPerSegment];
+};
+static_assert(sizeof(Segment) <= kSlotSize, "segment header fits in slot 0");
+
+// Covers the 47-bit user address space with one bit per segment.
+inline constexpr unsigned kAddressBits = 47;
+inline constexpr size_t kSegmentMapWords = size_t{1} << (kAddressBits - kSegmentShift - 6);
+extern constinit std::atomic<uint64_t> g_segment_map[kSegmentMapWords];
+
+[[gnu::always_inline]] inline bool in_segment(const void* p) noexcept {
+  uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  uint64_t word = g_segment_map[(a >> (kSegmentShift + 6)) & (kSegmentMapWords - 1)].load(std::memory_order_relaxed);
+  return (word >> ((a >> kSegmentShift) & 63)) & 1;
+}
+[[gnu::always_inline]] inline Segment* segment_of(const void* p) noexcept {
+  return reinterpret_cast<Segment*>(reinterpret_cast<uintptr_t>(p) & ~(kSegmentSize - 1));
+}
+[[gnu::always_inline]] inline Pool* pool_of(const void* p) noexcept {
+  return segment_of(p)->pool_of[(reinterpret_cast<uintptr_t>(p) >> kSlotShift) & (kSlotsPerSegment - 1)];
+}
+
+// The arena: slots for pools, under one lock (slow path only).
+[[nodiscard]] Pool* arena_acquire_pool(unsigned slots) noexcept;
+void arena_release_pool(Pool* p) noexcept;
+// Purge free slots that have been dirty longer than the purge delay; all of
+// them when `force`. Returns bytes purged.
+size_t arena_purge(bool force) noexcept;
+
+struct ArenaStats {
+  size_t segments;
+  size_t reserved;   // bytes of segments mapped
+  size_t pools_in_use;
+  size_t pool_bytes_in_use;  // slots held by pools
+  size_t dirty_bytes;        // free, not yet purged
+};
+ArenaStats arena_stats() noexcept;
+void arena_lock_for_fork() noexcept;
+void arena_unlock_for_fork(bool child) noexcept;
+// Calls fn(pool, arg) for every pool in use, under the arena lock.
+void arena_for_each_pool(void (*fn)(const Pool*, void*), void* arg) noexcept;
+
+}  // namespace pm
