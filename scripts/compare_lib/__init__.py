@@ -1,0 +1,1 @@
+"""scripts/compare: runs workloads under several malloc implementations."""

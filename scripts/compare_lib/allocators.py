@@ -1,0 +1,67 @@
+"""The malloc implementations compared, and the check that a preloaded
+library really is in the process (ld.so only warns when it is not)."""
+import dataclasses
+import os
+import subprocess
+
+LIBDIR = "/usr/lib/x86_64-linux-gnu"
+BASELINES = {
+    "glibc": None,  # no preload: the C library's own malloc
+    "jemalloc": f"{LIBDIR}/libjemalloc.so.2",
+    "mimalloc": f"{LIBDIR}/libmimalloc.so.2",
+    "tcmalloc": f"{LIBDIR}/libtcmalloc_minimal.so.4",
+}
+DEFAULT_ORDER = ["poolmalloc", "glibc", "jemalloc", "mimalloc", "tcmalloc"]
+
+
+class SetupError(Exception):
+    """A problem that makes the comparison meaningless: stop, exit 2."""
+
+
+@dataclasses.dataclass
+class Allocator:
+    name: str
+    lib: str | None
+
+    def env(self, base):
+        env = dict(base)
+        env.pop("LD_PRELOAD", None)
+        if self.lib:
+            env["LD_PRELOAD"] = self.lib
+        return env
+
+
+def choose(names, explicit, poolmalloc_lib, lib_given, extra, warn):
+    """Allocators to run, in order. names: requested names; explicit: the
+    user named them (a missing library is then an error, not a skip), as is
+    a missing poolmalloc library that was given with --lib; extra:
+    {name: path} added or overriding baselines."""
+    libs = dict(BASELINES, poolmalloc=poolmalloc_lib, **extra)
+    chosen = []
+    for name in names:
+        if name not in libs:
+            raise SetupError(f"unknown allocator {name!r}; known: {', '.join(sorted(libs))}")
+        lib = libs[name]
+        if lib is not None and not os.path.isfile(lib):
+            msg = f"{name}: library {lib} does not exist"
+            if explicit or (name == "poolmalloc" and lib_given):
+                raise SetupError(msg)
+            hint = " (not built? see scripts/setup, or pass --lib)" if name == "poolmalloc" else ""
+            warn(f"{msg}; skipping {name}{hint}")
+            continue
+        chosen.append(Allocator(name, os.path.abspath(lib) if lib else None))
+    if not chosen:
+        raise SetupError("no allocator left to compare")
+    return chosen
+
+
+def verify_loaded(alloc, base_env):
+    """Raises SetupError unless a preloaded process maps alloc's library."""
+    proc = subprocess.run(["/bin/cat", "/proc/self/maps"], env=alloc.env(base_env),
+                          capture_output=True, text=True, check=False)
+    if alloc.lib is None:
+        return
+    real = os.path.realpath(alloc.lib)
+    if proc.returncode != 0 or real not in proc.stdout:
+        why = proc.stderr.strip() or "not in /proc/self/maps"
+        raise SetupError(f"{alloc.name}: {alloc.lib} was not loaded by LD_PRELOAD: {why}")
