@@ -25,13 +25,14 @@ def parse_result(text):
 
 
 def parse_metrics(text):
-    """Every `name: <number> <unit>` line except result, as {name: value}."""
+    """Every `name: <number> <unit>` line except result, as
+    {"name (unit)": value}."""
     out = {}
-    for name, value, _unit in _METRIC.findall(text):
+    for name, value, unit in _METRIC.findall(text):
         if name == "result":
             continue
         try:
-            out[name] = float(value)
+            out[f"{name} ({unit})" if unit else name] = float(value)
         except ValueError:
             pass
     return out
