@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Runs real programs plainly and under LD_PRELOAD of libpoolmalloc.so,
+# and checks that output and exit status are identical and that the
+# preloaded allocator really served the program's allocations.
+# Usage: real_programs.sh /path/to/libpoolmalloc.so [program...]
+set -uo pipefail
+lib=${1:?usage: real_programs.sh LIB [program...]}
+shift
+[ -f "$lib" ] || { echo "no such library: $lib" >&2; exit 2; }
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+passed=0 failed=0
+
+# served NAME STATSFILE: the stats report written at exit counts allocations.
+served() {
+  /usr/bin/python3 - "$2" <<'PY'
+import json, sys
+with open(sys.argv[1]) as f:
+    s = json.load(f)
+total = s["total"]
+sys.exit(0 if total["requests"] > 0 else 1)
+PY
+}
+
+# check NAME CMD...: plain run vs preloaded run.
+check() {
+  local name=$1
+  shift
+  local plain_rc pre_rc
+  (cd "$work/run" && "$@") >"$work/$name.plain" 2>&1
+  plain_rc=$?
+  (cd "$work/run" && POOLMALLOC_STATS="json:$work/$name.stats.json" LD_PRELOAD="$lib" "$@") >"$work/$name.pre" 2>&1
+  pre_rc=$?
+  local why=""
+  [ "$plain_rc" -eq "$pre_rc" ] || why="exit status $plain_rc plain, $pre_rc preloaded"
+  [ -z "$why" ] && ! cmp -s "$work/$name.plain" "$work/$name.pre" && why="output differs"
+  [ -z "$why" ] && ! served "$name" "$work/$name.stats.json" 2>/dev/null && why="poolmalloc did not serve the allocations"
+  if [ -z "$why" ]; then
+    echo "ok   $name"
+    passed=$((passed + 1))
+  else
+    echo "FAIL $name: $why"
+    diff "$work/$name.plain" "$work/$name.pre" | head -20
+    failed=$((failed + 1))
+  fi
+}
+
+mkdir -p "$work/run"
+cat >"$work/run/prog.py" <<'PY'
+import json, threading, collections
+d = {str(i): [i] * (i % 17) for i in range(200000)}
+s = json.dumps(d)
+back = json.loads(s)
+words = collections.Counter(w for v in back for w in map(str, v))
+out = []
+def work(k):
+    out.append(sum(len(x) for x in ("%d-%s" % (i, "x" * (i % 40)) for i in range(k, k + 50000))))
+ts = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+[t.start() for t in ts]; [t.join() for t in ts]
+print(len(s), len(words), sorted(out))
+PY
+cat >"$work/run/prog.pl" <<'PL'
+my %h; my @a;
+for my $i (1..300000) { $h{"k$i"} = "v" x ($i % 50); push @a, [$i, "x$i"]; }
+my $n = 0; $n += length($h{$_}) for keys %h;
+my @s = sort { $b->[0] <=> $a->[0] } @a;
+print "$n $s[0][1] ", scalar(@s), "\n";
+PL
+cat >"$work/run/prog.sql" <<'SQL'
+CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT, v REAL);
+WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < 200000)
+INSERT INTO t SELECT x, 'name' || x, x * 1.5 FROM c;
+CREATE INDEX i ON t(name);
+SELECT count(*), sum(v), max(name) FROM t WHERE name LIKE 'name1%';
+SELECT name FROM t ORDER BY v DESC LIMIT 3;
+SQL
+cat >"$work/run/prog.cpp" <<'CPP'
+#include <algorithm>
+#include <iostream>
+#include <map>
+#include <string>
+#include <vector>
+int main() {
+  std::map<std::string, std::vector<int>> m;
+  for (int i = 0; i < 100000; ++i) m[std::to_string(i % 1000)].push_back(i);
+  size_t total = 0;
+  for (auto& [k, v] : m) total += v.size() * k.size();
+  std::cout << m.size() << " " << total << "\n";
+}
+CPP
+/usr/bin/python3 -c 'import random; random.seed(1); print("\n".join("%08x %s" % (random.getrandbits(32), "y"*random.randint(0,60)) for _ in range(200000)))' >"$work/run/lines.txt"
+
+want() { [ $# -eq 0 ] || [[ " $* " == *" $1 "* ]]; }
+progs=("$@")
+sel() { [ ${#progs[@]} -eq 0 ] || [[ " ${progs[*]} " == *" $1 "* ]]; }
+
+sel python3 && check python3 /usr/bin/python3 prog.py
+sel perl && check perl perl prog.pl
+sel sqlite3 && check sqlite3 sh -c 'sqlite3 :memory: < prog.sql'
+sel sort && check sort sort lines.txt
+sel g++ && check g++ sh -c 'g++ -std=c++17 -O1 -o prog prog.cpp && ./prog'
+sel git && check git sh -c '
+  export GIT_AUTHOR_NAME=t GIT_AUTHOR_EMAIL=t@t GIT_COMMITTER_NAME=t GIT_COMMITTER_EMAIL=t@t
+  export GIT_AUTHOR_DATE="2026-01-01T00:00:00Z" GIT_COMMITTER_DATE="2026-01-01T00:00:00Z" HOME=$PWD
+  rm -rf repo && git init -q repo && cd repo && for i in $(seq 1 30); do seq $i 3000 > f$i; git add f$i; git commit -qm "c$i"; done
+  git gc -q && git log --format=%H | head -3 && git count-objects -v | grep -v size'
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

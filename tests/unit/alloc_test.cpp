@@ -1,0 +1,187 @@
+// The C semantics that programs rely on, through the core's own API.
+#include <errno.h>
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "alloc.h"
+
+namespace pm {
+namespace {
+
+void fill(void* p, size_t n, unsigned seed) {
+  auto* c = static_cast<unsigned char*>(p);
+  for (size_t i = 0; i < n; ++i) c[i] = static_cast<unsigned char>(seed + i * 7);
+}
+bool check(const void* p, size_t n, unsigned seed) {
+  const auto* c = static_cast<const unsigned char*>(p);
+  for (size_t i = 0; i < n; ++i)
+    if (c[i] != static_cast<unsigned char>(seed + i * 7)) return false;
+  return true;
+}
+
+TEST(Alloc, EverySizeIsAlignedUsableAndWritable) {
+  std::vector<void*> live;
+  for (size_t n = 0; n <= 70000; n += (n < 2048 ? 1 : 97)) {
+    void* p = alloc(n);
+    ASSERT_NE(p, nullptr) << n;
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % 16, 0u) << n;
+    size_t u = usable_size(p);
+    ASSERT_GE(u, n) << n;
+    memset(p, 0xAB, u);  // the whole usable size is writable
+    EXPECT_TRUE(owns(p));
+    live.push_back(p);
+  }
+  for (void* p : live) dealloc(p);
+}
+
+TEST(Alloc, ZeroSizeGivesUniquePointers) {
+  void* a = alloc(0);
+  void* b = alloc(0);
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  EXPECT_NE(a, b);
+  dealloc(a);
+  dealloc(b);
+}
+
+TEST(Alloc, FreeOfNullDoesNothingAndFreePreservesErrno) {
+  errno = 1234;
+  dealloc(nullptr);
+  EXPECT_EQ(errno, 1234);
+  void* small = alloc(100);
+  void* large = alloc(1 << 20);
+  errno = 4321;
+  dealloc(small);
+  dealloc(large);
+  EXPECT_EQ(errno, 4321);
+}
+
+TEST(Alloc, HugeRequestsFailWithEnomem) {
+  for (size_t n : {size_t{PTRDIFF_MAX} + 1, SIZE_MAX, SIZE_MAX - 4096, size_t{1} << 62}) {
+    errno = 0;
+    EXPECT_EQ(alloc(n), nullptr) << n;
+    EXPECT_EQ(errno, ENOMEM) << n;
+  }
+  errno = 0;
+  EXPECT_EQ(alloc_zeroed(SIZE_MAX / 2, 3), nullptr);
+  EXPECT_EQ(errno, ENOMEM);
+  errno = 0;
+  EXPECT_EQ(alloc_aligned(4096, SIZE_MAX - 100), nullptr);
+  EXPECT_EQ(errno, ENOMEM);
+}
+
+TEST(Alloc, CallocIsZeroEvenWhenBlocksAreReused) {
+  for (size_t n : {8, 24, 100, 1000, 5000, 30000, 40000, 300000}) {
+    void* p = alloc(n);
+    memset(p, 0xFF, usable_size(p));
+    dealloc(p);
+    auto* z = static_cast<unsigned char*>(alloc_zeroed(1, n));
+    ASSERT_NE(z, nullptr);
+    for (size_t i = 0; i < n; ++i) ASSERT_EQ(z[i], 0) << n << " at " << i;
+    dealloc(z);
+  }
+}
+
+TEST(Alloc, ReallocKeepsContentsAcrossEveryClassAndIntoLarge) {
+  size_t n = 1;
+  void* p = alloc(n);
+  fill(p, n, 3);
+  while (n < (size_t{4} << 20)) {
+    size_t m = n + n / 3 + 1;
+    void* q = resize(p, m);
+    ASSERT_NE(q, nullptr);
+    ASSERT_TRUE(check(q, n, 3)) << n << " -> " << m;
+    fill(q, m, 3);
+    p = q;
+    n = m;
+  }
+  while (n > 1) {  // and back down
+    size_t m = n / 2;
+    void* q = resize(p, m);
+    ASSERT_NE(q, nullptr);
+    ASSERT_TRUE(check(q, m, 3)) << n << " -> " << m;
+    p = q;
+    n = m;
+  }
+  dealloc(p);
+}
+
+TEST(Alloc, ReallocToZeroFreesAndNullReallocAllocates) {
+  void* p = resize(nullptr, 50);
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(resize(p, 0), nullptr);
+}
+
+TEST(Alloc, FailedReallocKeepsTheOldBlock) {
+  void* p = alloc(100);
+  fill(p, 100, 9);
+  errno = 0;
+  EXPECT_EQ(resize(p, SIZE_MAX - 10), nullptr);
+  EXPECT_EQ(errno, ENOMEM);
+  EXPECT_TRUE(check(p, 100, 9));
+  void* big = alloc(100000);
+  fill(big, 100000, 5);
+  EXPECT_EQ(resize(big, size_t{1} << 62), nullptr);
+  EXPECT_TRUE(check(big, 100000, 5));
+  dealloc(p);
+  dealloc(big);
+}
+
+TEST(Alloc, LargeReallocGrowsInPlaceOrByRemapping) {
+  void* p = alloc(100000);
+  fill(p, 100000, 1);
+  void* q = resize(p, 50u << 20);
+  ASSERT_NE(q, nullptr);
+  EXPECT_TRUE(check(q, 100000, 1));
+  EXPECT_GE(usable_size(q), 50u << 20);
+  dealloc(q);
+}
+
+TEST(Alloc, EveryAlignmentUpTo16MiBWorksAndCanBeReallocatedAndFreed) {
+  for (size_t a = 16; a <= (size_t{16} << 20); a *= 2) {
+    for (size_t n : {size_t{1}, size_t{24}, a / 2 + 1, a, size_t{100000}}) {
+      void* p = alloc_aligned(a, n);
+      ASSERT_NE(p, nullptr) << a << " " << n;
+      EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % a, 0u) << a << " " << n;
+      ASSERT_GE(usable_size(p), n);
+      fill(p, n, 7);
+      void* q = resize(p, n * 2 + 10);
+      ASSERT_NE(q, nullptr);
+      EXPECT_TRUE(check(q, n, 7)) << a << " " << n;
+      dealloc(q);
+    }
+  }
+}
+
+TEST(Alloc, ForeignPointersAreNotOwned) {
+  int on_stack = 0;
+  static int in_data = 0;
+  EXPECT_FALSE(owns(nullptr));
+  EXPECT_EQ(usable_size(nullptr), 0u);
+  std::vector<char> v(4096);  // glibc's heap in this test process
+  EXPECT_FALSE(owns(v.data() + 64));
+  (void)on_stack;
+  (void)in_data;
+}
+
+TEST(Alloc, BlocksDoNotOverlap) {
+  constexpr int kN = 20000;
+  std::vector<std::pair<unsigned char*, size_t>> blocks;
+  for (int i = 0; i < kN; ++i) {
+    size_t n = 1 + static_cast<size_t>((i * 2654435761u) % 3000);
+    auto* p = static_cast<unsigned char*>(alloc(n));
+    memset(p, i & 0xFF, n);
+    blocks.emplace_back(p, n);
+  }
+  for (int i = 0; i < kN; ++i) {
+    auto [p, n] = blocks[i];
+    for (size_t j = 0; j < n; ++j) ASSERT_EQ(p[j], i & 0xFF);
+    dealloc(p);
+  }
+}
+
+}  // namespace
+}  // namespace pm

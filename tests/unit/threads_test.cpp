@@ -1,0 +1,166 @@
+// Cross-thread frees, thread exit and reuse of abandoned pools, fork.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+#include "alloc.h"
+#include "segment.h"
+
+namespace pm {
+namespace {
+
+TEST(Threads, BlocksFreedByAnotherThreadAreReused) {
+  // The producer allocates; the consumer frees everything. Pools must be
+  // recycled through the remote lists instead of growing without bound.
+  constexpr int kRounds = 200, kBatch = 5000;
+  std::vector<void*> batch(kBatch);
+  size_t pools_after_first = 0;
+  for (int r = 0; r < kRounds; ++r) {
+    for (auto& p : batch) {
+      p = alloc(48);
+      memset(p, r, 48);
+    }
+    std::thread([&] {
+      for (void* p : batch) dealloc(p);
+    }).join();
+    if (r == 1) pools_after_first = arena_stats().pools_in_use;
+  }
+  EXPECT_LE(arena_stats().pools_in_use, pools_after_first + 4);
+}
+
+TEST(Threads, ParkedFullPoolsComeBackAfterRemoteFrees) {
+  // Fill many pools completely (so they are parked), free all from another
+  // thread, then allocate the same amount again: no new pools needed.
+  constexpr int kN = 100000;
+  std::vector<void*> v(kN);
+  for (auto& p : v) p = alloc(64);
+  size_t pools = arena_stats().pools_in_use;
+  std::thread([&] {
+    for (void* p : v) dealloc(p);
+  }).join();
+  for (auto& p : v) p = alloc(64);
+  EXPECT_LE(arena_stats().pools_in_use, pools + 1);
+  for (void* p : v) dealloc(p);
+}
+
+TEST(Threads, BlocksOutlivingTheirThreadAreFreedAndPoolsAdopted) {
+  std::vector<void*> left;
+  std::thread([&] {
+    for (int i = 0; i < 10000; ++i) {
+      void* p = alloc(32 + (i % 5) * 16);
+      memset(p, 0x5A, 32);
+      left.push_back(p);
+    }
+  }).join();
+  for (void* p : left) {
+    EXPECT_EQ(static_cast<unsigned char*>(p)[31], 0x5A);
+    dealloc(p);  // the owner is gone: remote free into an abandoned pool
+  }
+  trim();
+  size_t before = arena_stats().pools_in_use;
+  for (int t = 0; t < 50; ++t) {
+    std::thread([] {
+      std::vector<void*> mine;
+      for (int i = 0; i < 1000; ++i) mine.push_back(alloc(48));
+      for (void* p : mine) dealloc(p);
+    }).join();
+  }
+  EXPECT_LE(arena_stats().pools_in_use, before + 8);
+}
+
+TEST(Threads, ManyShortLivedThreadsKeepMemoryFlat) {
+  std::vector<void*> handoff;
+  size_t peak_pools = 0;
+  for (int t = 0; t < 3000; ++t) {
+    std::thread([&] {
+      for (int i = 0; i < 20; ++i) handoff.push_back(alloc(16 + (i % 8) * 48));
+    }).join();
+    for (void* p : handoff) dealloc(p);
+    handoff.clear();
+    if (t == 100) peak_pools = arena_stats().pools_in_use;
+    if (t > 100) {
+      ASSERT_LE(arena_stats().pools_in_use, peak_pools + 16) << t;
+    }
+  }
+}
+
+TEST(Threads, ConcurrentCrossFreesKeepContents) {
+  // Threads swap blocks through shared slots, so most frees are remote. Each
+  // block records its size in its first bytes and is filled with a pattern
+  // derived from it; whoever frees a block verifies it first.
+  constexpr int kThreads = 4, kOps = 150000;
+  std::vector<std::atomic<unsigned char*>> slots(4096);
+  std::atomic<long> errors{0};
+  auto verify_and_free = [&](unsigned char* q) {
+    size_t n;
+    memcpy(&n, q, sizeof n);
+    for (size_t i = sizeof n; i < n; ++i)
+      if (q[i] != static_cast<unsigned char>(n + i)) {
+        errors.fetch_add(1);
+        break;
+      }
+    dealloc(q);
+  };
+  auto worker = [&](int id) {
+    uint64_t x = 88172645463325252ull * static_cast<uint64_t>(id + 1);
+    for (int i = 0; i < kOps; ++i) {
+      x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+      size_t n = 8 + (x >> 20) % 700;
+      if ((x >> 40) % 97 == 0) n = 40000 + (x >> 45) % 100000;
+      auto* p = static_cast<unsigned char*>(alloc(n));
+      memcpy(p, &n, sizeof n);
+      for (size_t j = sizeof n; j < n; ++j) p[j] = static_cast<unsigned char>(n + j);
+      if (unsigned char* prev = slots[x % slots.size()].exchange(p)) verify_and_free(prev);
+    }
+  };
+  std::vector<std::thread> ts;
+  for (int t = 0; t < kThreads; ++t) ts.emplace_back(worker, t);
+  for (auto& t : ts) t.join();
+  for (auto& s : slots)
+    if (unsigned char* p = s.load()) verify_and_free(p);
+  EXPECT_EQ(errors.load(), 0);
+}
+
+TEST(Threads, ForkWhileOtherThreadsAllocate) {
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> ts;
+  for (int t = 0; t < 2; ++t)
+    ts.emplace_back([&] {
+      while (!stop.load()) {
+        void* p[64];
+        for (auto& q : p) q = alloc(24 + 100 * (reinterpret_cast<uintptr_t>(&q) % 7));
+        for (auto& q : p) dealloc(q);
+      }
+    });
+  for (int i = 0; i < 50; ++i) {
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      for (int j = 0; j < 10000; ++j) dealloc(alloc(static_cast<size_t>(j % 5000)));
+      void* big = alloc(1 << 20);
+      dealloc(big);
+      _exit(0);
+    }
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  }
+  stop = true;
+  for (auto& t : ts) t.join();
+}
+
+TEST(Threads, FirstCallOfAThreadIsFree) {
+  void* p = alloc(40);
+  std::thread([p] { dealloc(p); }).join();
+  void* q = alloc(40);
+  EXPECT_NE(q, nullptr);
+  dealloc(q);
+}
+
+}  // namespace
+}  // namespace pm
