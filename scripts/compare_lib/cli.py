@@ -9,7 +9,7 @@ import subprocess
 import sys
 import tempfile
 
-from . import allocators, charts, instructions, report, summary, workloads
+from . import allocators, charts, instructions, report, runner, summary, workloads
 from .progress import Progress
 
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -55,21 +55,29 @@ def parse_args(argv):
     return args
 
 
+def compile_targets(build, targets):
+    return subprocess.run(["meson", "compile", "-C", build] + targets,
+                          capture_output=True, text=True, check=False).returncode == 0
+
+
 def setup(build):
-    """scripts/setup; when the whole tree does not build, fall back to
-    building just the bench programs so baselines can still be compared."""
+    """scripts/setup. When the whole tree does not build (say, a test is
+    broken), builds just the bench programs and the library so the
+    comparison can still run. Returns False when the poolmalloc library
+    itself did not build: the file on disk, if any, is then stale."""
     env = dict(os.environ, POOLMALLOC_BUILD=build)
     proc = subprocess.run([os.path.join(TOP, "scripts", "setup")], env=env,
                           capture_output=True, text=True, check=False)
     if proc.returncode == 0:
-        return
-    targets = [f"bench/{n}" for n in workloads.BENCH_PROGRAMS + ["pairs"]]
-    again = subprocess.run(["meson", "compile", "-C", build] + targets,
-                           capture_output=True, text=True, check=False)
-    if again.returncode != 0:
+        return True
+    if not compile_targets(build, [f"bench/{n}" for n in workloads.BENCH_PROGRAMS + ["pairs"]]):
         sys.stderr.write(proc.stdout + proc.stderr)
         raise allocators.SetupError("scripts/setup failed (output above)")
-    warn("scripts/setup failed; built the bench programs only:\n" + proc.stderr.strip()[-600:])
+    fresh = compile_targets(build, ["preload/poolmalloc"])
+    warn("scripts/setup failed; built only the bench programs"
+         + (" and the library" if fresh else " (the poolmalloc library does not build)")
+         + ":\n" + proc.stderr.strip()[-600:])
+    return fresh
 
 
 def host_info():
@@ -132,23 +140,33 @@ def run_all(args, allocs, chosen, base_env, outdir):
     return raw
 
 
+def resolve_allocators(args, fresh):
+    extra = {}
+    for item in args.baseline:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise allocators.SetupError(f"--baseline wants NAME=PATH, got {item!r}")
+        extra[name] = path
+    names = args.allocators.split(",") if args.allocators else allocators.DEFAULT_ORDER
+    if not fresh and not args.lib and "poolmalloc" in names:
+        if args.allocators:
+            raise allocators.SetupError("poolmalloc was asked for but its library does not build")
+        warn("skipping poolmalloc: its library does not build")
+        names = [n for n in names if n != "poolmalloc"]
+    lib = args.lib or os.path.join(args.build, "preload", "libpoolmalloc.so")
+    return allocators.choose(names, bool(args.allocators), lib, bool(args.lib), extra, warn)
+
+
 def main(argv):
     args = parse_args(argv)
     if args.list:
         print("\n".join(workloads.SUITE))
         return 0
     try:
-        if not args.no_setup:
-            setup(args.build)
-        extra = {}
-        for item in args.baseline:
-            name, sep, path = item.partition("=")
-            if not sep or not name or not path:
-                raise allocators.SetupError(f"--baseline wants NAME=PATH, got {item!r}")
-            extra[name] = path
-        names = args.allocators.split(",") if args.allocators else allocators.DEFAULT_ORDER
-        lib = args.lib or os.path.join(args.build, "preload", "libpoolmalloc.so")
-        allocs = allocators.choose(names, bool(args.allocators), lib, bool(args.lib), extra, warn)
+        if not os.access(runner.TIME, os.X_OK):
+            raise allocators.SetupError(f"{runner.TIME} is needed (Debian package time)")
+        fresh = args.no_setup or setup(args.build)
+        allocs = resolve_allocators(args, fresh)
         base_env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
         for alloc in allocs:
             allocators.verify_loaded(alloc, base_env)
@@ -165,6 +183,9 @@ def main(argv):
     except allocators.SetupError as e:
         print(f"compare: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\ncompare: interrupted", file=sys.stderr)
+        return 130
     names = [a.name for a in allocs]
     meta = {"date": datetime.datetime.now().isoformat(timespec="seconds"),
             "command": shlex.join(["scripts/compare"] + argv), "rounds": args.rounds,

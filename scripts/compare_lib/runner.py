@@ -65,6 +65,9 @@ class Child:
         timer.start()
         try:
             _, status, usage = os.wait4(self.pid, 0)
+        except BaseException:  # e.g. Ctrl-C: do not leave the run behind
+            expire()
+            raise
         finally:
             timer.cancel()
         wall = time.monotonic() - self.began
