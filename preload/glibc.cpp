@@ -5,35 +5,21 @@
 #include <stdio.h>
 
 #include "alloc.h"
+#include "report.h"
 #include "stats.h"
+#include "writer.h"
 
 #define PM_EXPORT __attribute__((visibility("default")))
 
 namespace {
 
-struct Summary {
-  size_t arena;      // bytes of pool segments mapped
-  size_t in_use;     // bytes of live blocks (small and large)
-  size_t free;       // bytes held in pools but not in use
-  size_t large_n;    // live large blocks
-  size_t large_map;  // bytes mapped for large blocks (live and cached)
-  size_t pools;
-};
-
-Summary summarize() noexcept {
-  static pm::Stats s;  // large: keep it off the stack; callers are not concurrent in practice
-  pm::stats_collect(&s);
-  Summary r{};
-  r.arena = s.arena.reserved;
-  r.in_use = s.small_live_bytes + s.large.live_bytes;
-  r.free = s.arena.pool_bytes_in_use > s.small_live_bytes ? s.arena.pool_bytes_in_use - s.small_live_bytes : 0;
-  r.large_n = s.large.live_blocks;
-  r.large_map = s.large.mapped_bytes;
-  r.pools = s.arena.pools_in_use;
-  return r;
-}
-
 int clamp(size_t v) noexcept { return v > INT_MAX ? INT_MAX : static_cast<int>(v); }
+
+void to_file(void* fp, const char* s, size_t n) noexcept { fwrite(s, 1, n, static_cast<FILE*>(fp)); }
+
+// POOLMALLOC_STATS and POOLMALLOC_PROFILE report when the program exits;
+// registered without allocating, unlike atexit.
+[[gnu::destructor]] void report_at_exit() noexcept { pm::report_at_exit(); }
 
 }  // namespace
 
@@ -41,15 +27,19 @@ extern "C" {
 
 PM_EXPORT int malloc_trim(size_t) noexcept { return pm::trim() > 0 ? 1 : 0; }
 
+// glibc's fields, filled with poolmalloc's nearest figures (docs/API.md).
 PM_EXPORT struct mallinfo2 mallinfo2() noexcept {
-  Summary s = summarize();
+  pm::Stats s;
+  pm::stats_collect(&s);
   struct mallinfo2 m{};
-  m.arena = s.arena;
-  m.ordblks = s.pools;
-  m.hblks = s.large_n;
-  m.hblkhd = s.large_map;
-  m.uordblks = s.in_use;
-  m.fordblks = s.free;
+  m.arena = s.arena.reserved;          // bytes of pool segments
+  m.ordblks = s.arena.pools_in_use;    // pools in use
+  m.hblks = s.large.live_blocks;       // large blocks, each its own mapping
+  m.hblkhd = s.large.mapped_bytes;
+  m.usmblks = s.peak_live_bytes;
+  m.uordblks = s.live_bytes;           // bytes of live blocks, small and large
+  m.fordblks = s.fragmentation;        // pool bytes not holding live blocks
+  m.keepcost = s.arena.dirty_bytes;    // free pool memory a trim would return
   return m;
 }
 
@@ -60,22 +50,19 @@ PM_EXPORT struct mallinfo mallinfo() noexcept {
   m.ordblks = clamp(w.ordblks);
   m.hblks = clamp(w.hblks);
   m.hblkhd = clamp(w.hblkhd);
+  m.usmblks = clamp(w.usmblks);
   m.uordblks = clamp(w.uordblks);
   m.fordblks = clamp(w.fordblks);
+  m.keepcost = clamp(w.keepcost);
   return m;
 }
 
 PM_EXPORT void malloc_stats() noexcept {
-  Summary s = summarize();
-  fprintf(stderr,
-          "poolmalloc:\n"
-          "pool segments mapped = %10zu\n"
-          "in use (small+large) = %10zu\n"
-          "free in pools        = %10zu\n"
-          "pools in use         = %10zu\n"
-          "large blocks         = %10zu\n"
-          "large bytes mapped   = %10zu\n",
-          s.arena, s.in_use, s.free, s.pools, s.large_n, s.large_map);
+  pm::Stats s;
+  pm::stats_collect(&s);
+  fflush(stderr);  // keep the program's buffered output in order
+  pm::Writer w(2);
+  pm::report_text(w, s, false);
 }
 
 PM_EXPORT int malloc_info(int options, FILE* fp) noexcept {
@@ -83,15 +70,10 @@ PM_EXPORT int malloc_info(int options, FILE* fp) noexcept {
     errno = EINVAL;
     return -1;
   }
-  Summary s = summarize();
-  fprintf(fp,
-          "<malloc version=\"poolmalloc-1\">\n"
-          "<system type=\"current\" size=\"%zu\"/>\n"
-          "<total type=\"inuse\" size=\"%zu\"/>\n"
-          "<total type=\"free\" size=\"%zu\"/>\n"
-          "<total type=\"mmap\" count=\"%zu\" size=\"%zu\"/>\n"
-          "</malloc>\n",
-          s.arena + s.large_map, s.in_use, s.free, s.large_n, s.large_map);
+  pm::Stats s;
+  pm::stats_collect(&s);
+  pm::Writer w(to_file, fp);
+  pm::report_xml(w, s);
   return 0;
 }
 

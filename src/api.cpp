@@ -3,6 +3,8 @@
 
 #include "alloc.h"
 #include "large.h"
+#include "profile.h"
+#include "stats.h"
 
 namespace pm {
 
@@ -12,12 +14,15 @@ constinit std::atomic<uint64_t> g_orphan_frees[kNumClasses] = {};
 void* alloc_large(size_t n, size_t align) noexcept {
   void* p = n <= kMaxRequest ? large_alloc(n, align) : nullptr;
   if (p == nullptr) errno = ENOMEM;
+  else stats_large_alloc(n);
   return p;
 }
 
 void dealloc_foreign(void* p) noexcept {
   if (p == nullptr) return;
   large_free(p);
+  if (profile_enabled()) [[unlikely]]
+    profile_tick();
 }
 
 void dealloc_remote(Heap* h, Pool* p, Block* b) noexcept {
@@ -28,7 +33,7 @@ void dealloc_remote(Heap* h, Pool* p, Block* b) noexcept {
     return;
   }
   bump(h->frees[cls]);
-  bump(h->remote_frees);
+  bump(h->remote_frees[cls]);
 }
 
 void* alloc_zeroed(size_t count, size_t size) noexcept {
@@ -44,6 +49,7 @@ void* alloc_zeroed(size_t count, size_t size) noexcept {
 }
 
 void* resize(void* p, size_t n) noexcept {
+  stats_count_realloc();
   if (p == nullptr) return alloc(n);
   if (n == 0) {
     dealloc(p);

@@ -6,7 +6,9 @@
 
 #include "lock.h"
 #include "os.h"
+#include "profile.h"
 #include "segment.h"
+#include "stats.h"
 
 namespace pm {
 
@@ -142,6 +144,8 @@ void* heap_alloc_slow(Heap* h, unsigned cls) noexcept {
     }
   }
   if (h->pending.load(std::memory_order_relaxed) != nullptr) drain_pending(h);
+  if (profile_enabled()) [[unlikely]]
+    profile_tick();
   Pool* p = h->bins[cls];
   for (;;) {
     if (p != &g_empty_pool) {
@@ -160,6 +164,7 @@ void* heap_alloc_slow(Heap* h, unsigned cls) noexcept {
       pool_init(p, cls);
       p->owner.store(h, std::memory_order_release);
       p->state.store(PoolState::kActive, std::memory_order_release);
+      stats_pool_acquired();
     }
     h->bins[cls] = p;
   }
@@ -211,8 +216,8 @@ void heap_abandon(Heap* h) noexcept {
     h->partial[c] = nullptr;
     g_retired.allocs[c] += h->allocs[c].load(std::memory_order_relaxed);
     g_retired.frees[c] += h->frees[c].load(std::memory_order_relaxed);
+    g_retired.remote_frees[c] += h->remote_frees[c].load(std::memory_order_relaxed);
   }
-  g_retired.remote_frees += h->remote_frees.load(std::memory_order_relaxed);
   // Unregister and recycle the struct.
   if (h->prev_heap != nullptr) h->prev_heap->next_heap = h->next_heap;
   else g_heaps = h->next_heap;

@@ -28,7 +28,7 @@ struct Heap {
   // Statistics counters, written only by the owner (single writer, relaxed).
   std::atomic<uint64_t> allocs[kNumClasses] = {};
   std::atomic<uint64_t> frees[kNumClasses] = {};  // local and remote frees by this thread
-  std::atomic<uint64_t> remote_frees = {};         // of which into other threads' pools
+  std::atomic<uint64_t> remote_frees[kNumClasses] = {};  // of which into other threads' pools
 
   Pool* partial[kNumClasses] = {};
   Pool* full = nullptr;
@@ -87,7 +87,7 @@ void heaps_for_each(void (*fn)(const Heap*, void*), void* arg) noexcept;
 struct RetiredCounters {
   uint64_t allocs[kNumClasses];
   uint64_t frees[kNumClasses];
-  uint64_t remote_frees;
+  uint64_t remote_frees[kNumClasses];
 };
 void retired_counters(RetiredCounters* out) noexcept;
 

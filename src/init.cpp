@@ -13,6 +13,8 @@
 #include "options.h"
 #include "os.h"
 #include "pool.h"
+#include "profile.h"
+#include "report.h"
 #include "segment.h"
 
 extern char** environ;
@@ -52,7 +54,12 @@ void process_init() noexcept {
   os::random_bytes(&secret, sizeof secret);
   g_tag_secret = secret | 1;
   g_key_ok = pthread_key_create(&g_key, thread_done) == 0;
+  const Options& o = options();
+  if (o.reserve != 0 && arena_reserve(o.reserve, o.reserve_prefault) * kSegmentSize < o.reserve)
+    warn("POOLMALLOC_RESERVE: could not map all of the reservation");
+  profile_start();
   g_state.store(kReady, std::memory_order_release);
+  if (o.verbose) report_start();
 }
 
 Heap* thread_init() noexcept {

@@ -209,6 +209,8 @@ size_t large_purge(bool force) noexcept {
   }
 }
 
+size_t large_live_bytes() noexcept { return g_live_bytes.load(std::memory_order_relaxed); }
+
 LargeStats large_stats() noexcept {
   LargeStats s{};
   s.allocs = g_allocs.load(std::memory_order_relaxed);

@@ -30,6 +30,8 @@ struct LargeStats {
   size_t cached_bytes;
 };
 LargeStats large_stats() noexcept;
+// Usable bytes of live large blocks, without taking the lock.
+[[nodiscard]] size_t large_live_bytes() noexcept;
 void large_lock_for_fork() noexcept;
 void large_unlock_for_fork(bool child) noexcept;
 

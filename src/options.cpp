@@ -1,6 +1,7 @@
 #include "options.h"
 
 #include "check.h"
+#include "writer.h"
 
 namespace pm {
 namespace {
@@ -25,6 +26,12 @@ bool parse_bool(const char* v, bool* out) noexcept {
   return false;
 }
 
+void copy_path(char* dst, size_t cap, const char* v) noexcept {
+  size_t i = 0;
+  for (; v[i] != '\0' && i + 1 < cap; ++i) dst[i] = v[i];
+  dst[i] = '\0';
+}
+
 void apply(const char* name, const char* v) noexcept {
   Options& o = g_options;
   bool ok = true;
@@ -38,15 +45,9 @@ void apply(const char* name, const char* v) noexcept {
     else ok = false;
   } else if (equals(name, "STATS")) {
     bool b = false;
-    if (starts_with(v, "json")) {
+    if (starts_with(v, "json") && (v[4] == ':' || v[4] == '\0')) {
       o.stats = StatsMode::kJson;
-      if (v[4] == ':') {
-        size_t i = 0;
-        for (const char* c = v + 5; *c != '\0' && i + 1 < sizeof o.stats_path; ++c) o.stats_path[i++] = *c;
-        o.stats_path[i] = '\0';
-      } else {
-        ok = v[4] == '\0';
-      }
+      if (v[4] == ':') copy_path(o.stats_path, sizeof o.stats_path, v + 5);
     } else if (parse_bool(v, &b)) {
       o.stats = b ? StatsMode::kText : StatsMode::kOff;
     } else {
@@ -60,6 +61,12 @@ void apply(const char* name, const char* v) noexcept {
     ok = parse_bool(v, &o.reserve_prefault);
   } else if (equals(name, "LARGE_CACHE")) {
     ok = parse_size(v, &o.large_cache);
+  } else if (equals(name, "PROFILE")) {
+    copy_path(o.profile_path, sizeof o.profile_path, v);
+  } else if (equals(name, "PROFILE_INTERVAL")) {
+    size_t ms = 0;
+    ok = parse_size(v, &ms) && ms >= 1 && ms <= 60u * 1000u;
+    if (ok) o.profile_interval_ms = ms;
   } else {
     warn("unknown option ignored: POOLMALLOC_", name);
     return;
@@ -113,6 +120,22 @@ void options_init(char** env) noexcept {
     if (*c != '=') continue;
     apply(name, c + 1);
   }
+}
+
+void options_describe(Writer& w) noexcept {
+  const Options& o = g_options;
+  auto line = [&w](const char* name) -> Writer& { return w.put("poolmalloc:   POOLMALLOC_").put(name).put('='); };
+  line("PURGE_DELAY").dec(o.purge_delay_ms).put(" (ms)\n");
+  line("CHECK").put(o.check == CheckLevel::kFull ? "full" : "default").put('\n');
+  line("STATS").put(o.stats == StatsMode::kOff ? "0" : o.stats == StatsMode::kText ? "1" : "json");
+  if (o.stats == StatsMode::kJson && o.stats_path[0] != '\0') w.put(':').put(o.stats_path);
+  w.put('\n');
+  line("VERBOSE").put(o.verbose ? "1\n" : "0\n");
+  line("RESERVE").dec(o.reserve).put(" (bytes)\n");
+  line("RESERVE_PREFAULT").put(o.reserve_prefault ? "1\n" : "0\n");
+  line("LARGE_CACHE").dec(o.large_cache).put(" (bytes)\n");
+  line("PROFILE").put(o.profile_path[0] != '\0' ? o.profile_path : "(off)").put('\n');
+  line("PROFILE_INTERVAL").dec(o.profile_interval_ms).put(" (ms)\n");
 }
 
 }  // namespace pm

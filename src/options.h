@@ -7,6 +7,8 @@
 
 namespace pm {
 
+class Writer;
+
 enum class CheckLevel : uint8_t { kDefault, kFull };
 enum class StatsMode : uint8_t { kOff, kText, kJson };
 
@@ -19,11 +21,15 @@ struct Options {
   size_t reserve = 0;                  // POOLMALLOC_RESERVE=256M
   bool reserve_prefault = false;       // POOLMALLOC_RESERVE_PREFAULT=1
   size_t large_cache = 64u << 20;      // POOLMALLOC_LARGE_CACHE (bytes of freed large blocks kept)
+  char profile_path[256] = {};         // POOLMALLOC_PROFILE=PATH: write an allocation profile at exit
+  uint64_t profile_interval_ms = 10;   // POOLMALLOC_PROFILE_INTERVAL (ms between live-bytes samples)
 };
 
 [[nodiscard]] const Options& options() noexcept;
 // Parses the environment; `env` is a NULL-terminated array like environ.
 void options_init(char** env) noexcept;
+// The settings in force, one "poolmalloc:   NAME=value" line each.
+void options_describe(Writer& w) noexcept;
 // Parses a size with an optional K/M/G suffix; false on a malformed value.
 bool parse_size(const char* s, size_t* out) noexcept;
 

@@ -38,6 +38,7 @@ Segment* segment_create() noexcept {
   s->cookie = g_tag_secret ^ reinterpret_cast<uintptr_t>(s);
   s->free_slots = kAllSlots;
   s->dirty_slots = 0;
+  s->reserved = false;
   char* base = static_cast<char*>(mem);
   for (unsigned i = 0; i < kSlotsPerSegment; ++i) {
     Pool* p = new (&s->pools[i]) Pool;
@@ -78,7 +79,7 @@ size_t purge_locked(bool force, uint64_t now) noexcept {
   for (Segment* s = g_segments; s != nullptr;) {
     Segment* next = s->next;
     uint64_t ready = 0;
-    for (uint64_t d = s->dirty_slots; d != 0; d &= d - 1) {
+    for (uint64_t d = (force || !s->reserved) ? s->dirty_slots : 0; d != 0; d &= d - 1) {
       unsigned i = static_cast<unsigned>(__builtin_ctzll(d));
       if (force || now - s->pools[i].freed_at_ms >= delay) ready |= uint64_t{1} << i;
     }
@@ -90,7 +91,7 @@ size_t purge_locked(bool force, uint64_t now) noexcept {
       purged += size_t{n} * kSlotSize;
       ready &= ~(((n == 64) ? ~uint64_t{0} : (uint64_t{1} << n) - 1) << i);
     }
-    if (s->free_slots == kAllSlots && s->dirty_slots == 0) {
+    if (s->free_slots == kAllSlots && s->dirty_slots == 0 && !s->reserved) {
       if (spare == nullptr && !force) spare = s;
       else segment_destroy(s);
     }
@@ -159,6 +160,18 @@ void arena_release_pool(Pool* p) noexcept {
 size_t arena_purge(bool force) noexcept {
   LockGuard g(g_arena_lock);
   return purge_locked(force, os::now_ms());
+}
+
+size_t arena_reserve(size_t bytes, bool prefault) noexcept {
+  LockGuard g(g_arena_lock);
+  size_t made = 0;
+  for (size_t have = 0; have < bytes; have += kSegmentSize, ++made) {
+    Segment* s = segment_create();
+    if (s == nullptr) break;
+    s->reserved = true;
+    if (prefault) os::prefault(s->pools[1].start, kSegmentSize - kSlotSize);
+  }
+  return made;
 }
 
 ArenaStats arena_stats() noexcept {

@@ -25,6 +25,7 @@ struct Segment {
   uint64_t dirty_slots;
   Segment* next;        // arena's list of segments
   Segment* prev;
+  bool reserved;        // made by arena_reserve: never unmapped, purged only when forced
   Pool* pool_of[kSlotsPerSegment];
   Pool pools[kSlotsPerSegment];
 };
@@ -62,6 +63,9 @@ struct ArenaStats {
   size_t dirty_bytes;        // free, not yet purged
 };
 ArenaStats arena_stats() noexcept;
+// POOLMALLOC_RESERVE: map segments for `bytes` up front (pre-faulted when
+// asked). Returns the number of segments made.
+size_t arena_reserve(size_t bytes, bool prefault) noexcept;
 void arena_lock_for_fork() noexcept;
 void arena_unlock_for_fork(bool child) noexcept;
 // Calls fn(pool, arg) for every pool in use, under the arena lock.

@@ -7,6 +7,7 @@
 
 #include "heap.h"
 #include "os.h"
+#include "profile.h"
 
 namespace pm {
 
@@ -14,14 +15,59 @@ extern constinit std::atomic<uint64_t> g_orphan_frees[kNumClasses];
 
 namespace {
 
-void add_heap(const Heap* h, void* arg) noexcept {
-  auto* s = static_cast<Stats*>(arg);
-  for (unsigned c = 0; c < kNumClasses; ++c) {
-    s->cls[c].allocs += h->allocs[c].load(std::memory_order_relaxed);
-    s->cls[c].frees += h->frees[c].load(std::memory_order_relaxed);
+constinit std::atomic<uint64_t> g_peak_blocks[kNumClasses] = {};
+constinit std::atomic<uint64_t> g_peak_small_bytes{0};
+constinit std::atomic<uint64_t> g_peak_live_bytes{0};
+constinit std::atomic<uint64_t> g_peak_large_bytes{0};
+constinit std::atomic<uint64_t> g_large_hist[kLargeBuckets] = {};
+
+// realloc may be called by any thread at a high rate: spread its counter over
+// cache lines, picked by the caller's heap address, so threads rarely share one.
+struct alignas(64) Shard {
+  std::atomic<uint64_t> n{0};
+};
+constexpr unsigned kShards = 16;
+constinit Shard g_reallocs[kShards] = {};
+
+void raise(std::atomic<uint64_t>& peak, uint64_t v) noexcept {
+  uint64_t cur = peak.load(std::memory_order_relaxed);
+  while (v > cur && !peak.compare_exchange_weak(cur, v, std::memory_order_relaxed)) {
   }
-  s->remote_frees += h->remote_frees.load(std::memory_order_relaxed);
+}
+
+struct Counts {
+  uint64_t allocs[kNumClasses];
+  uint64_t frees[kNumClasses];
+  uint64_t remote_frees[kNumClasses];
+  uint64_t threads;
+};
+
+void add_heap(const Heap* h, void* arg) noexcept {
+  auto* s = static_cast<Counts*>(arg);
+  for (unsigned c = 0; c < kNumClasses; ++c) {
+    s->allocs[c] += h->allocs[c].load(std::memory_order_relaxed);
+    s->frees[c] += h->frees[c].load(std::memory_order_relaxed);
+    s->remote_frees[c] += h->remote_frees[c].load(std::memory_order_relaxed);
+  }
   ++s->threads;
+}
+
+// Counters of live and retired threads, and of frees by threads without a heap.
+void gather(Counts* out) noexcept {
+  *out = Counts{};
+  RetiredCounters r;
+  retired_counters(&r);
+  heaps_for_each(add_heap, out);
+  for (unsigned c = 0; c < kNumClasses; ++c) {
+    out->allocs[c] += r.allocs[c];
+    out->frees[c] += r.frees[c] + g_orphan_frees[c].load(std::memory_order_relaxed);
+    out->remote_frees[c] += r.remote_frees[c];
+  }
+}
+
+// Counters are read while other threads run: never report a negative count.
+uint64_t live_of(const Counts& k, unsigned c) noexcept {
+  return k.allocs[c] > k.frees[c] ? k.allocs[c] - k.frees[c] : 0;
 }
 
 void add_pool(const Pool* p, void* arg) noexcept {
@@ -47,32 +93,84 @@ size_t resident_bytes() noexcept {
   return pages * static_cast<size_t>(sysconf(_SC_PAGESIZE));
 }
 
+// Raises the peaks from a snapshot; returns the small live bytes.
+uint64_t raise_peaks(const Counts& k, size_t large_live) noexcept {
+  uint64_t bytes = 0;
+  for (unsigned c = 0; c < kNumClasses; ++c) {
+    uint64_t live = live_of(k, c);
+    raise(g_peak_blocks[c], live);
+    bytes += live * kClasses.size[c];
+  }
+  raise(g_peak_small_bytes, bytes);
+  raise(g_peak_live_bytes, bytes + large_live);
+  return bytes;
+}
+
 }  // namespace
+
+uint64_t stats_sample_peaks() noexcept {
+  Counts k;
+  gather(&k);
+  return raise_peaks(k, large_live_bytes());
+}
+
+void stats_pool_acquired() noexcept {
+  uint64_t small = stats_sample_peaks();
+  if (profile_enabled()) [[unlikely]]
+    profile_sample(small + large_live_bytes());
+}
+
+void stats_large_alloc(size_t n) noexcept {
+  unsigned bucket = n <= 1 ? 0 : 64 - static_cast<unsigned>(__builtin_clzll(n - 1));
+  if (bucket >= kLargeBuckets) bucket = kLargeBuckets - 1;
+  g_large_hist[bucket].fetch_add(1, std::memory_order_relaxed);
+  raise(g_peak_large_bytes, large_live_bytes());
+  if (profile_enabled()) [[unlikely]]
+    profile_tick();
+}
+
+void stats_count_realloc() noexcept {
+  unsigned shard = static_cast<unsigned>(reinterpret_cast<uintptr_t>(tl_heap) >> 6) % kShards;
+  g_reallocs[shard].n.fetch_add(1, std::memory_order_relaxed);
+}
 
 void stats_collect(Stats* out) noexcept {
   *out = Stats{};
-  heaps_for_each(add_heap, out);
-  RetiredCounters r;
-  retired_counters(&r);
-  for (unsigned c = 0; c < kNumClasses; ++c) {
-    ClassStats& cs = out->cls[c];
-    cs.allocs += r.allocs[c];
-    cs.frees += r.frees[c] + g_orphan_frees[c].load(std::memory_order_relaxed);
-    // Counters are read while other threads run: never report a negative count.
-    cs.live_blocks = cs.allocs > cs.frees ? cs.allocs - cs.frees : 0;
-  }
-  out->remote_frees += r.remote_frees;
+  Counts k;
+  gather(&k);
+  out->threads = k.threads;
+  out->large = large_stats();
+  raise(g_peak_large_bytes, out->large.live_bytes);
+  raise_peaks(k, out->large.live_bytes);
   arena_for_each_pool(add_pool, out);
   for (unsigned c = 0; c < kNumClasses; ++c) {
-    const ClassStats& cs = out->cls[c];
+    ClassStats& cs = out->cls[c];
+    cs.allocs = k.allocs[c];
+    cs.frees = k.frees[c];
+    cs.remote_frees = k.remote_frees[c];
+    cs.live_blocks = live_of(k, c);
+    cs.peak_blocks = g_peak_blocks[c].load(std::memory_order_relaxed);
     out->small_allocs += cs.allocs;
     out->small_frees += cs.frees;
     out->small_live_blocks += cs.live_blocks;
     out->small_live_bytes += cs.live_blocks * kClasses.size[c];
+    out->remote_frees += cs.remote_frees;
+    out->pool_bytes += cs.pool_bytes;
   }
+  out->fragmentation = out->pool_bytes > out->small_live_bytes ? out->pool_bytes - out->small_live_bytes : 0;
+  out->small_peak_bytes = g_peak_small_bytes.load(std::memory_order_relaxed);
+  for (unsigned s = 0; s < kShards; ++s) out->reallocs += g_reallocs[s].n.load(std::memory_order_relaxed);
+  for (unsigned b = 0; b < kLargeBuckets; ++b) out->large_hist[b] = g_large_hist[b].load(std::memory_order_relaxed);
+  out->large_peak_bytes = g_peak_large_bytes.load(std::memory_order_relaxed);
+  out->live_bytes = out->small_live_bytes + out->large.live_bytes;
+  out->peak_live_bytes = g_peak_live_bytes.load(std::memory_order_relaxed);
   out->arena = arena_stats();
-  out->large = large_stats();
-  out->os_mapped = os::mapped_bytes();
+  out->os_reserved = os::mapped_bytes();
+  // Free slots that are not dirty were purged or never touched: mapped, not committed.
+  size_t free_slot_bytes = out->arena.segments * (kSlotsPerSegment - 1) * kSlotSize;
+  size_t clean = free_slot_bytes - out->arena.pool_bytes_in_use - out->arena.dirty_bytes;
+  if (free_slot_bytes < out->arena.pool_bytes_in_use + out->arena.dirty_bytes) clean = 0;
+  out->os_committed = out->os_reserved > clean ? out->os_reserved - clean : 0;
   out->os_resident = resident_bytes();
 }
 

@@ -1,5 +1,17 @@
 // Statistics, summed on demand from per-thread counters (the fast paths only
 // bump counters their own thread owns) and from the arena and large blocks.
+//
+// What the figures mean (docs/API.md repeats this for users):
+//   live blocks of a class = requests - frees, summed over all threads;
+//   live bytes = live blocks * class size (the block, not the bytes asked for);
+//   fragmentation = bytes of pools in use that hold no live block (free and
+//     never-carved blocks, and the tail of a pool too short for a block);
+//   peak live = the largest live figure seen at a sampling point: whenever a
+//     pool is taken from the arena (the only moment pool memory grows), at
+//     every statistics read, and, with profiling on, at every refill. Between
+//     two sampling points the live count can rise by at most the blocks of the
+//     pools the threads already hold, so the true peak may be that much higher.
+//   peak large bytes is exact: it is updated on every large allocation.
 #pragma once
 
 #include <cstddef>
@@ -12,24 +24,49 @@
 namespace pm {
 
 struct ClassStats {
-  uint64_t allocs;       // requests served from this class
-  uint64_t frees;        // frees into this class (local and remote)
-  uint64_t live_blocks;  // allocs - frees
-  uint64_t pools;        // pools of this class in use
-  uint64_t pool_bytes;   // bytes of those pools
+  uint64_t allocs;        // requests served from this class
+  uint64_t frees;         // frees into this class (local and remote)
+  uint64_t remote_frees;  // of which by a thread that does not own the pool
+  uint64_t live_blocks;   // allocs - frees
+  uint64_t peak_blocks;   // see "peak live" above
+  uint64_t pools;         // pools of this class in use
+  uint64_t pool_bytes;    // bytes of those pools
 };
+
+// Requests above kSmallMax by power of two: bucket i counts sizes in (2^(i-1), 2^i].
+inline constexpr unsigned kLargeBuckets = 48;
 
 struct Stats {
   ClassStats cls[kNumClasses];
   uint64_t small_allocs, small_frees, small_live_blocks, small_live_bytes;
+  uint64_t small_peak_bytes;  // peak of the sum over classes, sampled as above
+  uint64_t pool_bytes;        // bytes of all pools in use
+  uint64_t fragmentation;     // pool_bytes - small_live_bytes
   uint64_t remote_frees;
+  uint64_t reallocs;
   uint64_t threads;  // live thread heaps
   ArenaStats arena;
   LargeStats large;
-  size_t os_mapped;    // all memory mapped from the OS
-  size_t os_resident;  // resident set of the process (from /proc), 0 if unknown
+  size_t large_peak_bytes;
+  uint64_t large_hist[kLargeBuckets];
+  size_t live_bytes;       // small + large
+  size_t peak_live_bytes;  // peak of small + large, sampled
+  size_t os_reserved;      // all memory mapped from the OS
+  size_t os_committed;     // reserved less free pool slots that were purged or never used
+  size_t os_resident;      // resident set of the process (from /proc), 0 if unknown
 };
 
 void stats_collect(Stats* out) noexcept;
+
+// Slow-path hooks.
+// A pool was taken from the arena: a sampling point for the peaks.
+void stats_pool_acquired() noexcept;
+// A large request of n bytes succeeded.
+void stats_large_alloc(size_t n) noexcept;
+void stats_count_realloc() noexcept;
+
+// Sums the live blocks of every class over all threads (heap lock held
+// briefly) and raises the peaks; returns the small live bytes.
+uint64_t stats_sample_peaks() noexcept;
 
 }  // namespace pm

@@ -1,0 +1,85 @@
+#include "profile.h"
+
+#include <atomic>
+
+#include "large.h"
+#include "lock.h"
+#include "options.h"
+#include "os.h"
+#include "stats.h"
+
+namespace pm {
+
+constinit bool g_profiling = false;
+
+namespace {
+
+// A fixed table of samples: when it fills up, every other sample is dropped
+// and the interval doubles, so a long run keeps an even record of its whole
+// length in bounded memory.
+constexpr unsigned kMaxSamples = 2048;
+struct Sample {
+  uint32_t ms;
+  uint64_t live;
+};
+constinit SpinLock g_lock;
+constinit Sample g_samples[kMaxSamples] = {};
+constinit unsigned g_count = 0;
+constinit uint64_t g_start_ms = 0;
+constinit std::atomic<uint64_t> g_interval_ms{10};
+constinit std::atomic<uint64_t> g_next_ms{0};
+
+// Claims the sampling slot of this interval: one thread wins, the rest skip.
+bool due(uint64_t now) noexcept {
+  uint64_t next = g_next_ms.load(std::memory_order_relaxed);
+  if (now < next) return false;
+  return g_next_ms.compare_exchange_strong(next, now + g_interval_ms.load(std::memory_order_relaxed),
+                                           std::memory_order_relaxed);
+}
+
+void record(uint64_t now, uint64_t live) noexcept {
+  LockGuard g(g_lock);
+  if (g_count == kMaxSamples) {
+    for (unsigned i = 0; i < kMaxSamples / 2; ++i) g_samples[i] = g_samples[2 * i];
+    g_count = kMaxSamples / 2;
+    g_interval_ms.store(g_interval_ms.load(std::memory_order_relaxed) * 2, std::memory_order_relaxed);
+  }
+  g_samples[g_count++] = Sample{static_cast<uint32_t>(now - g_start_ms), live};
+}
+
+}  // namespace
+
+void profile_start() noexcept {
+  if (options().profile_path[0] == '\0') return;
+  g_start_ms = os::now_ms();
+  g_interval_ms.store(options().profile_interval_ms, std::memory_order_relaxed);
+  g_next_ms.store(g_start_ms, std::memory_order_relaxed);
+  g_profiling = true;
+}
+
+void profile_tick() noexcept {
+  uint64_t now = os::now_ms();
+  if (!due(now)) return;
+  record(now, stats_sample_peaks() + large_live_bytes());
+}
+
+void profile_sample(uint64_t live_bytes) noexcept {
+  uint64_t now = os::now_ms();
+  if (due(now)) record(now, live_bytes);
+}
+
+void profile_write_samples(Writer& w) noexcept {
+  // Take a final sample so the series ends at the time of the report.
+  uint64_t now = os::now_ms();
+  uint64_t live = stats_sample_peaks() + large_live_bytes();
+  LockGuard g(g_lock);
+  w.put('[');
+  for (unsigned i = 0; i < g_count; ++i) {
+    if (i != 0) w.put(',');
+    w.put('[').dec(g_samples[i].ms).put(',').dec(g_samples[i].live).put(']');
+  }
+  if (g_count != 0) w.put(',');
+  w.put('[').dec(now - g_start_ms).put(',').dec(live).put("]]");
+}
+
+}  // namespace pm

@@ -1,0 +1,25 @@
+// Allocation profile (POOLMALLOC_PROFILE=PATH): live bytes sampled over time
+// from slow paths only, written with the statistics as JSON at exit. When the
+// option is off, the hooks cost one load and a predictable branch, in slow
+// paths; the fast paths never look.
+#pragma once
+
+#include <cstdint>
+
+#include "writer.h"
+
+namespace pm {
+
+extern constinit bool g_profiling;  // set once at start, read-only afterwards
+
+[[gnu::always_inline]] inline bool profile_enabled() noexcept { return g_profiling; }
+
+void profile_start() noexcept;
+// A slow path ran: take a sample if the interval has passed.
+void profile_tick() noexcept;
+// Record `live_bytes` as the figure now, if the interval has passed.
+void profile_sample(uint64_t live_bytes) noexcept;
+// The "samples" member of the profile: [[ms since start, live bytes], ...].
+void profile_write_samples(Writer& w) noexcept;
+
+}  // namespace pm
