@@ -149,7 +149,11 @@ void* heap_alloc_slow(Heap* h, unsigned cls) noexcept {
   Pool* p = h->bins[cls];
   for (;;) {
     if (p != &g_empty_pool) {
-      if (p->free != nullptr || pool_refill(p)) return pool_pop(h, p, cls);
+      uint32_t carved = p->carved;
+      if (p->free != nullptr || pool_refill(p)) {
+        if (p->carved != carved) stats_pool_carved(cls);  // live blocks may be at a new high
+        return pool_pop(h, p, cls);
+      }
       if (!park(h, p)) continue;
       h->bins[cls] = &g_empty_pool;
     }

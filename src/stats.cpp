@@ -70,6 +70,17 @@ uint64_t live_of(const Counts& k, unsigned c) noexcept {
   return k.allocs[c] > k.frees[c] ? k.allocs[c] - k.frees[c] : 0;
 }
 
+struct ClassCount {
+  unsigned cls;
+  uint64_t allocs, frees;
+};
+
+void add_class(const Heap* h, void* arg) noexcept {
+  auto* k = static_cast<ClassCount*>(arg);
+  k->allocs += h->allocs[k->cls].load(std::memory_order_relaxed);
+  k->frees += h->frees[k->cls].load(std::memory_order_relaxed);
+}
+
 void add_pool(const Pool* p, void* arg) noexcept {
   auto* s = static_cast<Stats*>(arg);
   s->cls[p->cls].pools += 1;
@@ -118,6 +129,16 @@ void stats_pool_acquired() noexcept {
   uint64_t small = stats_sample_peaks();
   if (profile_enabled()) [[unlikely]]
     profile_sample(small + large_live_bytes());
+}
+
+void stats_pool_carved(unsigned cls) noexcept {
+  ClassCount k{cls, 0, 0};
+  heaps_for_each(add_class, &k);
+  RetiredCounters r;
+  retired_counters(&r);
+  k.allocs += r.allocs[cls];
+  k.frees += r.frees[cls] + g_orphan_frees[cls].load(std::memory_order_relaxed);
+  if (k.allocs > k.frees) raise(g_peak_blocks[cls], k.allocs - k.frees);
 }
 
 void stats_large_alloc(size_t n) noexcept {

@@ -6,11 +6,15 @@
 //   live bytes = live blocks * class size (the block, not the bytes asked for);
 //   fragmentation = bytes of pools in use that hold no live block (free and
 //     never-carved blocks, and the tail of a pool too short for a block);
-//   peak live = the largest live figure seen at a sampling point: whenever a
-//     pool is taken from the arena (the only moment pool memory grows), at
-//     every statistics read, and, with profiling on, at every refill. Between
-//     two sampling points the live count can rise by at most the blocks of the
-//     pools the threads already hold, so the true peak may be that much higher.
+//   peak live = the largest live figure seen at a sampling point, so a lower
+//     bound of the true peak. A class is sampled whenever one of its pools
+//     carves fresh blocks (a batch of about 8 KiB, at least 16 blocks: live
+//     blocks can only reach a new high by using blocks never used before),
+//     and all classes and the totals whenever a pool is taken from the arena,
+//     at every statistics read and, with profiling on, at every profile
+//     sample. For one thread the class peak is exact to within one carve
+//     batch; when threads reuse freed blocks while others are at their high,
+//     the peak reached by reuse alone is seen only at the next sampling point.
 //   peak large bytes is exact: it is updated on every large allocation.
 #pragma once
 
@@ -61,6 +65,8 @@ void stats_collect(Stats* out) noexcept;
 // Slow-path hooks.
 // A pool was taken from the arena: a sampling point for the peaks.
 void stats_pool_acquired() noexcept;
+// A pool of class cls carved fresh blocks: a sampling point for its peak.
+void stats_pool_carved(unsigned cls) noexcept;
 // A large request of n bytes succeeded.
 void stats_large_alloc(size_t n) noexcept;
 void stats_count_realloc() noexcept;
