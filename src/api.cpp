@@ -12,6 +12,10 @@ namespace pm {
 constinit std::atomic<uint64_t> g_orphan_frees[kNumClasses] = {};
 
 void* alloc_large(size_t n, size_t align) noexcept {
+  // A process whose first request is large must not key headers with the
+  // secret still unset: set-up would change it and every such block would
+  // later fail its check on free.
+  process_init();
   void* p = n <= kMaxRequest ? large_alloc(n, align) : nullptr;
   if (p == nullptr) errno = ENOMEM;
   else stats_large_alloc(n);

@@ -139,6 +139,24 @@ TEST_F(Fault, MapFailureInLargeAlignedZeroedAndRealloc) {
       ::testing::ExitedWithCode(0), "");
 }
 
+// Regression: a process whose first request was large keyed that block's
+// header before the secret was set, and aborted when it freed it.
+TEST_F(Fault, FirstAllocationOfTheProcessIsLarge) {
+  EXPECT_EXIT(
+      {
+        void* big = pm::alloc(100000);
+        void* aligned = pm::alloc_aligned(1 << 16, 200000);
+        REQUIRE(big != nullptr && aligned != nullptr);
+        void* small = pm::alloc(10);
+        REQUIRE(pm::usable_size(big) >= 100000);
+        pm::dealloc(big);
+        pm::dealloc(aligned);
+        pm::dealloc(small);
+        _exit(0);
+      },
+      ::testing::ExitedWithCode(0), "");
+}
+
 TEST_F(Fault, ImpossibleRequests) {
   errno = 0;
   EXPECT_TRUE(is_enomem_null(pm::alloc(SIZE_MAX)));
