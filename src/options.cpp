@@ -32,6 +32,18 @@ void copy_path(char* dst, size_t cap, const char* v) noexcept {
   dst[i] = '\0';
 }
 
+// One line: "poolmalloc: <what>: POOLMALLOC_<name>=<value>", the value cut short if long.
+void warn_about(const char* what, const char* name, const char* v) noexcept {
+  char var[160];
+  size_t i = 0;
+  for (const char* c = "POOLMALLOC_"; *c != '\0'; ++c) var[i++] = *c;
+  for (const char* c = name; *c != '\0' && i < 80; ++c) var[i++] = *c;
+  var[i++] = '=';
+  for (const char* c = v; *c != '\0' && *c != '\n' && i + 1 < sizeof var; ++c) var[i++] = *c;
+  var[i] = '\0';
+  warn(what, var);
+}
+
 void apply(const char* name, const char* v) noexcept {
   Options& o = g_options;
   bool ok = true;
@@ -68,10 +80,10 @@ void apply(const char* name, const char* v) noexcept {
     ok = parse_size(v, &ms) && ms >= 1 && ms <= 60u * 1000u;
     if (ok) o.profile_interval_ms = ms;
   } else {
-    warn("unknown option ignored: POOLMALLOC_", name);
+    warn_about("unknown option ignored", name, v);
     return;
   }
-  if (!ok) warn("invalid value ignored, using the default for POOLMALLOC_", name);
+  if (!ok) warn_about("invalid value ignored, using the default", name, v);
 }
 
 }  // namespace

@@ -60,8 +60,10 @@ void gather(Counts* out) noexcept {
   heaps_for_each(add_heap, out);
   for (unsigned c = 0; c < kNumClasses; ++c) {
     out->allocs[c] += r.allocs[c];
-    out->frees[c] += r.frees[c] + g_orphan_frees[c].load(std::memory_order_relaxed);
-    out->remote_frees[c] += r.remote_frees[c];
+    // A thread without a heap owns no pool: its frees are all cross-thread.
+    uint64_t orphans = g_orphan_frees[c].load(std::memory_order_relaxed);
+    out->frees[c] += r.frees[c] + orphans;
+    out->remote_frees[c] += r.remote_frees[c] + orphans;
   }
 }
 

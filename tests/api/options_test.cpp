@@ -1,0 +1,105 @@
+// POOLMALLOC_* parsing: good values apply, bad ones warn on one line and
+// keep the default, nothing crashes.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "options.h"
+
+namespace pm {
+namespace {
+
+// Parses env and returns what was written on stderr.
+std::string parse(std::initializer_list<const char*> vars) {
+  std::vector<char*> env;
+  for (const char* v : vars) env.push_back(const_cast<char*>(v));
+  env.push_back(nullptr);
+  testing::internal::CaptureStderr();
+  options_init(env.data());
+  return testing::internal::GetCapturedStderr();
+}
+
+class OptionsEnv : public testing::Test {
+ protected:
+  void TearDown() override { options_init(nullptr); }
+};
+
+TEST_F(OptionsEnv, GoodValuesApply) {
+  EXPECT_EQ(parse({"POOLMALLOC_RESERVE=256M", "POOLMALLOC_RESERVE_PREFAULT=1", "POOLMALLOC_VERBOSE=yes",
+                   "POOLMALLOC_STATS=json:/tmp/x.%p.json", "POOLMALLOC_PURGE_DELAY=250",
+                   "POOLMALLOC_LARGE_CACHE=1G", "POOLMALLOC_PROFILE=/tmp/p.json", "POOLMALLOC_PROFILE_INTERVAL=5",
+                   "PATH=/bin", "POOLMALLOC_CHECK=full"}),
+            "");
+  const Options& o = options();
+  EXPECT_EQ(o.reserve, size_t{256} << 20);
+  EXPECT_TRUE(o.reserve_prefault);
+  EXPECT_TRUE(o.verbose);
+  EXPECT_EQ(o.stats, StatsMode::kJson);
+  EXPECT_STREQ(o.stats_path, "/tmp/x.%p.json");
+  EXPECT_EQ(o.purge_delay_ms, 250u);
+  EXPECT_EQ(o.large_cache, size_t{1} << 30);
+  EXPECT_STREQ(o.profile_path, "/tmp/p.json");
+  EXPECT_EQ(o.profile_interval_ms, 5u);
+  EXPECT_EQ(o.check, CheckLevel::kFull);
+  parse({"POOLMALLOC_STATS=1"});
+  EXPECT_EQ(options().stats, StatsMode::kText);
+  parse({"POOLMALLOC_STATS=json"});
+  EXPECT_EQ(options().stats, StatsMode::kJson);
+  EXPECT_STREQ(options().stats_path, "");
+}
+
+TEST_F(OptionsEnv, BadValuesWarnAndKeepDefaults) {
+  const Options defaults{};
+  struct Case {
+    const char* var;
+    const char* name;
+  };
+  for (Case c : {Case{"POOLMALLOC_RESERVE=12Q", "RESERVE"}, Case{"POOLMALLOC_RESERVE=-1", "RESERVE"},
+                 Case{"POOLMALLOC_RESERVE=99999999999999999999G", "RESERVE"}, Case{"POOLMALLOC_RESERVE=", "RESERVE"},
+                 Case{"POOLMALLOC_RESERVE=16EB", "RESERVE"}, Case{"POOLMALLOC_STATS=jsonx", "STATS"},
+                 Case{"POOLMALLOC_STATS=maybe", "STATS"}, Case{"POOLMALLOC_VERBOSE=2", "VERBOSE"},
+                 Case{"POOLMALLOC_PURGE_DELAY=soon", "PURGE_DELAY"}, Case{"POOLMALLOC_PURGE_DELAY=99999999", "PURGE_DELAY"},
+                 Case{"POOLMALLOC_PROFILE_INTERVAL=0", "PROFILE_INTERVAL"},
+                 Case{"POOLMALLOC_RESERVE_PREFAULT=sure", "RESERVE_PREFAULT"}, Case{"POOLMALLOC_CHECK=paranoid", "CHECK"},
+                 Case{"POOLMALLOC_LARGE_CACHE=lots", "LARGE_CACHE"}, Case{"POOLMALLOC_NO_SUCH=1", "NO_SUCH"}}) {
+    std::string err = parse({c.var});
+    EXPECT_NE(err.find(std::string("POOLMALLOC_") + c.name), std::string::npos) << c.var << ": " << err;
+    EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << c.var << ": " << err;
+    const Options& o = options();
+    EXPECT_EQ(o.reserve, defaults.reserve) << c.var;
+    EXPECT_EQ(o.stats, defaults.stats) << c.var;
+    EXPECT_EQ(o.verbose, defaults.verbose) << c.var;
+    EXPECT_EQ(o.purge_delay_ms, defaults.purge_delay_ms) << c.var;
+    EXPECT_EQ(o.profile_interval_ms, defaults.profile_interval_ms) << c.var;
+    EXPECT_EQ(o.large_cache, defaults.large_cache) << c.var;
+  }
+}
+
+TEST_F(OptionsEnv, OddEntriesAreHarmless) {
+  std::string long_path(1000, 'a');
+  std::string var = "POOLMALLOC_STATS=json:" + long_path;
+  std::string long_name = "POOLMALLOC_" + std::string(200, 'X') + "=1";
+  parse({var.c_str(), "POOLMALLOC_VERBOSE", "POOLMALLOC_=1", long_name.c_str()});
+  EXPECT_EQ(options().stats, StatsMode::kJson);
+  EXPECT_LT(strlen(options().stats_path), sizeof options().stats_path);
+  EXPECT_FALSE(options().verbose);
+}
+
+TEST(ParseSize, Suffixes) {
+  size_t v = 0;
+  EXPECT_TRUE(parse_size("4k", &v));
+  EXPECT_EQ(v, 4096u);
+  EXPECT_TRUE(parse_size("3MiB", &v));
+  EXPECT_EQ(v, size_t{3} << 20);
+  EXPECT_TRUE(parse_size("2GB", &v));
+  EXPECT_EQ(v, size_t{2} << 30);
+  EXPECT_FALSE(parse_size("1T", &v));
+  EXPECT_FALSE(parse_size(" 1", &v));
+  EXPECT_FALSE(parse_size(nullptr, &v));
+}
+
+}  // namespace
+}  // namespace pm

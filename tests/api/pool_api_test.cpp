@@ -1,0 +1,249 @@
+// The pool API of poolmalloc.h / poolmalloc.hpp: fixed pools (cap,
+// exhaustion, growth, recycling, release, threads), range allocation and the
+// std::pmr resources.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <list>
+#include <map>
+#include <memory_resource>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "os.h"
+#include "poolmalloc.hpp"
+
+namespace {
+
+using poolmalloc::fixed_pool;
+using poolmalloc::single_thread;
+using poolmalloc::thread_safe;
+
+TEST(FixedPool, CapAndExhaustion) {
+  fixed_pool<single_thread> pool(24, {.initial_blocks = 10, .max_blocks = 10});
+  auto s = pool.stats();
+  EXPECT_EQ(s.block_size, 32u);  // rounded to the 16-byte alignment
+  EXPECT_EQ(s.capacity, 10u);
+  std::vector<void*> got;
+  for (int i = 0; i < 10; ++i) got.push_back(pool.allocate());
+  EXPECT_EQ(pool.try_allocate(), nullptr);
+  EXPECT_THROW(pool.allocate(), std::bad_alloc);
+  s = pool.stats();
+  EXPECT_EQ(s.in_use, 10u);
+  EXPECT_EQ(s.failures, 2u);
+  EXPECT_EQ(s.grows, 0u);
+  pool.deallocate(got.back());
+  void* again = pool.allocate();
+  EXPECT_EQ(again, got.back());  // freed blocks are recycled
+  for (void* p : got) pool.deallocate(p);
+  s = pool.stats();
+  EXPECT_EQ(s.in_use, 0u);
+  EXPECT_EQ(s.peak_in_use, 10u);
+}
+
+TEST(FixedPool, GrowsOnDemandAndReleasesOnDestruction) {
+  size_t mapped_before = pm::os::mapped_bytes();
+  {
+    fixed_pool<single_thread> pool(100);
+    EXPECT_EQ(pool.stats().capacity, 0u);
+    std::set<void*> seen;
+    for (int i = 0; i < 5000; ++i) {
+      void* p = pool.allocate();
+      EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % 16, 0u);
+      EXPECT_TRUE(seen.insert(p).second);
+      EXPECT_TRUE(pool.owns(p));
+      memset(p, 0x5A, 100);
+    }
+    auto s = pool.stats();
+    EXPECT_EQ(s.in_use, 5000u);
+    EXPECT_GE(s.capacity, 5000u);
+    EXPECT_GE(s.grows, 3u);  // chunks double: a few grows, not one per page
+    EXPECT_LE(s.grows, 12u);
+    EXPECT_GE(s.reserved_bytes, s.capacity * s.block_size);
+    EXPECT_GT(pm::os::mapped_bytes(), mapped_before);
+    int x = 0;
+    EXPECT_FALSE(pool.owns(&x));
+  }
+  EXPECT_EQ(pm::os::mapped_bytes(), mapped_before);
+}
+
+TEST(FixedPool, AlignmentAndObjects) {
+  struct alignas(64) Line {
+    int v[16];
+  };
+  fixed_pool<single_thread> pool(sizeof(Line), {.align = 64});
+  std::vector<Line*> lines;
+  for (int i = 0; i < 100; ++i) {
+    Line* l = pool.create<Line>();
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(l) % 64, 0u);
+    l->v[0] = i;
+    lines.push_back(l);
+  }
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(lines[i]->v[0], i);
+  for (Line* l : lines) pool.destroy(l);
+  EXPECT_EQ(pool.stats().in_use, 0u);
+}
+
+TEST(FixedPool, BadOptionsAreRefused) {
+  poolmalloc_fixed_options o{};
+  EXPECT_EQ(poolmalloc_fixed_create(&o), nullptr);  // block_size 0
+  o.block_size = 8;
+  o.align = 3;
+  EXPECT_EQ(poolmalloc_fixed_create(&o), nullptr);
+  o.align = 8192;
+  EXPECT_EQ(poolmalloc_fixed_create(&o), nullptr);
+  o.align = 0;
+  o.initial_blocks = 5;
+  o.max_blocks = 4;
+  EXPECT_EQ(poolmalloc_fixed_create(&o), nullptr);
+  EXPECT_EQ(poolmalloc_fixed_create(nullptr), nullptr);
+  EXPECT_THROW(fixed_pool<thread_safe>(0), std::bad_alloc);
+  EXPECT_EQ(poolmalloc_fixed_alloc(nullptr), nullptr);
+  poolmalloc_fixed_free(nullptr, nullptr);
+  poolmalloc_fixed_destroy(nullptr);
+}
+
+TEST(FixedPool, ThreadSafeUnderContention) {
+  constexpr int kThreads = 8, kRounds = 2000, kHeld = 16;
+  fixed_pool<thread_safe> pool(48, {.max_blocks = kThreads * kHeld});
+  std::atomic<bool> bad{false};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      void* held[kHeld];
+      for (int r = 0; r < kRounds; ++r) {
+        for (auto& h : held) {
+          h = pool.try_allocate();
+          if (h == nullptr) {
+            bad = true;  // the cap fits every thread's share
+            return;
+          }
+          memset(h, t, 48);
+        }
+        for (auto* h : held)
+          if (static_cast<unsigned char*>(h)[47] != t) bad = true;
+        for (auto* h : held) pool.deallocate(h);
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_FALSE(bad);
+  auto s = pool.stats();
+  EXPECT_EQ(s.in_use, 0u);
+  EXPECT_LE(s.peak_in_use, size_t{kThreads * kHeld});
+  EXPECT_GE(s.peak_in_use, size_t{kHeld});
+}
+
+TEST(Range, AtLeastGivesTheUsableSize) {
+  auto a = poolmalloc::allocate_at_least(100);
+  EXPECT_EQ(a.size, 112u);
+  EXPECT_EQ(poolmalloc_usable_size(a.ptr), a.size);
+  poolmalloc::deallocate(a.ptr);
+  auto z = poolmalloc::allocate_at_least(0);
+  EXPECT_GE(z.size, 1u);
+  poolmalloc::deallocate(z.ptr);
+  auto big = poolmalloc::allocate_at_least(100000);
+  EXPECT_GE(big.size, 100000u);
+  memset(big.ptr, 1, big.size);
+  poolmalloc::deallocate(big.ptr);
+}
+
+TEST(Range, SatisfiableRanges) {
+  auto a = poolmalloc::allocate_range(1000, 1100);
+  ASSERT_NE(a.ptr, nullptr);
+  EXPECT_EQ(a.size, 1024u);
+  poolmalloc::deallocate(a.ptr);
+  auto exact = poolmalloc::allocate_range(64, 64);
+  EXPECT_EQ(exact.size, 64u);
+  poolmalloc::deallocate(exact.ptr);
+  // Large: the smallest block for 40000 bytes is 40960 (page-aligned, no header room lost).
+  auto l = poolmalloc::allocate_range(40000, 40960);
+  ASSERT_NE(l.ptr, nullptr);
+  EXPECT_GE(l.size, 40000u);
+  EXPECT_LE(l.size, 40960u);
+  memset(l.ptr, 7, l.size);
+  poolmalloc::deallocate(l.ptr);
+}
+
+TEST(Range, ImpossibleRangesGiveNull) {
+  for (auto [lo, hi] : {std::pair<size_t, size_t>{17, 20}, {200, 100}, {40961, 40962}, {33000, 33001},
+                        {SIZE_MAX / 2, SIZE_MAX}}) {
+    auto a = poolmalloc::allocate_range(lo, hi);
+    EXPECT_EQ(a.ptr, nullptr) << lo << ".." << hi;
+    EXPECT_EQ(a.size, 0u);
+  }
+}
+
+TEST(Pmr, ContainersOnTheDefaultResource) {
+  auto before = poolmalloc::stats();
+  {
+    std::pmr::vector<int> v(poolmalloc::resource());
+    for (int i = 0; i < 1000; ++i) v.push_back(i);
+    std::pmr::map<int, std::pmr::string> m(poolmalloc::resource());
+    for (int i = 0; i < 100; ++i) m.emplace(i, std::pmr::string(50, 'x'));
+    EXPECT_EQ(v[999], 999);
+    EXPECT_EQ(m.at(42).size(), 50u);
+    auto during = poolmalloc::stats();
+    EXPECT_GE(during.small_requests - before.small_requests, 200u);  // the map's nodes and strings
+  }
+  EXPECT_EQ(poolmalloc::stats().small_live_blocks, before.small_live_blocks);
+  EXPECT_TRUE(poolmalloc::resource()->is_equal(poolmalloc::memory_resource()));
+  void* p = poolmalloc::resource()->allocate(100, 256);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % 256, 0u);
+  poolmalloc::resource()->deallocate(p, 100, 256);
+}
+
+TEST(Pmr, PoolResourceServesAndReleases) {
+  size_t mapped_before = pm::os::mapped_bytes();
+  {
+    poolmalloc::pool_resource<single_thread> pools;
+    std::pmr::list<std::pmr::string> l(&pools);
+    for (int i = 0; i < 2000; ++i) l.emplace_back(40, static_cast<char>('a' + i % 26));
+    std::pmr::vector<char> big(&pools);
+    big.resize(100000);  // above the pooled sizes: from resource()
+    EXPECT_EQ(l.back().size(), 40u);
+    const auto* node_pool = pools.pool_for(sizeof(std::pmr::string) + 2 * sizeof(void*));
+    ASSERT_NE(node_pool, nullptr);
+    EXPECT_GE(node_pool->stats().in_use, 2000u);
+    void* aligned = pools.allocate(64, 1024);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(aligned) % 1024, 0u);
+    pools.deallocate(aligned, 64, 1024);
+    EXPECT_FALSE(pools.is_equal(poolmalloc::pool_resource<single_thread>()));
+  }
+  EXPECT_EQ(pm::os::mapped_bytes(), mapped_before);
+}
+
+TEST(Pmr, ThreadSafePoolResourceSharedByThreads) {
+  poolmalloc::pool_resource<thread_safe> pools;
+  std::vector<std::thread> threads;
+  std::atomic<long> total{0};
+  for (int t = 0; t < 6; ++t) {
+    threads.emplace_back([&] {
+      std::pmr::map<int, std::pmr::string> m(&pools);
+      for (int i = 0; i < 3000; ++i) m.emplace(i, std::pmr::string(30, 'q'));
+      long n = 0;
+      for (auto& [k, v] : m) n += static_cast<long>(v.size());
+      total += n;
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(total, 6L * 3000 * 30);
+  EXPECT_EQ(pools.pool_for(16)->stats().in_use, 0u);
+}
+
+TEST(Api, VersionAndPurge) {
+  EXPECT_EQ(poolmalloc::version(), POOLMALLOC_VERSION_STRING);
+  EXPECT_EQ(poolmalloc_version_number(), POOLMALLOC_VERSION_NUMBER);
+  void* p = poolmalloc_malloc(30000);
+  poolmalloc_free(p);
+  (void)poolmalloc::purge();
+  auto s = poolmalloc::stats();
+  EXPECT_EQ(s.num_classes, 72u);
+  EXPECT_EQ(s.small_max, 32768u);
+  EXPECT_EQ(poolmalloc_stats_get(nullptr), -1);
+}
+
+}  // namespace

@@ -1,0 +1,43 @@
+/* A small program for the preload tests: `work` allocates in known ways and
+ * leaks 10 blocks of 100 bytes and one large block; `info`, `stats` and
+ * `mallinfo` call glibc's introspection functions. */
+#include <malloc.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void* blocks[1000];
+static void* leaks[11];  /* kept reachable so the compiler cannot drop them */
+
+static void* free_half(void* arg) {
+  (void)arg;
+  for (int i = 0; i < 1000; i += 2) free(blocks[i]);
+  return NULL;
+}
+
+static void work(void) {
+  for (int i = 0; i < 1000; ++i) blocks[i] = malloc(24 + (size_t)(i % 40) * 20);
+  pthread_t t;
+  pthread_create(&t, NULL, free_half, NULL);
+  pthread_join(t, NULL);
+  for (int i = 1; i < 1000; i += 2) free(blocks[i]);
+  void* r = NULL;
+  for (int i = 1; i <= 50; ++i) r = realloc(r, (size_t)i * 1000);
+  free(r);
+  for (int i = 0; i < 10; ++i) leaks[i] = memset(malloc(100), i, 100);
+  leaks[10] = memset(malloc(100000), 1, 100000);
+}
+
+int main(int argc, char** argv) {
+  const char* mode = argc > 1 ? argv[1] : "work";
+  work();
+  if (strcmp(mode, "info") == 0) return malloc_info(0, stdout) == 0 ? 0 : 1;
+  if (strcmp(mode, "stats") == 0) malloc_stats();
+  if (strcmp(mode, "mallinfo") == 0) {
+    struct mallinfo2 m = mallinfo2();
+    printf("uordblks %zu hblks %zu hblkhd %zu arena %zu fordblks %zu\n", m.uordblks, m.hblks, m.hblkhd, m.arena,
+           m.fordblks);
+  }
+  return argc > 2 ? atoi(argv[2]) : 0;
+}

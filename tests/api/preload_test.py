@@ -1,0 +1,87 @@
+"""The preloaded library's reports: POOLMALLOC_STATS text and JSON at exit
+with the leak summary, VERBOSE, RESERVE, bad values, malloc_info XML,
+malloc_stats and mallinfo2.  Usage: preload_test.py LIB PROGRAM"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import xml.dom.minidom
+
+LIB, PROG = sys.argv[1], sys.argv[2]
+failures = []
+
+
+def run(mode="work", **env):
+    e = {k: v for k, v in os.environ.items() if not k.startswith("POOLMALLOC_")}
+    e.update(env)
+    e["LD_PRELOAD"] = LIB
+    r = subprocess.run([PROG, mode], env=e, capture_output=True, text=True, timeout=30)
+    if r.returncode != 0:
+        failures.append(f"{mode} {env}: exit {r.returncode}: {r.stderr}")
+    return r
+
+
+def check(cond, what):
+    if not cond:
+        failures.append(what)
+
+
+def leaks_ok(d, what):
+    by_size = {c["size"]: c["blocks"] for c in d["leaks"]["by_class"]}
+    check(by_size.get(112, 0) >= 10, f"{what}: 10 leaked blocks of 100 bytes in class 112: {by_size}")
+    check(d["leaks"]["large_blocks"] >= 1 and d["leaks"]["large_bytes"] >= 100000, f"{what}: large leak")
+    check(d["total"]["remote_frees"] >= 500, f"{what}: 500 cross-thread frees: {d['total']}")
+    check(d["total"]["reallocs"] >= 50, f"{what}: 50 reallocs: {d['total']}")
+
+
+with tempfile.TemporaryDirectory() as tmp:
+    r = run(POOLMALLOC_STATS="1")
+    check("Leak summary (still live at exit): " in r.stderr, f"text report: {r.stderr[-2000:]}")
+    check("OS memory: reserved" in r.stderr, "text report has OS memory")
+
+    path = os.path.join(tmp, "stats.%p.json")
+    r = run(POOLMALLOC_STATS="json:" + path)
+    files = os.listdir(tmp)
+    check(len(files) == 1 and files[0].startswith("stats.") and files[0] != "stats.%p.json", f"%p expanded: {files}")
+    if files:
+        with open(os.path.join(tmp, files[0])) as f:
+            leaks_ok(json.load(f), "json:PATH")
+
+    r = run(POOLMALLOC_STATS="json")
+    leaks_ok(json.loads(r.stderr), "json on stderr")
+
+    r = run(POOLMALLOC_VERBOSE="1", POOLMALLOC_RESERVE="256M")
+    check("active in pid" in r.stderr and "POOLMALLOC_RESERVE=268435456" in r.stderr, f"verbose: {r.stderr}")
+
+    r = run(POOLMALLOC_RESERVE="64M", POOLMALLOC_RESERVE_PREFAULT="1", POOLMALLOC_STATS="json")
+    d = json.loads(r.stderr)
+    check(d["os"]["segments"] >= 16, f"64M reserved as 16 segments: {d['os']}")
+    check(d["os"]["resident_bytes"] >= 60 << 20, f"prefaulted reservation is resident: {d['os']}")
+
+    for bad in ("POOLMALLOC_RESERVE=lots", "POOLMALLOC_STATS=xml", "POOLMALLOC_PURGE_DELAY=-1"):
+        name, value = bad.split("=")
+        r = run(**{name: value})
+        lines = [l for l in r.stderr.splitlines() if l]
+        check(len(lines) == 1 and name in lines[0], f"{bad}: one warning line: {r.stderr!r}")
+
+    r = run("info")
+    try:
+        root = xml.dom.minidom.parseString(r.stdout).documentElement
+        check(root.tagName == "malloc", "malloc_info root element")
+        mmap = [e for e in root.getElementsByTagName("total") if e.getAttribute("type") == "mmap"]
+        check(mmap and int(mmap[0].getAttribute("count")) >= 1, "malloc_info counts the large block")
+    except Exception as e:  # noqa: BLE001 - any parse error is a failure to report
+        failures.append(f"malloc_info XML: {e}: {r.stdout[:500]}")
+
+    r = run("stats")
+    check("statistics" in r.stderr and "Live now:" in r.stderr, f"malloc_stats: {r.stderr[:500]}")
+
+    r = run("mallinfo")
+    fields = dict(zip(r.stdout.split()[::2], map(int, r.stdout.split()[1::2])))
+    check(fields.get("uordblks", 0) >= 1000 + 100000, f"mallinfo2 in-use bytes: {fields}")
+    check(fields.get("hblks", 0) >= 1 and fields.get("hblkhd", 0) >= 100000, f"mallinfo2 large: {fields}")
+
+for f in failures:
+    print("FAIL:", f)
+sys.exit(1 if failures else 0)

@@ -1,0 +1,146 @@
+// Every counter of the statistics, as exact deltas after known sequences on
+// the core's own API (glibc stays this process's malloc).
+#include <gtest/gtest.h>
+
+#include <thread>
+#include <vector>
+
+#include "alloc.h"
+#include "os.h"
+#include "segment.h"
+#include "stats.h"
+
+namespace pm {
+namespace {
+
+Stats read() {
+  Stats s;
+  stats_collect(&s);
+  return s;
+}
+
+// Runs fn on a new thread, which starts without a heap.
+template <class F>
+void on_thread(F fn) {
+  std::thread t(fn);
+  t.join();
+}
+
+TEST(Stats, ClassCountersAreExact) {
+  const unsigned cls = class_of(40);  // the 48-byte class
+  std::vector<void*> blocks;
+  Stats before{}, after{};
+  on_thread([&] {
+    before = read();
+    for (int i = 0; i < 100; ++i) blocks.push_back(alloc(40));
+    for (int i = 0; i < 30; ++i) dealloc(blocks[i]);
+    after = read();
+  });
+  const ClassStats& b = before.cls[cls];
+  const ClassStats& a = after.cls[cls];
+  EXPECT_EQ(a.allocs - b.allocs, 100u);
+  EXPECT_EQ(a.frees - b.frees, 30u);
+  EXPECT_EQ(a.live_blocks - b.live_blocks, 70u);
+  EXPECT_EQ(a.remote_frees, b.remote_frees);
+  EXPECT_EQ(after.small_live_bytes - before.small_live_bytes, 70u * 48);
+  EXPECT_GE(a.peak_blocks, a.live_blocks);  // every read is a sampling point
+  EXPECT_GE(a.pools, 1u);
+  EXPECT_EQ(a.pool_bytes, a.pools * kClasses.slots[cls] * kSlotSize);
+
+  // The thread has exited: its counters are retired, not lost. Another
+  // thread frees 20 of the blocks: remote frees.
+  Stats mid = read();
+  EXPECT_EQ(mid.cls[cls].allocs, a.allocs);
+  on_thread([&] {
+    // This thread has a heap of its own, but pools of another class: taking
+    // over the exited thread's 48-byte pool would make these frees local.
+    void* own = alloc(1000);
+    for (int i = 30; i < 50; ++i) dealloc(blocks[i]);
+    dealloc(own);
+  });
+  // A thread that never allocated frees 10: remote frees too.
+  on_thread([&] {
+    for (int i = 50; i < 60; ++i) dealloc(blocks[i]);
+  });
+  Stats end = read();
+  EXPECT_EQ(end.cls[cls].remote_frees - a.remote_frees, 30u);
+  EXPECT_EQ(end.cls[cls].frees - a.frees, 30u);
+  EXPECT_EQ(end.remote_frees - after.remote_frees, 30u);
+  EXPECT_EQ(end.cls[cls].live_blocks - b.live_blocks, 40u);
+  for (int i = 60; i < 100; ++i) dealloc(blocks[i]);
+  EXPECT_EQ(read().cls[cls].live_blocks, b.live_blocks);
+}
+
+TEST(Stats, PeakIsSampledWhenPoolsCarve) {
+  const unsigned cls = class_of(3000);  // 3072 bytes: carves 16 blocks at a time
+  on_thread([&] {
+    uint64_t before = read().cls[cls].live_blocks;
+    std::vector<void*> v;
+    for (int i = 0; i < 500; ++i) v.push_back(alloc(3000));
+    for (void* p : v) dealloc(p);
+    Stats s = read();
+    EXPECT_EQ(s.cls[cls].live_blocks, before);
+    // The last carve happened with at least 500 - 16 blocks live.
+    EXPECT_GE(s.cls[cls].peak_blocks, before + 500 - 16);
+    EXPECT_LE(s.cls[cls].peak_blocks, before + 500);
+    // Totals are sampled when pools are taken: within one pool's blocks.
+    EXPECT_GE(s.small_peak_bytes, (before + 500 - kClasses.capacity[cls]) * 3072);
+    EXPECT_GE(s.peak_live_bytes, s.small_peak_bytes);
+  });
+}
+
+TEST(Stats, LargeBlocksAndHistogram) {
+  Stats b = read();
+  void* p1 = alloc(100000);
+  void* p2 = alloc(100000);
+  void* p3 = alloc(1 << 20);
+  dealloc(p1);
+  Stats a = read();
+  EXPECT_EQ(a.large.allocs - b.large.allocs, 3u);
+  EXPECT_EQ(a.large.frees - b.large.frees, 1u);
+  EXPECT_EQ(a.large.live_blocks - b.large.live_blocks, 2u);
+  EXPECT_EQ(a.large.live_bytes - b.large.live_bytes, usable_size(p2) + usable_size(p3));
+  EXPECT_EQ(a.large_hist[17] - b.large_hist[17], 2u);  // (64 KiB, 128 KiB]
+  EXPECT_EQ(a.large_hist[20] - b.large_hist[20], 1u);  // (512 KiB, 1 MiB]
+  EXPECT_GE(a.large_peak_bytes, a.large.live_bytes + usable_size(p2));  // p1 was live too
+  EXPECT_EQ(a.live_bytes, a.small_live_bytes + a.large.live_bytes);
+  dealloc(p2);
+  dealloc(p3);
+}
+
+TEST(Stats, ReallocsAreCounted) {
+  uint64_t before = read().reallocs;
+  void* p = resize(nullptr, 10);
+  p = resize(p, 100);
+  p = resize(p, 100000);
+  EXPECT_EQ(resize(p, 0), nullptr);
+  EXPECT_EQ(read().reallocs - before, 4u);
+}
+
+TEST(Stats, FragmentationAndMemoryFigures) {
+  void* p = alloc(20000);
+  Stats s = read();
+  const ClassStats& c = s.cls[class_of(20000)];
+  EXPECT_GE(c.live_blocks, 1u);
+  uint64_t frag = 0;
+  for (unsigned k = 0; k < kNumClasses; ++k) frag += s.cls[k].pool_bytes - s.cls[k].live_blocks * kClasses.size[k];
+  EXPECT_EQ(s.fragmentation, frag);
+  EXPECT_EQ(s.pool_bytes, s.arena.pool_bytes_in_use);
+  EXPECT_GE(s.os_reserved, s.os_committed);
+  EXPECT_GE(s.os_reserved, s.arena.reserved + s.large.mapped_bytes);
+  EXPECT_GE(s.os_committed, s.pool_bytes);
+  EXPECT_GT(s.os_resident, 0u);
+  EXPECT_GE(s.threads, 1u);
+  dealloc(p);
+}
+
+TEST(Stats, ReservedSegmentsStayMapped) {
+  size_t before = arena_stats().segments;
+  EXPECT_EQ(arena_reserve(2 * kSegmentSize, true), 2u);
+  EXPECT_EQ(arena_stats().segments, before + 2);
+  trim();  // unmaps every empty segment but the reserved ones
+  EXPECT_GE(arena_stats().segments, 2u);
+}
+
+}  // namespace
+}  // namespace pm
