@@ -48,9 +48,9 @@ namespace pm {
   if constexpr (kHardened) {
     uintptr_t tag = free_tag(b);
     if (b->tag == tag) [[unlikely]]
-      report_double_free(p, b);
+      return report_double_free(p, b);
     if (not_block_start(p, reinterpret_cast<uintptr_t>(b))) [[unlikely]]
-      report_invalid_free(p, b);
+      return report_invalid_free(p, b);
     b->tag = tag;
   }
   b->link = encode_link(p, b, p->local_free);

@@ -39,6 +39,19 @@ void list_remove(Pool** head, Pool* p) noexcept {
   p->next = p->prev = nullptr;
 }
 
+void add_used(Pool* p, int32_t delta) noexcept {
+  p->used.store(p->used.load(std::memory_order_relaxed) + delta, std::memory_order_relaxed);
+}
+
+// The current pool of a bin carries one extra count, so that freeing its
+// last block never takes the slow path: alloc/free pairs stay on the fast path.
+constexpr int32_t kCurrentBias = 1;
+
+void make_current(Heap* h, unsigned cls, Pool* p) noexcept {
+  add_used(p, kCurrentBias);
+  h->bins[cls] = p;
+}
+
 bool has_room(const Pool* p) noexcept {
   return p->free != nullptr || p->local_free != nullptr || p->carved < p->capacity ||
          p->remote.load(std::memory_order_relaxed) != 0;
@@ -57,7 +70,7 @@ void release(Pool* p) noexcept {
 // Unparks a parked pool of h whose notification we now hold.
 void unpark(Heap* h, Pool* p) noexcept {
   list_remove(&h->full, p);
-  p->used.store(p->used.load(std::memory_order_relaxed) + kParkBias, std::memory_order_relaxed);
+  add_used(p, kParkBias);
   p->state.store(PoolState::kActive, std::memory_order_relaxed);
   pool_collect_remote(p);
   if (real_used(p) == 0) {
@@ -78,16 +91,17 @@ void drain_pending(Heap* h) noexcept {
   }
 }
 
-// Parks a full pool so that the first remote free reports it back. Returns
-// false when remote frees arrived meanwhile and the pool stays usable.
+// Parks the full current pool so that the first remote free reports it
+// back. Returns false when remote frees arrived meanwhile and the pool stays
+// current.
 bool park(Heap* h, Pool* p) noexcept {
-  p->used.store(p->used.load(std::memory_order_relaxed) - kParkBias, std::memory_order_relaxed);
+  add_used(p, -kCurrentBias - kParkBias);
   p->state.store(PoolState::kParked, std::memory_order_relaxed);
   // Dekker-style with pool_free_remote: we publish notify, then look at remote;
   // a remote thread publishes its block, then looks at notify.
   p->notify.store(1, std::memory_order_seq_cst);
   if (p->remote.load(std::memory_order_seq_cst) != 0 && p->notify.exchange(0, std::memory_order_acq_rel) == 1) {
-    p->used.store(p->used.load(std::memory_order_relaxed) + kParkBias, std::memory_order_relaxed);
+    add_used(p, kCurrentBias + kParkBias);
     p->state.store(PoolState::kActive, std::memory_order_relaxed);
     return false;
   }
@@ -135,6 +149,16 @@ void abandon_pool(Pool* p) noexcept {  // g_heap_lock held
 constinit Heap g_empty_heap{&g_empty_pool};
 constinit thread_local Heap* tl_heap [[gnu::tls_model("initial-exec")]] = &g_empty_heap;
 
+void* pool_pop_checked(Heap* h, Pool* p, unsigned cls) noexcept {
+  Block* b = p->free;
+  pool_check_link(p, b, decode_link(p, b));  // returns only for the end of the list
+  p->free = nullptr;
+  if constexpr (kHardened) b->tag = 0;
+  add_used(p, 1);
+  bump(h->allocs[cls]);
+  return b;
+}
+
 void* heap_alloc_slow(Heap* h, unsigned cls) noexcept {
   if (h == &g_empty_heap) {
     h = thread_init();
@@ -170,7 +194,7 @@ void* heap_alloc_slow(Heap* h, unsigned cls) noexcept {
       p->state.store(PoolState::kActive, std::memory_order_release);
       stats_pool_acquired();
     }
-    h->bins[cls] = p;
+    make_current(h, cls, p);
   }
 }
 
@@ -182,8 +206,7 @@ void heap_free_slow(Heap* h, Pool* p) noexcept {
     if (p->notify.compare_exchange_strong(one, 0, std::memory_order_acq_rel)) unpark(h, p);
     return;
   }
-  PM_ASSERT(p->used.load(std::memory_order_relaxed) == 0);
-  if (h->bins[p->cls] == p) return;  // keep the current pool: it is about to be reused
+  PM_ASSERT(p->used.load(std::memory_order_relaxed) == 0 && h->bins[p->cls] != p);
   list_remove(&h->partial[p->cls], p);
   release(p);
 }
@@ -210,7 +233,10 @@ void heap_abandon(Heap* h) noexcept {
   }
   h->full = nullptr;
   for (unsigned c = 0; c < kNumClasses; ++c) {
-    if (h->bins[c] != &g_empty_pool) abandon_pool(h->bins[c]);
+    if (Pool* cur = h->bins[c]; cur != &g_empty_pool) {
+      add_used(cur, -kCurrentBias);
+      abandon_pool(cur);
+    }
     h->bins[c] = &g_empty_pool;
     for (Pool* p = h->partial[c]; p != nullptr;) {
       Pool* next = p->next;
@@ -275,8 +301,9 @@ void heap_collect(bool force) noexcept {
       Pool* cur = h->bins[c];
       if (force && cur != &g_empty_pool) {
         pool_collect_remote(cur);
-        if (cur->used.load(std::memory_order_relaxed) == 0) {
+        if (cur->used.load(std::memory_order_relaxed) == kCurrentBias) {
           h->bins[c] = &g_empty_pool;
+          add_used(cur, -kCurrentBias);
           release(cur);
         }
       }

@@ -43,18 +43,22 @@ extern constinit Heap g_empty_heap;
 extern constinit Pool g_empty_pool;
 extern constinit thread_local Heap* tl_heap [[gnu::tls_model("initial-exec")]];
 
+[[gnu::noinline]] void* pool_pop_checked(Heap* h, Pool* p, unsigned cls) noexcept;
+
 // Counters with a single writer: a plain add, but readable by other threads.
 [[gnu::always_inline]] inline void bump(std::atomic<uint64_t>& c) noexcept {
   c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
 }
 
 // Pops the head of p->free (non-empty). The decoded link must stay in the
-// segment; anything else is a corrupted free list.
+// segment; anything else goes to pool_pop_checked, which aborts on a
+// corrupted list (or finishes the pop at the end of the list). Every call out
+// of this function is a tail call, so the fast path needs no stack frame.
 [[gnu::always_inline]] inline void* pool_pop(Heap* h, Pool* p, unsigned cls) noexcept {
   Block* b = p->free;
   Block* next = decode_link(p, b);
   if (((reinterpret_cast<uintptr_t>(next) ^ reinterpret_cast<uintptr_t>(b)) >> kSegmentShift) != 0) [[unlikely]]
-    pool_check_link(p, b, next);
+    return pool_pop_checked(h, p, cls);
   p->free = next;
   if constexpr (kHardened) b->tag = 0;
   p->used.store(p->used.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);

@@ -119,11 +119,11 @@ void report_invalid_free(const Pool* p, const void* b) noexcept {
 void pool_free_remote(Pool* p, Block* b) noexcept {
   PoolState s = p->state.load(std::memory_order_acquire);
   if (s == PoolState::kFree || not_block_start(p, reinterpret_cast<uintptr_t>(b))) [[unlikely]]
-    report_invalid_free(p, b);
+    return report_invalid_free(p, b);
   if constexpr (kHardened) {
     uintptr_t tag = free_tag(b);
     if (b->tag == tag) [[unlikely]]
-      report_double_free(p, b);
+      return report_double_free(p, b);
     b->tag = tag;
   }
   uintptr_t head = p->remote.load(std::memory_order_relaxed);

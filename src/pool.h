@@ -92,8 +92,10 @@ bool pool_refill(Pool* p) noexcept;
 uint32_t pool_collect_remote(Pool* p) noexcept;
 // Verify a decoded link that left the segment; aborts on corruption.
 [[gnu::cold]] void pool_check_link(const Pool* p, const Block* b, const Block* next) noexcept;
-[[gnu::cold, noreturn]] void report_double_free(const Pool* p, const void* b) noexcept;
-[[gnu::cold, noreturn]] void report_invalid_free(const Pool* p, const void* b) noexcept;
+// Both abort; they are not declared noreturn so that the fast path can reach
+// them by a tail call and keep no stack frame.
+[[gnu::cold, gnu::noinline]] void report_double_free(const Pool* p, const void* b) noexcept;
+[[gnu::cold, gnu::noinline]] void report_invalid_free(const Pool* p, const void* b) noexcept;
 // Push a block freed by a thread that does not own the pool.
 void pool_free_remote(Pool* p, Block* b) noexcept;
 // Debug/test: full check of a pool's lists (owner thread only).

@@ -8,7 +8,7 @@
 
 namespace pm {
 
-constinit std::atomic<uint64_t> g_segment_map[kSegmentMapWords] = {};
+constinit std::atomic<uint8_t> g_segment_map[kSegmentMapSize] = {};
 
 namespace {
 
@@ -23,12 +23,7 @@ constexpr uint64_t kAllSlots = ~uint64_t{0} & ~uint64_t{1};  // slot 0 is the he
 
 void map_set(const Segment* s, bool on) noexcept {
   uintptr_t a = reinterpret_cast<uintptr_t>(s);
-  auto& word = g_segment_map[(a >> (kSegmentShift + 6)) & (kSegmentMapWords - 1)];
-  uint64_t bit = uint64_t{1} << ((a >> kSegmentShift) & 63);
-  if (on)
-    word.fetch_or(bit, std::memory_order_release);
-  else
-    word.fetch_and(~bit, std::memory_order_release);
+  g_segment_map[(a >> kSegmentShift) & (kSegmentMapSize - 1)].store(on ? 1 : 0, std::memory_order_release);
 }
 
 Segment* segment_create() noexcept {

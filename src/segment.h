@@ -7,7 +7,7 @@
 //   pool_of[i] points at the descriptor of the pool covering slot i, or at
 //   pools[i] (state kFree) when slot i is free, so a stale pointer never
 //   reads through a null descriptor.
-// The segment map has a bit per possible segment address; a bit is set from
+// The segment map has a byte per possible segment address, set from
 // before the segment is first used until after it is unmapped.
 #pragma once
 
@@ -31,15 +31,16 @@ struct Segment {
 };
 static_assert(sizeof(Segment) <= kSlotSize, "segment header fits in slot 0");
 
-// Covers the 47-bit user address space with one bit per segment.
+// One byte per possible segment of the 47-bit user address space (32 MiB of
+// address space, of which only the pages covering mapped segments are ever
+// touched): a load and a compare classify any pointer.
 inline constexpr unsigned kAddressBits = 47;
-inline constexpr size_t kSegmentMapWords = size_t{1} << (kAddressBits - kSegmentShift - 6);
-extern constinit std::atomic<uint64_t> g_segment_map[kSegmentMapWords];
+inline constexpr size_t kSegmentMapSize = size_t{1} << (kAddressBits - kSegmentShift);
+extern constinit std::atomic<uint8_t> g_segment_map[kSegmentMapSize];
 
 [[gnu::always_inline]] inline bool in_segment(const void* p) noexcept {
   uintptr_t a = reinterpret_cast<uintptr_t>(p);
-  uint64_t word = g_segment_map[(a >> (kSegmentShift + 6)) & (kSegmentMapWords - 1)].load(std::memory_order_relaxed);
-  return (word >> ((a >> kSegmentShift) & 63)) & 1;
+  return g_segment_map[(a >> kSegmentShift) & (kSegmentMapSize - 1)].load(std::memory_order_relaxed) != 0;
 }
 [[gnu::always_inline]] inline Segment* segment_of(const void* p) noexcept {
   return reinterpret_cast<Segment*>(reinterpret_cast<uintptr_t>(p) & ~(kSegmentSize - 1));
