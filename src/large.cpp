@@ -63,30 +63,65 @@ void drop_entry(unsigned i) noexcept {  // g_lock held; caller unmaps
   g_cache[i] = g_cache[--g_cached];
 }
 
-// A cached mapping of at least `need` bytes and not much larger; nullptr if none.
-char* cache_take(size_t need, size_t* got) noexcept {
-  LockGuard g(g_lock);
-  int best = -1;
-  for (unsigned i = 0; i < g_cached; ++i) {
-    size_t s = g_cache[i].size;
-    if (s >= need && s - need <= need / 4 && (best < 0 || s < g_cache[best].size)) best = static_cast<int>(i);
+constinit uint64_t g_last_decay_ms = 0;
+
+// A cached mapping of exactly `need` bytes, or nullptr. The best fit is
+// split (the rest stays cached, no system call); failing that, the largest
+// entry is grown with mremap, so its resident pages are reused either way.
+char* cache_take(size_t need) noexcept {
+  char* grow_base = nullptr;
+  size_t grow_size = 0;
+  {
+    LockGuard g(g_lock);
+    int best = -1, largest = -1;
+    for (unsigned i = 0; i < g_cached; ++i) {
+      size_t s = g_cache[i].size;
+      if (s >= need && (best < 0 || s < g_cache[best].size)) best = static_cast<int>(i);
+      if (largest < 0 || s > g_cache[largest].size) largest = static_cast<int>(i);
+    }
+    if (best >= 0) {
+      CacheEntry& e = g_cache[best];
+      char* base = e.base;
+      if (e.size == need) {
+        drop_entry(static_cast<unsigned>(best));
+      } else {
+        e.base += need;
+        e.size -= need;
+        g_cached_bytes -= need;
+      }
+      return base;
+    }
+    if (largest < 0 || g_cache[largest].size < need / 4) return nullptr;
+    grow_base = g_cache[largest].base;
+    grow_size = g_cache[largest].size;
+    drop_entry(static_cast<unsigned>(largest));
   }
-  if (best < 0) return nullptr;
-  char* base = g_cache[best].base;
-  *got = g_cache[best].size;
-  drop_entry(static_cast<unsigned>(best));
-  return base;
+  auto* grown = static_cast<char*>(os::remap(grow_base, grow_size, need));
+  if (grown == nullptr) os::unmap(grow_base, grow_size);
+  return grown;
 }
 
 // Keeps the mapping if it fits in the cache budget, evicting the oldest
-// entries to make room; false means the caller unmaps it.
+// entries to make room and dropping entries unused for longer than the decay
+// time; false means the caller unmaps it.
 bool cache_put(char* base, size_t size) noexcept {
   size_t budget = options().large_cache;
-  if (size > budget / 4) return false;
+  if (size > budget) return false;
+  uint64_t now = os::now_ms();
+  uint64_t decay = options().purge_delay_ms * 10;
   CacheEntry evicted[kCacheEntries];
   unsigned n_evicted = 0;
   {
     LockGuard g(g_lock);
+    for (unsigned i = 0; i < g_cached && now - g_last_decay_ms >= decay / 2;) {
+      if (now - g_cache[i].freed_ms >= decay) {
+        evicted[n_evicted++] = g_cache[i];
+        drop_entry(i);
+      } else {
+        ++i;
+      }
+    }
+    if (now - g_last_decay_ms >= decay / 2) g_last_decay_ms = now;
     while (g_cached > 0 && (g_cached == kCacheEntries || g_cached_bytes + size > budget)) {
       unsigned oldest = 0;
       for (unsigned i = 1; i < g_cached; ++i)
@@ -94,7 +129,7 @@ bool cache_put(char* base, size_t size) noexcept {
       evicted[n_evicted++] = g_cache[oldest];
       drop_entry(oldest);
     }
-    g_cache[g_cached++] = CacheEntry{base, size, os::now_ms()};
+    g_cache[g_cached++] = CacheEntry{base, size, now};
     g_cached_bytes += size;
   }
   for (unsigned i = 0; i < n_evicted; ++i) os::unmap(evicted[i].base, evicted[i].size);
@@ -111,9 +146,7 @@ void* large_alloc(size_t n, size_t align) noexcept {
   size_t need = round_page(n + (align <= kPageSize ? align : kPageSize));
   char* base = nullptr;
   size_t map_size = 0;
-  if (align <= kMinAlign) {
-    base = cache_take(need, &map_size);
-  }
+  if (align <= kMinAlign && (base = cache_take(need)) != nullptr) map_size = need;
   if (base == nullptr) {
     if (align <= kPageSize) {
       base = static_cast<char*>(os::map(need));
