@@ -53,6 +53,8 @@ void add_heap(const Heap* h, void* arg) noexcept {
 }
 
 // Counters of live and retired threads, and of frees by threads without a heap.
+// Retired counters are read first: a thread exiting between the two reads is
+// missed whole (its allocations and frees alike) rather than counted twice.
 void gather(Counts* out) noexcept {
   *out = Counts{};
   RetiredCounters r;
