@@ -31,7 +31,7 @@ void verify(const bench::Block& b) {
 
 int main(int argc, char** argv) {
   bench::Args args(argc, argv);
-  const long count = args.num("blocks", 2000, 100);
+  const long count = args.num("blocks", 800, 100);
   const long live = args.num("live", 4, 4);
   args.done();
 

@@ -27,7 +27,7 @@ set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.85 border -1
 set boxwidth 0.9
-set key top left horizontal reverse Left samplen 2 opaque
+set key outside top center horizontal reverse Left samplen 2
 set yrange [0:*]
 set grid ytics
 set xtics rotate by -30

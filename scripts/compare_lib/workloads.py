@@ -76,7 +76,7 @@ def suite(top, build, tmpdir, quick, names):
     real = os.path.join(top, "bench", "real")
     sql = os.path.join(tmpdir, "bench.sql")
     with open(sql, "w") as f:
-        f.write(sqlite_script(2000 if quick else 200000))
+        f.write(sqlite_script(2000 if quick else 120000))
     made = {name: Command(name, [os.path.join(build, "bench", name)] + quick_arg)
             for name in BENCH_PROGRAMS}
     made.update({
@@ -94,6 +94,6 @@ def suite(top, build, tmpdir, quick, names):
                        + ["-c", os.path.join(real, "stl_heavy.cpp"), "-o",
                           os.path.join(tmpdir, "stl_heavy.o")],
                        {}, True, os.path.join(tmpdir, "stl_heavy.o")),
-        "redis": redis.Redis(tmpdir, 1000 if quick else 20000),
+        "redis": redis.Redis(tmpdir, 1000 if quick else 5000),
     })
     return [made[n] for n in SUITE if n in names]
