@@ -17,6 +17,10 @@ constinit Segment* g_segments = nullptr;  // all segments, most recently created
 constinit size_t g_segment_count = 0;
 constinit size_t g_pools_in_use = 0;
 constinit size_t g_slots_in_use = 0;
+constinit size_t g_dirty_count = 0;  // free slots not yet purged
+// Dirty memory kept for reuse is bounded in size, not only in time, so a
+// program that frees a lot and then goes idle keeps at most this much.
+constexpr size_t kMaxDirtySlots = (16u << 20) / kSlotSize;
 constinit uint64_t g_last_purge_ms = 0;
 
 constexpr uint64_t kAllSlots = ~uint64_t{0} & ~uint64_t{1};  // slot 0 is the header
@@ -79,6 +83,7 @@ size_t purge_locked(bool force, uint64_t now) noexcept {
       if (force || now - s->pools[i].freed_at_ms >= delay) ready |= uint64_t{1} << i;
     }
     s->dirty_slots &= ~ready;
+    if (!s->reserved) g_dirty_count -= static_cast<size_t>(__builtin_popcountll(ready));
     while (ready != 0) {  // one madvise per run of adjacent slots
       unsigned i = static_cast<unsigned>(__builtin_ctzll(ready));
       unsigned n = static_cast<unsigned>(__builtin_ctzll(~(ready >> i)));
@@ -98,7 +103,11 @@ size_t purge_locked(bool force, uint64_t now) noexcept {
 
 void maybe_purge_locked() noexcept {
   uint64_t now = os::now_ms();
-  if (now - g_last_purge_ms >= options().purge_delay_ms / 2 + 1) purge_locked(false, now);
+  uint64_t delay = options().purge_delay_ms;
+  if (g_dirty_count > kMaxDirtySlots)
+    purge_locked(false, now + delay);  // everything dirty counts as old enough
+  else if (now - g_last_purge_ms >= delay / 2 + 1)
+    purge_locked(false, now);
 }
 
 }  // namespace
@@ -123,6 +132,7 @@ Pool* arena_acquire_pool(unsigned slots) noexcept {
   }
   uint64_t bits = ((uint64_t{1} << slots) - 1) << at;
   found->free_slots &= ~bits;
+  if (!found->reserved) g_dirty_count -= static_cast<size_t>(__builtin_popcountll(found->dirty_slots & bits));
   found->dirty_slots &= ~bits;
   Pool* p = &found->pools[at];
   p->slots = static_cast<uint8_t>(slots);
@@ -146,6 +156,7 @@ void arena_release_pool(Pool* p) noexcept {
     s->pools[at + i].freed_at_ms = now;
   }
   s->free_slots |= bits;
+  if (!s->reserved) g_dirty_count += static_cast<size_t>(__builtin_popcountll(bits & ~s->dirty_slots));
   s->dirty_slots |= bits;
   --g_pools_in_use;
   g_slots_in_use -= slots;
