@@ -28,7 +28,10 @@ def parse_args(argv):
         prog="scripts/compare",
         usage="scripts/compare [options] [-- COMMAND ARGS...]",
         description="Run the workload suite (or COMMAND) under poolmalloc and other allocators "
-                    "and report median wall time, CPU time and peak RSS.")
+                    "and report median wall time, CPU time and peak RSS.",
+        epilog="Exit status: 0 every run passed, 1 some cell failed or crashed, "
+               "2 set-up or usage error. Results go to results.csv, results.json, "
+               "table.txt, time.png and rss.png in the output directory.")
     p.add_argument("--allocators", help="comma list, default: " + ",".join(allocators.DEFAULT_ORDER))
     p.add_argument("--workloads", help="comma list of built-in workloads (see --list)")
     p.add_argument("--rounds", type=int, help="rounds per cell; default 5, 1 with --quick")
