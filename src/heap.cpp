@@ -6,6 +6,7 @@
 
 #include "lock.h"
 #include "os.h"
+#include "purger.h"
 #include "profile.h"
 #include "segment.h"
 #include "stats.h"
@@ -168,6 +169,7 @@ void* heap_alloc_slow(Heap* h, unsigned cls) noexcept {
     }
   }
   if (h->pending.load(std::memory_order_relaxed) != nullptr) drain_pending(h);
+  purger_poll();
   if (profile_enabled()) [[unlikely]]
     profile_tick();
   Pool* p = h->bins[cls];
@@ -209,6 +211,7 @@ void heap_free_slow(Heap* h, Pool* p) noexcept {
   PM_ASSERT(p->used.load(std::memory_order_relaxed) == 0 && h->bins[p->cls] != p);
   list_remove(&h->partial[p->cls], p);
   release(p);
+  purger_poll();
 }
 
 void heap_abandon(Heap* h) noexcept {

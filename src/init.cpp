@@ -13,6 +13,7 @@
 #include "options.h"
 #include "os.h"
 #include "pool.h"
+#include "purger.h"
 #include "profile.h"
 #include "report.h"
 #include "segment.h"
@@ -86,6 +87,7 @@ void fork_parent() noexcept {
 }
 
 void fork_child() noexcept {
+  purger_forget();
   arena_unlock_for_fork(true);
   large_unlock_for_fork(true);
   heap_unlock_for_fork(true);

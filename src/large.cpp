@@ -8,6 +8,7 @@
 #include "options.h"
 #include "os.h"
 #include "pool.h"
+#include "purger.h"
 
 namespace pm {
 namespace {
@@ -132,6 +133,7 @@ bool cache_put(char* base, size_t size) noexcept {
     g_cache[g_cached++] = CacheEntry{base, size, now};
     g_cached_bytes += size;
   }
+  g_purge_wanted.store(true, std::memory_order_relaxed);
   for (unsigned i = 0; i < n_evicted; ++i) os::unmap(evicted[i].base, evicted[i].size);
   return true;
 }
@@ -139,6 +141,7 @@ bool cache_put(char* base, size_t size) noexcept {
 }  // namespace
 
 void* large_alloc(size_t n, size_t align) noexcept {
+  purger_poll();
   if (align < kMinAlign) align = kMinAlign;
   // Room for the header below an aligned user pointer, within one extra page when align > page.
   size_t slack = align <= kPageSize ? align : align + kPageSize;
@@ -198,6 +201,7 @@ void large_free(void* p) noexcept {
   g_live_map_bytes.fetch_sub(map_size, std::memory_order_relaxed);
   h->check = 0;  // a second free of p now fails the check
   if (!cache_put(base, map_size)) os::unmap(base, map_size);
+  purger_poll();
 }
 
 void* large_realloc(void* p, size_t n) noexcept {

@@ -5,6 +5,7 @@
 #include "lock.h"
 #include "options.h"
 #include "os.h"
+#include "purger.h"
 
 namespace pm {
 
@@ -160,6 +161,7 @@ void arena_release_pool(Pool* p) noexcept {
   s->dirty_slots |= bits;
   --g_pools_in_use;
   g_slots_in_use -= slots;
+  g_purge_wanted.store(true, std::memory_order_relaxed);
   maybe_purge_locked();
 }
 

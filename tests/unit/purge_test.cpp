@@ -1,0 +1,52 @@
+// Returning memory to the OS: after the purge delay, and with the background
+// purger even when the program allocates nothing more.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <vector>
+
+#include "alloc.h"
+#include "large.h"
+#include "options.h"
+#include "segment.h"
+
+namespace pm {
+namespace {
+
+void churn_then_free(size_t blocks, size_t size) {
+  std::vector<void*> v;
+  for (size_t i = 0; i < blocks; ++i) v.push_back(alloc(size));
+  for (void* p : v) dealloc(p);
+}
+
+TEST(Purge, IdleProgramGetsMemoryBackFromThePurger) {
+  char e1[] = "POOLMALLOC_PURGE_THREAD=1", e2[] = "POOLMALLOC_PURGE_DELAY=50";
+  char* env[] = {e1, e2, nullptr};
+  process_init();  // reads the real environment once; the test's options come after
+  options_init(env);
+  // Several threads leave pools behind; the main thread frees the blocks.
+  std::vector<void*> v;
+  for (int i = 0; i < 40000; ++i) v.push_back(alloc(100));
+  void* big = alloc(8 << 20);
+  for (void* p : v) dealloc(p);
+  dealloc(big);
+  dealloc(alloc(64));  // a slow-path visit starts the purger
+  ArenaStats before = arena_stats();
+  EXPECT_GT(before.dirty_bytes + large_stats().cached_bytes, 0u);
+  usleep(600 * 1000);  // idle: twelve purge delays
+  EXPECT_EQ(arena_stats().dirty_bytes, 0u);
+  EXPECT_EQ(large_stats().cached_bytes, 0u);
+}
+
+TEST(Purge, DirtyMemoryIsBoundedWithoutThePurger) {
+  char e1[] = "POOLMALLOC_PURGE_DELAY=3600000";  // never by age
+  char* env[] = {e1, nullptr};
+  options_init(env);
+  churn_then_free(2000000, 48);  // about 96 MiB of pools
+  trim();
+  churn_then_free(2000000, 48);
+  EXPECT_LE(arena_stats().dirty_bytes, size_t{16} << 20);
+}
+
+}  // namespace
+}  // namespace pm
