@@ -26,16 +26,18 @@ constinit size_t g_heap_chunk_left = 0;
 constinit Pool* g_abandoned[kNumClasses] = {};
 constinit RetiredCounters g_retired = {};
 
+// List heads are written atomically: adopt() peeks at g_abandoned without
+// the lock (a relaxed load of a word written under it).
 void list_push(Pool** head, Pool* p) noexcept {
   p->prev = nullptr;
   p->next = *head;
   if (*head != nullptr) (*head)->prev = p;
-  *head = p;
+  __atomic_store_n(head, p, __ATOMIC_RELAXED);
 }
 
 void list_remove(Pool** head, Pool* p) noexcept {
   if (p->prev != nullptr) p->prev->next = p->next;
-  else *head = p->next;
+  else __atomic_store_n(head, p->next, __ATOMIC_RELAXED);
   if (p->next != nullptr) p->next->prev = p->prev;
   p->next = p->prev = nullptr;
 }
