@@ -33,6 +33,15 @@ inline constexpr bool kDebug = false;
 inline constexpr bool kDebug = true;
 #endif
 
+// ThreadSanitizer does not intercept mremap: a moved range keeps the shadow of
+// its previous life there and later accesses are reported as races. Its
+// builds resize large blocks by copying instead.
+#ifdef __SANITIZE_THREAD__
+inline constexpr bool kThreadSanitizer = true;
+#else
+inline constexpr bool kThreadSanitizer = false;
+#endif
+
 #ifdef POOLMALLOC_NO_HARDENING
 inline constexpr bool kHardened = false;
 #else

@@ -61,6 +61,7 @@ void unmap(void* p, size_t size) noexcept {
 }
 
 void* remap(void* p, size_t old_size, size_t new_size) noexcept {
+  if constexpr (kThreadSanitizer) return nullptr;
   if (injected_failure()) return nullptr;
   int saved = errno;
   void* q = ::mremap(p, old_size, new_size, MREMAP_MAYMOVE);
