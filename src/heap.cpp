@@ -20,6 +20,7 @@ namespace {
 // Registry of live heaps, abandoned pools, and the heap free list.
 constinit SpinLock g_heap_lock;
 constinit Heap* g_heaps = nullptr;
+constinit std::atomic<size_t> g_heap_count{0};  // live heaps, readable without the lock
 constinit Heap* g_free_heaps = nullptr;  // recycled heap structs, linked by next_heap
 constinit char* g_heap_chunk = nullptr;  // bump area for new heap structs
 constinit size_t g_heap_chunk_left = 0;
@@ -253,11 +254,13 @@ void heap_abandon(Heap* h) noexcept {
     g_retired.frees[c] += h->frees[c].load(std::memory_order_relaxed);
     g_retired.remote_frees[c] += h->remote_frees[c].load(std::memory_order_relaxed);
   }
+  g_retired.reallocs += h->reallocs.load(std::memory_order_relaxed);
   // Unregister and recycle the struct.
   if (h->prev_heap != nullptr) h->prev_heap->next_heap = h->next_heap;
   else g_heaps = h->next_heap;
   if (h->next_heap != nullptr) h->next_heap->prev_heap = h->prev_heap;
   h->live = false;
+  g_heap_count.fetch_sub(1, std::memory_order_relaxed);
   h->next_heap = g_free_heaps;
   g_free_heaps = h;
 }
@@ -286,6 +289,7 @@ Heap* heap_create() noexcept {
   h->next_heap = g_heaps;
   if (g_heaps != nullptr) g_heaps->prev_heap = h;
   g_heaps = h;
+  g_heap_count.fetch_add(1, std::memory_order_relaxed);
   return h;
 }
 
@@ -327,6 +331,8 @@ void heap_collect(bool force) noexcept {
     }
   }
 }
+
+size_t heaps_live() noexcept { return g_heap_count.load(std::memory_order_relaxed); }
 
 void heaps_for_each(void (*fn)(const Heap*, void*), void* arg) noexcept {
   LockGuard g(g_heap_lock);

@@ -29,6 +29,7 @@ struct Heap {
   std::atomic<uint64_t> allocs[kNumClasses] = {};
   std::atomic<uint64_t> frees[kNumClasses] = {};  // local and remote frees by this thread
   std::atomic<uint64_t> remote_frees[kNumClasses] = {};  // of which into other threads' pools
+  std::atomic<uint64_t> reallocs = {};  // realloc calls by this thread
 
   Pool* partial[kNumClasses] = {};
   Pool* full = nullptr;
@@ -86,12 +87,14 @@ void fork_parent() noexcept;
 void fork_child() noexcept;
 
 // Heap registry walks for statistics (heap.cpp).
+[[nodiscard]] size_t heaps_live() noexcept;
 void heaps_for_each(void (*fn)(const Heap*, void*), void* arg) noexcept;
 // Counters of heaps that have exited, folded together.
 struct RetiredCounters {
   uint64_t allocs[kNumClasses];
   uint64_t frees[kNumClasses];
   uint64_t remote_frees[kNumClasses];
+  uint64_t reallocs;
 };
 void retired_counters(RetiredCounters* out) noexcept;
 

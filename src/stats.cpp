@@ -21,13 +21,8 @@ constinit std::atomic<uint64_t> g_peak_live_bytes{0};
 constinit std::atomic<uint64_t> g_peak_large_bytes{0};
 constinit std::atomic<uint64_t> g_large_hist[kLargeBuckets] = {};
 
-// realloc may be called by any thread at a high rate: spread its counter over
-// cache lines, picked by the caller's heap address, so threads rarely share one.
-struct alignas(64) Shard {
-  std::atomic<uint64_t> n{0};
-};
-constexpr unsigned kShards = 16;
-constinit Shard g_reallocs[kShards] = {};
+// realloc calls by threads without a heap (rare: their first call is realloc(p, n) of a foreign block).
+constinit std::atomic<uint64_t> g_orphan_reallocs{0};
 
 void raise(std::atomic<uint64_t>& peak, uint64_t v) noexcept {
   uint64_t cur = peak.load(std::memory_order_relaxed);
@@ -39,6 +34,7 @@ struct Counts {
   uint64_t allocs[kNumClasses];
   uint64_t frees[kNumClasses];
   uint64_t remote_frees[kNumClasses];
+  uint64_t reallocs;
   uint64_t threads;
 };
 
@@ -49,6 +45,7 @@ void add_heap(const Heap* h, void* arg) noexcept {
     s->frees[c] += h->frees[c].load(std::memory_order_relaxed);
     s->remote_frees[c] += h->remote_frees[c].load(std::memory_order_relaxed);
   }
+  s->reallocs += h->reallocs.load(std::memory_order_relaxed);
   ++s->threads;
 }
 
@@ -67,6 +64,7 @@ void gather(Counts* out) noexcept {
     out->frees[c] += r.frees[c] + orphans;
     out->remote_frees[c] += r.remote_frees[c] + orphans;
   }
+  out->reallocs += r.reallocs + g_orphan_reallocs.load(std::memory_order_relaxed);
 }
 
 // Counters are read while other threads run: never report a negative count.
@@ -121,6 +119,19 @@ uint64_t raise_peaks(const Counts& k, size_t large_live) noexcept {
   return bytes;
 }
 
+// Sampling walks every heap under the registry lock. With few threads that is
+// cheap and done at every sampling point; with many it would serialise their
+// slow paths, so it is done at most once per millisecond.
+constexpr size_t kAlwaysSampleHeaps = 8;
+constinit std::atomic<uint64_t> g_last_sample_ms{0};
+
+bool sample_due() noexcept {
+  if (heaps_live() <= kAlwaysSampleHeaps) return true;
+  uint64_t now = os::now_ms();
+  uint64_t last = g_last_sample_ms.load(std::memory_order_relaxed);
+  return now != last && g_last_sample_ms.compare_exchange_strong(last, now, std::memory_order_relaxed);
+}
+
 }  // namespace
 
 uint64_t stats_sample_peaks() noexcept {
@@ -130,12 +141,14 @@ uint64_t stats_sample_peaks() noexcept {
 }
 
 void stats_pool_acquired() noexcept {
+  if (!sample_due() && !profile_enabled()) return;
   uint64_t small = stats_sample_peaks();
   if (profile_enabled()) [[unlikely]]
     profile_sample(small + large_live_bytes());
 }
 
 void stats_pool_carved(unsigned cls) noexcept {
+  if (!sample_due()) return;
   ClassCount k{cls, 0, 0};
   heaps_for_each(add_class, &k);
   RetiredCounters r;
@@ -155,8 +168,12 @@ void stats_large_alloc(size_t n) noexcept {
 }
 
 void stats_count_realloc() noexcept {
-  unsigned shard = static_cast<unsigned>(reinterpret_cast<uintptr_t>(tl_heap) >> 6) % kShards;
-  g_reallocs[shard].n.fetch_add(1, std::memory_order_relaxed);
+  // The calling thread's own counter: a plain add, no shared cache line.
+  Heap* h = tl_heap;
+  if (h != &g_empty_heap) [[likely]]
+    bump(h->reallocs);
+  else
+    g_orphan_reallocs.fetch_add(1, std::memory_order_relaxed);
 }
 
 void stats_collect(Stats* out) noexcept {
@@ -184,7 +201,7 @@ void stats_collect(Stats* out) noexcept {
   }
   out->fragmentation = out->pool_bytes > out->small_live_bytes ? out->pool_bytes - out->small_live_bytes : 0;
   out->small_peak_bytes = g_peak_small_bytes.load(std::memory_order_relaxed);
-  for (unsigned s = 0; s < kShards; ++s) out->reallocs += g_reallocs[s].n.load(std::memory_order_relaxed);
+  out->reallocs = k.reallocs;
   for (unsigned b = 0; b < kLargeBuckets; ++b) out->large_hist[b] = g_large_hist[b].load(std::memory_order_relaxed);
   out->large_peak_bytes = g_peak_large_bytes.load(std::memory_order_relaxed);
   out->live_bytes = out->small_live_bytes + out->large.live_bytes;
