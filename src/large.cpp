@@ -1,5 +1,7 @@
 #include "large.h"
 
+#include <string.h>
+
 #include <atomic>
 
 #include "check.h"
@@ -48,7 +50,7 @@ struct CacheEntry {
   size_t size;
   uint64_t freed_ms;
 };
-constexpr unsigned kCacheEntries = 32;
+constexpr unsigned kCacheEntries = 128;
 constinit SpinLock g_lock;
 constinit CacheEntry g_cache[kCacheEntries] = {};
 constinit unsigned g_cached = 0;
@@ -130,12 +132,42 @@ bool cache_put(char* base, size_t size) noexcept {
       evicted[n_evicted++] = g_cache[oldest];
       drop_entry(oldest);
     }
+    // Merge with cached neighbours: split entries grow back into large ones.
+    for (unsigned i = 0; i < g_cached;) {
+      CacheEntry& e = g_cache[i];
+      if (e.base + e.size == base || base + size == e.base) {
+        if (e.base < base) base = e.base;
+        size += e.size;
+        drop_entry(i);
+      } else {
+        ++i;
+      }
+    }
     g_cache[g_cached++] = CacheEntry{base, size, now};
     g_cached_bytes += size;
   }
   g_purge_wanted.store(true, std::memory_order_relaxed);
   for (unsigned i = 0; i < n_evicted; ++i) os::unmap(evicted[i].base, evicted[i].size);
   return true;
+}
+
+// Takes `extra` bytes from a cached mapping that starts exactly at `end`, so
+// that the block ending there grows in place without a system call.
+bool cache_extend(char* end, size_t extra) noexcept {
+  LockGuard g(g_lock);
+  for (unsigned i = 0; i < g_cached; ++i) {
+    CacheEntry& e = g_cache[i];
+    if (e.base != end || e.size < extra) continue;
+    if (e.size == extra) {
+      drop_entry(i);
+    } else {
+      e.base += extra;
+      e.size -= extra;
+      g_cached_bytes -= extra;
+    }
+    return true;
+  }
+  return false;
 }
 
 }  // namespace
@@ -214,8 +246,25 @@ void* large_realloc(void* p, size_t n) noexcept {
   size_t new_size = round_page(n + sizeof(LargeHeader));
   char* base = static_cast<char*>(p) - h->offset;
   size_t old_size = h->map_size;
-  auto* nb = static_cast<char*>(os::remap(base, old_size, new_size));
-  if (nb == nullptr) return nullptr;
+  // A block that grows step by step (a string or vector built by appends)
+  // would make one system call per page: grow the mapping by half again at
+  // least. Untouched pages cost address space, not memory.
+  if (new_size > old_size && new_size < old_size + old_size / 2 && old_size / 2 < kMaxRequest / 2)
+    new_size = round_page(old_size + old_size / 2);
+  char* nb = base;
+  if (new_size <= old_size || !cache_extend(base + old_size, new_size - old_size)) {
+    nb = static_cast<char*>(os::remap(base, old_size, new_size));
+    if (nb == nullptr) {
+      // The mapping spans pieces the kernel cannot move as one (a cached
+      // range merged from neighbours): copy into a block with the same room
+      // to grow, so the next appends stay in place.
+      void* q = large_alloc(new_size - sizeof(LargeHeader), kMinAlign);
+      if (q == nullptr) return nullptr;
+      memcpy(q, p, usable < n ? usable : n);
+      large_free(p);
+      return q;
+    }
+  }
   char* user = nb + sizeof(LargeHeader);
   g_live_bytes.fetch_add(new_size - old_size, std::memory_order_relaxed);  // wraps correctly when shrinking
   g_live_map_bytes.fetch_add(new_size - old_size, std::memory_order_relaxed);
