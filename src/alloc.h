@@ -55,10 +55,8 @@ namespace pm {
   }
   b->link = encode_link(p, b, p->local_free);
   p->local_free = b;
-  int32_t used = p->used.load(std::memory_order_relaxed) - 1;
-  p->used.store(used, std::memory_order_relaxed);
   bump(h->frees[p->cls]);
-  if (used <= 0) [[unlikely]]
+  if (--p->used <= 0) [[unlikely]]
     heap_free_slow(h, p);
 }
 

@@ -42,6 +42,16 @@ inline constexpr bool kThreadSanitizer = true;
 inline constexpr bool kThreadSanitizer = false;
 #endif
 
+// Sanitizer builds: code that the tools cannot see (inline asm) is replaced
+// by portable equivalents.
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+#define PM_SANITIZER_BUILD 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
+#define PM_SANITIZER_BUILD 1
+#endif
+#endif
+
 #ifdef POOLMALLOC_NO_HARDENING
 inline constexpr bool kHardened = false;
 #else

@@ -4,6 +4,7 @@
 
 #include <new>
 
+#include "check_full.h"
 #include "lock.h"
 #include "os.h"
 #include "purger.h"
@@ -44,7 +45,7 @@ void list_remove(Pool** head, Pool* p) noexcept {
 }
 
 void add_used(Pool* p, int32_t delta) noexcept {
-  p->used.store(p->used.load(std::memory_order_relaxed) + delta, std::memory_order_relaxed);
+  p->used = p->used + delta;
 }
 
 // The current pool of a bin carries one extra count, so that freeing its
@@ -62,7 +63,7 @@ bool has_room(const Pool* p) noexcept {
 }
 
 int32_t real_used(const Pool* p) noexcept {
-  int32_t u = p->used.load(std::memory_order_relaxed);
+  int32_t u = p->used;
   return p->state.load(std::memory_order_relaxed) == PoolState::kParked ? u + kParkBias : u;
 }
 
@@ -121,7 +122,7 @@ Pool* adopt(Heap* h, unsigned cls) noexcept {
   for (Pool* p = g_abandoned[cls]; p != nullptr && looked < 32; ++looked) {
     Pool* next = p->next;
     pool_collect_remote(p);
-    if (p->used.load(std::memory_order_relaxed) == 0) {
+    if (p->used == 0) {
       list_remove(&g_abandoned[cls], p);
       release(p);
     } else if (has_room(p)) {
@@ -137,11 +138,11 @@ Pool* adopt(Heap* h, unsigned cls) noexcept {
 
 void abandon_pool(Pool* p) noexcept {  // g_heap_lock held
   if (p->state.load(std::memory_order_relaxed) == PoolState::kParked)
-    p->used.store(p->used.load(std::memory_order_relaxed) + kParkBias, std::memory_order_relaxed);
+    p->used = p->used + kParkBias;
   p->owner.store(nullptr, std::memory_order_release);
   p->state.store(PoolState::kAbandoned, std::memory_order_relaxed);
   pool_collect_remote(p);
-  if (p->used.load(std::memory_order_relaxed) == 0) {
+  if (p->used == 0) {
     release(p);
     return;
   }
@@ -171,6 +172,8 @@ void* heap_alloc_slow(Heap* h, unsigned cls) noexcept {
       return nullptr;
     }
   }
+  if (g_check_full && h != &g_check_heap) [[unlikely]]
+    return check_full_alloc(cls);
   if (h->pending.load(std::memory_order_relaxed) != nullptr) drain_pending(h);
   purger_poll();
   if (profile_enabled()) [[unlikely]]
@@ -211,7 +214,7 @@ void heap_free_slow(Heap* h, Pool* p) noexcept {
     if (p->notify.compare_exchange_strong(one, 0, std::memory_order_acq_rel)) unpark(h, p);
     return;
   }
-  PM_ASSERT(p->used.load(std::memory_order_relaxed) == 0 && h->bins[p->cls] != p);
+  PM_ASSERT(p->used == 0 && h->bins[p->cls] != p);
   list_remove(&h->partial[p->cls], p);
   release(p);
   purger_poll();
@@ -301,7 +304,7 @@ void heap_collect(bool force) noexcept {
       for (Pool* p = h->partial[c]; p != nullptr;) {
         Pool* next = p->next;
         pool_collect_remote(p);
-        if (p->used.load(std::memory_order_relaxed) == 0) {
+        if (p->used == 0) {
           list_remove(&h->partial[c], p);
           release(p);
         }
@@ -310,7 +313,7 @@ void heap_collect(bool force) noexcept {
       Pool* cur = h->bins[c];
       if (force && cur != &g_empty_pool) {
         pool_collect_remote(cur);
-        if (cur->used.load(std::memory_order_relaxed) == kCurrentBias) {
+        if (cur->used == kCurrentBias) {
           h->bins[c] = &g_empty_pool;
           add_used(cur, -kCurrentBias);
           release(cur);
@@ -323,7 +326,7 @@ void heap_collect(bool force) noexcept {
     for (Pool* p = g_abandoned[c]; p != nullptr;) {
       Pool* next = p->next;
       pool_collect_remote(p);
-      if (p->used.load(std::memory_order_relaxed) == 0) {
+      if (p->used == 0) {
         list_remove(&g_abandoned[c], p);
         release(p);
       }

@@ -45,7 +45,7 @@ void pool_init(Pool* p, unsigned cls) noexcept {
   p->carved = 0;
   p->free = nullptr;
   p->local_free = nullptr;
-  p->used.store(0, std::memory_order_relaxed);
+  p->used = 0;
   p->remote.store(0, std::memory_order_relaxed);
   p->notify.store(0, std::memory_order_relaxed);
   p->pending_next = nullptr;
@@ -74,7 +74,7 @@ uint32_t pool_collect_remote(Pool* p) noexcept {
   }
   b->link = encode_link(p, b, p->local_free);
   p->local_free = first;
-  p->used.store(p->used.load(std::memory_order_relaxed) - static_cast<int32_t>(n), std::memory_order_relaxed);
+  p->used = p->used - static_cast<int32_t>(n);
   return n;
 }
 
@@ -156,7 +156,7 @@ bool pool_check_invariants(const Pool* p) noexcept {
       if (++listed > p->capacity) return false;
     }
   }
-  int32_t used = p->used.load(std::memory_order_relaxed);
+  int32_t used = p->used;
   if (s == PoolState::kParked) used += kParkBias;
   return used >= 0 && static_cast<uint32_t>(used) + listed == p->carved;
 }

@@ -39,7 +39,7 @@ struct Pool {
   // --- owner's fast path: one cache line ---
   Block* free = nullptr;        // the owner pops here
   Block* local_free = nullptr;  // the owner pushes here; swapped into `free` when it runs dry
-  std::atomic<int32_t> used{0};
+  int32_t used = 0;  // owner only: never read by other threads
   uint32_t block_size = 0;
   uintptr_t key = 0;  // link encoding secret
   char* start = nullptr;

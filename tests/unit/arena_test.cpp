@@ -38,7 +38,7 @@ TEST(Arena, RefillCarvesDisjointBlocksAndCollectsRemoteFrees) {
     Block* b = p->free;
     p->free = decode_link(p, b);
     b->tag = 0;
-    p->used.store(p->used.load() + 1);
+    p->used = p->used + 1;
     got.push_back(b);
     ASSERT_TRUE(pool_check_invariants(p));
   }
@@ -46,7 +46,7 @@ TEST(Arena, RefillCarvesDisjointBlocksAndCollectsRemoteFrees) {
   for (size_t i = 1; i < got.size(); ++i) EXPECT_EQ(reinterpret_cast<char*>(got[i]) - reinterpret_cast<char*>(got[i - 1]), static_cast<long>(p->block_size));
   for (Block* b : got) pool_free_remote(p, b);
   EXPECT_EQ(pool_collect_remote(p), p->capacity);
-  EXPECT_EQ(p->used.load(), 0);
+  EXPECT_EQ(p->used, 0);
   EXPECT_TRUE(pool_check_invariants(p));
   p->free = p->local_free = nullptr;
   arena_release_pool(p);
