@@ -68,10 +68,11 @@ struct Pool {
 };
 
 [[gnu::always_inline]] inline uintptr_t encode_link(const Pool* p, const Block* b, const void* next) noexcept {
-  return reinterpret_cast<uintptr_t>(next) ^ p->key ^ (reinterpret_cast<uintptr_t>(b) << 16);
+  (void)b;
+  return reinterpret_cast<uintptr_t>(next) ^ p->key;
 }
 [[gnu::always_inline]] inline Block* decode_link(const Pool* p, const Block* b) noexcept {
-  return reinterpret_cast<Block*>(b->link ^ p->key ^ (reinterpret_cast<uintptr_t>(b) << 16));
+  return reinterpret_cast<Block*>(b->link ^ p->key);
 }
 [[gnu::always_inline]] inline uintptr_t free_tag(const void* b) noexcept {
   return g_tag_secret ^ reinterpret_cast<uintptr_t>(b);
