@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "check_full.h"
 #include "large.h"
 #include "profile.h"
 #include "stats.h"
@@ -16,6 +17,8 @@ void* alloc_large(size_t n, size_t align) noexcept {
   // secret still unset: set-up would change it and every such block would
   // later fail its check on free.
   process_init();
+  if (g_check_full) [[unlikely]]
+    return check_full_alloc_large(n, align);
   void* p = n <= kMaxRequest ? large_alloc(n, align) : nullptr;
   if (p == nullptr) errno = ENOMEM;
   else stats_large_alloc(n);
@@ -24,12 +27,16 @@ void* alloc_large(size_t n, size_t align) noexcept {
 
 void dealloc_foreign(void* p) noexcept {
   if (p == nullptr) return;
+  if (g_check_full) [[unlikely]]
+    return check_full_free(p);
   large_free(p);
   if (profile_enabled()) [[unlikely]]
     profile_tick();
 }
 
 void dealloc_remote(Heap* h, Pool* p, Block* b) noexcept {
+  if (g_check_full) [[unlikely]]  // every pool is g_check_heap's: all frees come here
+    return check_full_free(b);
   unsigned cls = p->cls;
   pool_free_remote(p, b);
   if (h == &g_empty_heap) {
@@ -54,6 +61,8 @@ void* alloc_zeroed(size_t count, size_t size) noexcept {
 
 void* resize(void* p, size_t n) noexcept {
   stats_count_realloc();
+  if (g_check_full) [[unlikely]]
+    return check_full_resize(p, n);
   if (p == nullptr) return alloc(n);
   if (n == 0) {
     dealloc(p);
@@ -93,12 +102,16 @@ void* alloc_aligned(size_t align, size_t n) noexcept {
 }
 
 size_t usable_size(const void* p) noexcept {
+  if (g_check_full) [[unlikely]]
+    return check_full_usable(p);
   if (p == nullptr) return 0;
   if (in_segment(p)) return pool_of(p)->block_size;
   return large_owns(p) ? large_usable(p) : 0;
 }
 
 bool owns(const void* p) noexcept {
+  if (g_check_full) [[unlikely]]
+    return check_full_owns(p);
   if (p == nullptr) return false;
   if (in_segment(p)) {
     const Pool* pool = pool_of(p);

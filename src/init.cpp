@@ -8,6 +8,7 @@
 #include <atomic>
 
 #include "check.h"
+#include "check_full.h"
 #include "heap.h"
 #include "large.h"
 #include "options.h"
@@ -51,6 +52,7 @@ void process_init() noexcept {
     return;
   }
   options_init(environ);
+  check_full_init();
   uintptr_t secret = 0;
   os::random_bytes(&secret, sizeof secret);
   g_tag_secret = secret | 1;
@@ -75,6 +77,7 @@ Heap* thread_init() noexcept {
 }
 
 void fork_prepare() noexcept {
+  check_full_lock_for_fork();
   heap_lock_for_fork();
   large_lock_for_fork();
   arena_lock_for_fork();
@@ -84,6 +87,7 @@ void fork_parent() noexcept {
   arena_unlock_for_fork(false);
   large_unlock_for_fork(false);
   heap_unlock_for_fork(false);
+  check_full_unlock_for_fork(false);
 }
 
 void fork_child() noexcept {
@@ -91,6 +95,7 @@ void fork_child() noexcept {
   arena_unlock_for_fork(true);
   large_unlock_for_fork(true);
   heap_unlock_for_fork(true);
+  check_full_unlock_for_fork(true);
 }
 
 }  // namespace pm

@@ -211,6 +211,8 @@ void* large_alloc(size_t n, size_t align) noexcept {
   return finish(base, map_size, reinterpret_cast<char*>(user));
 }
 
+void* large_place(char* base, size_t map_size, char* user) noexcept { return finish(base, map_size, user); }
+
 bool large_owns(const void* p) noexcept {
   if ((reinterpret_cast<uintptr_t>(p) & (kMinAlign - 1)) != 0) return false;
   const LargeHeader* h = header_of(p);

@@ -16,6 +16,9 @@ void large_free(void* p) noexcept;
 [[nodiscard]] size_t large_usable(const void* p) noexcept;
 // Resize in place or by moving the mapping; nullptr (block intact) on failure.
 [[nodiscard]] void* large_realloc(void* p, size_t n) noexcept;
+// Writes the header of a block at `user` in a mapping [base, base + map_size)
+// made by someone else (the guarded blocks of POOLMALLOC_CHECK=full).
+void* large_place(char* base, size_t map_size, char* user) noexcept;
 // True when p carries a valid large-block header.
 [[nodiscard]] bool large_owns(const void* p) noexcept;
 // Unmap cached blocks older than the purge delay (all when force).

@@ -16,6 +16,8 @@ void unmap(void* p, size_t size) noexcept;
 [[nodiscard]] void* remap(void* p, size_t old_size, size_t new_size) noexcept;
 // Give the pages back to the OS; the range stays mapped and reads as zero.
 void purge(void* p, size_t size) noexcept;
+// Make the pages inaccessible (guard pages); they stay mapped.
+void protect_none(void* p, size_t size) noexcept;
 // Touch every page now (for pre-faulted reservations).
 void prefault(void* p, size_t size) noexcept;
 

@@ -1,0 +1,287 @@
+#include "check_full.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "check.h"
+#include "large.h"
+#include "lock.h"
+#include "options.h"
+#include "os.h"
+
+namespace pm {
+
+constinit bool g_check_full = false;
+constinit Heap g_check_heap{&g_empty_pool};
+
+namespace {
+
+constexpr unsigned char kAllocFill = 0xA1;  // fresh blocks: shows reads of uninitialised memory
+constexpr unsigned char kFreeFill = 0xDF;   // freed blocks
+constexpr unsigned char kCanary = 0xCA;     // after the caller's bytes
+constexpr uint64_t kFreedBit = uint64_t{1} << 63;
+constexpr unsigned kNoClass = 0xff;
+
+// The class that serves class c in full mode: room for 16 more bytes, and a
+// size with at least the alignment of class c's size. kNoClass: none, the
+// request becomes a guarded large block.
+struct Upgrade {
+  uint8_t to[kNumClasses];
+};
+consteval Upgrade make_upgrade() {
+  Upgrade u{};
+  for (unsigned c = 0; c < kNumClasses; ++c) {
+    uint32_t s = kClasses.size[c];
+    uint32_t align = s & -s;
+    u.to[c] = kNoClass;
+    for (unsigned d = c + 1; d < kNumClasses; ++d)
+      if (kClasses.size[d] >= s + 16 && kClasses.size[d] % align == 0) {
+        u.to[c] = static_cast<uint8_t>(d);
+        break;
+      }
+  }
+  return u;
+}
+constexpr Upgrade kUpgrade = make_upgrade();
+static_assert(kUpgrade.to[0] != kNoClass && kUpgrade.to[kNumClasses - 1] == kNoClass);
+
+constinit SpinLock g_lock;  // everything below, and g_check_heap
+
+uint64_t key_of(const void* p) noexcept {
+  return g_tag_secret ^ (reinterpret_cast<uintptr_t>(p) * 0x9E3779B97F4A7C15ull);
+}
+uint64_t* tail_of(void* b, size_t block) noexcept {
+  return reinterpret_cast<uint64_t*>(static_cast<char*>(b) + block - 8);
+}
+// Offset of the first byte in [from, to) that is not `v`, or `to` if none.
+size_t first_not(const void* p, size_t from, size_t to, unsigned char v) noexcept {
+  const auto* c = static_cast<const unsigned char*>(p);
+  for (size_t i = from; i < to; ++i)
+    if (c[i] != v) return i;
+  return to;
+}
+
+// The recorded size of a small block (its freed bit included); 0 when the
+// record does not decode to a size that fits the block. Keyed with the
+// pool's key too, which changes each time a pool is set up: a record left
+// by an earlier pool in the same slot does not decode.
+uint64_t small_key(const void* b) noexcept { return key_of(b) ^ pool_of(b)->key; }
+uint64_t small_record(void* b, size_t block) noexcept {
+  uint64_t r = *tail_of(b, block) ^ small_key(b);
+  uint64_t s = r & ~kFreedBit;
+  return s != 0 && s + 16 <= block && s % kMinAlign == 0 ? r : 0;
+}
+
+// Freed blocks wait here before they go back to their pool.
+constexpr unsigned kQuarantine = 4096;
+constexpr size_t kQuarantineBytes = 16u << 20;
+constinit void* g_quarantine[kQuarantine] = {};
+constinit unsigned g_q_head = 0, g_q_count = 0;
+constinit size_t g_q_bytes = 0;
+
+void release_small(void* b) noexcept {
+  Pool* p = pool_of(b);
+  size_t block = p->block_size;
+  uint64_t r = small_record(b, block);
+  size_t at = first_not(b, 0, block - 8, kFreeFill);
+  if (r == 0 || (r & kFreedBit) == 0 || at != block - 8)
+    fatal("write after free (found when the block left quarantine) in block", b, r & ~kFreedBit);
+  // Hand the block back to the core as its owner would.
+  Heap* saved = tl_heap;
+  tl_heap = &g_check_heap;
+  dealloc(b);
+  tl_heap = saved;
+}
+
+void quarantine_small(void* b, size_t block) noexcept {
+  while (g_q_count == kQuarantine || (g_q_count > 0 && g_q_bytes + block > kQuarantineBytes)) {
+    void* old = g_quarantine[g_q_head];
+    g_q_head = (g_q_head + 1) % kQuarantine;
+    --g_q_count;
+    g_q_bytes -= pool_of(old)->block_size;
+    release_small(old);
+  }
+  g_quarantine[(g_q_head + g_q_count) % kQuarantine] = b;
+  ++g_q_count;
+  g_q_bytes += block;
+}
+
+void free_small(void* b) noexcept {
+  Pool* p = pool_of(b);
+  if (p->state.load(std::memory_order_relaxed) == PoolState::kFree || not_block_start(p, reinterpret_cast<uintptr_t>(b)))
+    report_invalid_free(p, b);
+  size_t block = p->block_size;
+  uint64_t r = small_record(b, block);
+  if (r == 0) fatal("heap overflow: the size record after the block was overwritten, block", b, block - 16);
+  size_t size = r & ~kFreedBit;
+  if ((r & kFreedBit) != 0) fatal("double free of", b, size);
+  if (first_not(b, size, block - 8, kCanary) != block - 8)
+    fatal("heap overflow: canary after the block was overwritten, block", b, size);
+  memset(b, kFreeFill, block - 8);
+  *tail_of(b, block) = (size | kFreedBit) ^ small_key(b);
+  quarantine_small(b, block);
+}
+
+// --- large blocks -------------------------------------------------------
+//   [guard page][meta page: n][... header | n caller bytes | canary][guard page]
+// The caller's block ends at most 15 bytes before the rear guard (alignment);
+// those bytes are canary.
+struct LargeMeta {
+  uint64_t n_keyed;  // n ^ key_of(user)
+  uint64_t front;    // start of the front guard page
+  uint64_t span;     // bytes from the front guard to the end of the rear guard
+};
+
+size_t round_page(size_t n) noexcept { return (n + kPageSize - 1) & ~(kPageSize - 1); }
+
+LargeMeta* meta_of(const void* user) noexcept {
+  uintptr_t header_page = (reinterpret_cast<uintptr_t>(user) - 16) & ~(kPageSize - 1);
+  return reinterpret_cast<LargeMeta*>(header_page - kPageSize);
+}
+
+constexpr unsigned kLargeQuarantine = 64;
+struct Mapping {
+  void* user;
+  char* front;
+  size_t span;
+};
+constinit Mapping g_large_q[kLargeQuarantine] = {};
+constinit unsigned g_lq_next = 0;
+
+bool large_quarantined(const void* user) noexcept {
+  for (const Mapping& m : g_large_q)
+    if (m.user == user) return true;
+  return false;
+}
+
+// n of a live guarded large block; fatal when p is not one.
+size_t large_size(const void* p, const char* freed, const char* invalid) noexcept {
+  if (large_quarantined(p)) fatal(freed, p);
+  if (!large_owns(p)) fatal(invalid, p);
+  const LargeMeta* m = meta_of(p);
+  return m->n_keyed ^ key_of(p);
+}
+
+void free_large(void* p) noexcept {
+  size_t n = large_size(p, "double free of", "free of a pointer that was not allocated (invalid or double free):");
+  LargeMeta* m = meta_of(p);
+  char* end = reinterpret_cast<char*>(m->front + m->span - kPageSize);
+  size_t gap = static_cast<size_t>(end - static_cast<char*>(p)) - n;
+  if (first_not(static_cast<char*>(p) + n, 0, gap, kCanary) != gap)
+    fatal("heap overflow: canary after the block was overwritten, block", p, n);
+  Mapping old = g_large_q[g_lq_next];
+  g_large_q[g_lq_next] = Mapping{p, reinterpret_cast<char*>(m->front), m->span};
+  g_lq_next = (g_lq_next + 1) % kLargeQuarantine;
+  char* front = reinterpret_cast<char*>(m->front);
+  size_t span = m->span;
+  os::purge(front + kPageSize, span - 2 * kPageSize);
+  os::protect_none(front + kPageSize, span - 2 * kPageSize);
+  if (old.front != nullptr) os::unmap(old.front, old.span);
+}
+
+void* full_realloc_copy(void* p, size_t old, size_t n) noexcept {
+  void* q = alloc(n);
+  if (q == nullptr) return nullptr;
+  memcpy(q, p, n < old ? n : old);
+  dealloc(p);
+  return q;
+}
+
+}  // namespace
+
+void check_full_init() noexcept { g_check_full = options().check == CheckLevel::kFull; }
+
+void* check_full_alloc(unsigned cls) noexcept {
+  unsigned to = kUpgrade.to[cls];
+  size_t size = kClasses.size[cls];
+  if (to == kNoClass) return check_full_alloc_large(size, size & -size);
+  LockGuard g(g_lock);
+  void* b = heap_alloc_slow(&g_check_heap, to);
+  if (b == nullptr) return nullptr;
+  size_t block = kClasses.size[to];
+  uint64_t r = small_record(b, block);
+  if (r != 0 && (r & kFreedBit) != 0 && first_not(b, 16, block - 8, kFreeFill) != block - 8)
+    fatal("write after free (found when the block was reused) in block", b, r & ~kFreedBit);
+  memset(b, kAllocFill, size);
+  memset(static_cast<char*>(b) + size, kCanary, block - 8 - size);
+  *tail_of(b, block) = size ^ small_key(b);
+  return b;
+}
+
+void* check_full_alloc_large(size_t n, size_t align) noexcept {
+  if (align < kMinAlign) align = kMinAlign;
+  if (n > kMaxRequest / 2 || align > kMaxRequest / 4) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  size_t span = round_page(n) + round_page(align) + 4 * kPageSize;
+  auto* raw = static_cast<char*>(os::map(span));
+  if (raw == nullptr) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  char* rear = raw + span - kPageSize;
+  auto user = (reinterpret_cast<uintptr_t>(rear) - n) & ~(uintptr_t{align} - 1);
+  auto* meta = meta_of(reinterpret_cast<void*>(user));
+  char* base = reinterpret_cast<char*>(meta) + kPageSize;  // the page holding the header
+  char* front = reinterpret_cast<char*>(meta) - kPageSize;
+  if (front > raw) os::unmap(raw, static_cast<size_t>(front - raw));
+  span = static_cast<size_t>(raw + span - front);
+  os::protect_none(front, kPageSize);
+  os::protect_none(rear, kPageSize);
+  *meta = LargeMeta{n ^ key_of(reinterpret_cast<void*>(user)), reinterpret_cast<uintptr_t>(front), span};
+  void* p = large_place(base, static_cast<size_t>(rear - base), reinterpret_cast<char*>(user));
+  memset(p, kAllocFill, n);
+  memset(static_cast<char*>(p) + n, kCanary, static_cast<size_t>(rear - static_cast<char*>(p)) - n);
+  return p;
+}
+
+void check_full_free(void* p) noexcept {
+  if (p == nullptr) return;
+  LockGuard g(g_lock);
+  if (in_segment(p)) free_small(p);
+  else free_large(p);
+}
+
+size_t check_full_usable(const void* p) noexcept {
+  if (p == nullptr) return 0;
+  LockGuard g(g_lock);
+  if (in_segment(p)) {
+    const Pool* pool = pool_of(p);
+    if (pool->state.load(std::memory_order_relaxed) == PoolState::kFree ||
+        not_block_start(pool, reinterpret_cast<uintptr_t>(p)))
+      return 0;
+    uint64_t r = small_record(const_cast<void*>(p), pool->block_size);
+    return (r & kFreedBit) != 0 ? 0 : r;
+  }
+  if (large_quarantined(p) || !large_owns(p)) return 0;
+  return meta_of(p)->n_keyed ^ key_of(p);
+}
+
+bool check_full_owns(const void* p) noexcept { return check_full_usable(p) != 0; }
+
+void* check_full_resize(void* p, size_t n) noexcept {
+  if (p == nullptr) return alloc(n);
+  if (n == 0) {
+    dealloc(p);
+    return nullptr;
+  }
+  size_t old = 0;
+  if (in_segment(p)) {
+    old = check_full_usable(p);
+    if (old == 0) fatal("realloc of a pointer that was not allocated or already freed:", p);
+  } else {
+    LockGuard g(g_lock);
+    old = large_size(p, "realloc of a freed block:", "realloc of a pointer that was not allocated:");
+  }
+  return full_realloc_copy(p, old, n);
+}
+
+void check_full_lock_for_fork() noexcept { g_lock.lock(); }
+void check_full_unlock_for_fork(bool child) noexcept {
+  if (child) g_lock.reset();
+  else g_lock.unlock();
+}
+
+}  // namespace pm

@@ -1,0 +1,165 @@
+// POOLMALLOC_CHECK=full through the core API (meson runs this program with
+// the variable set). Each detection is a death test with its message; the
+// first test shows that correct programs run clean in this mode.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+#include "alloc.h"
+#include "check_full.h"
+
+namespace {
+
+class Full : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    GTEST_FLAG_SET(death_test_style, "threadsafe");
+    pm::dealloc(pm::alloc(1));  // process set-up reads the environment
+    ASSERT_TRUE(pm::g_check_full) << "run with POOLMALLOC_CHECK=full";
+  }
+};
+
+TEST_F(Full, CorrectProgramsRunClean) {
+  std::vector<std::pair<unsigned char*, size_t>> live;
+  for (int round = 0; round < 4; ++round) {
+    for (size_t n = 1; n < 300000; n = n * 5 / 4 + 1) {
+      auto* p = static_cast<unsigned char*>(round % 2 ? pm::alloc_zeroed(1, n) : pm::alloc(n));
+      ASSERT_NE(p, nullptr);
+      EXPECT_GE(pm::usable_size(p), n);
+      EXPECT_TRUE(pm::owns(p));
+      memset(p, static_cast<int>(n & 0xff), pm::usable_size(p));  // all usable bytes are the caller's
+      live.emplace_back(p, n);
+    }
+    for (size_t a = 32; a <= (1 << 16); a *= 2) {
+      void* p = pm::alloc_aligned(a, a / 2 + 8);
+      ASSERT_EQ(reinterpret_cast<uintptr_t>(p) % a, 0u) << a;
+      memset(p, 1, a / 2 + 8);
+      pm::dealloc(p);
+    }
+    for (auto& [p, n] : live) {
+      auto* q = static_cast<unsigned char*>(pm::resize(p, n * 2 + 1));
+      ASSERT_NE(q, nullptr);
+      EXPECT_EQ(q[n - 1], static_cast<unsigned char>(n & 0xff));
+      p = q;
+    }
+    std::thread([&live] {  // frees from another thread
+      for (auto& [p, n] : live) pm::dealloc(p);
+    }).join();
+    live.clear();
+  }
+}
+
+TEST_F(Full, OverflowPastUsableSize) {
+  EXPECT_DEATH(
+      {
+        auto* p = static_cast<char*>(pm::alloc(24));
+        p[pm::usable_size(p)] = 'x';
+        pm::dealloc(p);
+      },
+      "poolmalloc: heap overflow: canary after the block was overwritten, block 0x[0-9a-f]+ \\(size class 32 bytes\\)");
+}
+
+TEST_F(Full, OverflowOverTheSizeRecord) {
+  EXPECT_DEATH(
+      {
+        auto* p = static_cast<char*>(pm::alloc(16));
+        memset(p + 16, 0, 16);
+        pm::dealloc(p);
+      },
+      "poolmalloc: heap overflow: the size record after the block was overwritten");
+}
+
+TEST_F(Full, WriteAfterFree) {
+  EXPECT_DEATH(
+      {
+        auto* p = static_cast<char*>(pm::alloc(64));
+        pm::dealloc(p);
+        p[40] = 1;
+        for (int i = 0; i < 10000; ++i) pm::dealloc(pm::alloc(64));  // push it out of quarantine
+      },
+      "poolmalloc: write after free \\(found when the block left quarantine\\) in block 0x[0-9a-f]+ \\(size class 64 bytes\\)");
+}
+
+TEST_F(Full, DoubleFree) {
+  EXPECT_DEATH(
+      {
+        void* p = pm::alloc(100);
+        pm::dealloc(p);
+        pm::dealloc(p);
+      },
+      "poolmalloc: double free of 0x[0-9a-f]+ \\(size class 112 bytes\\)");
+}
+
+TEST_F(Full, DoubleFreeAcrossThreads) {
+  EXPECT_DEATH(
+      {
+        void* p = pm::alloc(100);
+        std::thread([p] { pm::dealloc(p); }).join();
+        std::thread([p] { pm::dealloc(p); }).join();
+      },
+      "poolmalloc: double free of 0x");
+}
+
+TEST_F(Full, InteriorFree) {
+  EXPECT_DEATH(
+      {
+        auto* p = static_cast<char*>(pm::alloc(100));
+        pm::dealloc(p + 8);
+      },
+      "poolmalloc: free of a pointer that was not allocated \\(interior or foreign\\)");
+}
+
+TEST_F(Full, ReallocOfFreedBlock) {
+  EXPECT_DEATH(
+      {
+        void* p = pm::alloc(100);
+        pm::dealloc(p);
+        (void)pm::resize(p, 200);
+      },
+      "poolmalloc: realloc of a pointer that was not allocated or already freed");
+}
+
+TEST_F(Full, LargeOverflowHitsGuardPage) {
+  EXPECT_EXIT(
+      {
+        auto* p = static_cast<volatile char*>(pm::alloc(100000));
+        p[100000 + 8] = 'x';
+      },
+      ::testing::KilledBySignal(SIGSEGV), "");
+}
+
+TEST_F(Full, LargeOverflowIntoAlignmentGap) {
+  EXPECT_DEATH(
+      {
+        auto* p = static_cast<char*>(pm::alloc(100001));
+        p[100001] = 'x';
+        pm::dealloc(p);
+      },
+      "poolmalloc: heap overflow: canary after the block was overwritten, block 0x[0-9a-f]+ \\(size class 100001 bytes\\)");
+}
+
+TEST_F(Full, LargeUseAfterFreeFaults) {
+  EXPECT_EXIT(
+      {
+        auto* p = static_cast<volatile char*>(pm::alloc(200000));
+        pm::dealloc(const_cast<char*>(p));
+        (void)p[1000];
+      },
+      ::testing::KilledBySignal(SIGSEGV), "");
+}
+
+TEST_F(Full, LargeDoubleFree) {
+  EXPECT_DEATH(
+      {
+        void* p = pm::alloc(200000);
+        pm::dealloc(p);
+        pm::dealloc(p);
+      },
+      "poolmalloc: double free of 0x");
+}
+
+}  // namespace
