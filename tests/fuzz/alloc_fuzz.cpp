@@ -36,14 +36,18 @@ size_t size_from(uint8_t a, uint8_t b) {
     case 0: return v & 0xff;                 // 0..255: the small classes
     case 1: return v & 0x3fff;               // up to 16 KiB
     case 2: return 16384 + v * 2;            // around kSmallMax
-    default: return pm::kSmallMax + v * 40;  // large blocks, up to ~650 KiB
+    default: return v == 0x3fff ? (2u << 20) : pm::kSmallMax + v * 4;  // large: up to 96 KiB, or 2 MiB
   }
 }
 
 void check(const Model& m) {
   if (m.p == nullptr) return;
-  for (size_t i = 0; i < m.size; ++i)
-    if (m.p[i] != m.fill) fail("block content changed");
+  static unsigned char expect[4096];
+  memset(expect, m.fill, sizeof expect);
+  for (size_t i = 0; i < m.size; i += sizeof expect) {
+    size_t len = m.size - i < sizeof expect ? m.size - i : sizeof expect;
+    if (memcmp(m.p + i, expect, len) != 0) fail("block content changed");
+  }
   if (pm::usable_size(m.p) < m.size) fail("usable size below the request");
   if (!pm::owns(m.p)) fail("owns() false for a live block");
   if (m.align != 0 && reinterpret_cast<uintptr_t>(m.p) % m.align != 0) fail("misaligned block");
