@@ -1,7 +1,7 @@
 // The allocator's own API: what the preload layer and the pool API forward
 // to, and what the unit tests call directly. The fast paths are here, inline:
 // malloc is a pop from the thread's current pool of the size class, free a
-// push onto the owning pool's local list. Everything else is out of line.
+// push onto the same list of the owning pool. Everything else is out of line.
 #pragma once
 
 #include <cstddef>
@@ -53,8 +53,10 @@ namespace pm {
       return report_invalid_free(p, b);
     b->tag = tag;
   }
-  b->link = encode_link(p, b, p->local_free);
-  p->local_free = b;
+  // LIFO: the block just freed is the next one handed out, while it is
+  // still in this core's cache.
+  b->link = encode_link(p, b, p->free);
+  p->free = b;
   bump(h->frees[p->cls]);
   if (--p->used <= 0) [[unlikely]]
     heap_free_slow(h, p);

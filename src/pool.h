@@ -37,8 +37,8 @@ inline constexpr int32_t kParkBias = int32_t{1} << 30;
 
 struct Pool {
   // --- owner's fast path: one cache line ---
-  Block* free = nullptr;        // the owner pops here
-  Block* local_free = nullptr;  // the owner pushes here; swapped into `free` when it runs dry
+  Block* free = nullptr;        // the owner pops and pushes here (LIFO)
+  Block* local_free = nullptr;  // remote frees taken over by the owner, swapped into `free` when it runs dry
   int32_t used = 0;  // owner only: never read by other threads
   uint32_t block_size = 0;
   uintptr_t key = 0;  // link encoding secret
