@@ -9,7 +9,9 @@
 
 namespace pm {
 
-constinit std::atomic<uint8_t> g_segment_map[kSegmentMapSize] = {};
+// Plain bytes (zero-filled .bss) accessed with atomic builtins: an array of
+// std::atomic this large is slow for compilers to constant-initialise.
+constinit uint8_t g_segment_map[kSegmentMapSize] = {};
 
 namespace {
 
@@ -28,7 +30,7 @@ constexpr uint64_t kAllSlots = ~uint64_t{0} & ~uint64_t{1};  // slot 0 is the he
 
 void map_set(const Segment* s, bool on) noexcept {
   uintptr_t a = reinterpret_cast<uintptr_t>(s);
-  g_segment_map[(a >> kSegmentShift) & (kSegmentMapSize - 1)].store(on ? 1 : 0, std::memory_order_release);
+  __atomic_store_n(&g_segment_map[(a >> kSegmentShift) & (kSegmentMapSize - 1)], on ? 1 : 0, __ATOMIC_RELEASE);
 }
 
 Segment* segment_create() noexcept {

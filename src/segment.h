@@ -36,11 +36,11 @@ static_assert(sizeof(Segment) <= kSlotSize, "segment header fits in slot 0");
 // touched): a load and a compare classify any pointer.
 inline constexpr unsigned kAddressBits = 47;
 inline constexpr size_t kSegmentMapSize = size_t{1} << (kAddressBits - kSegmentShift);
-extern constinit std::atomic<uint8_t> g_segment_map[kSegmentMapSize];
+extern constinit uint8_t g_segment_map[kSegmentMapSize];
 
 [[gnu::always_inline]] inline bool in_segment(const void* p) noexcept {
   uintptr_t a = reinterpret_cast<uintptr_t>(p);
-  return g_segment_map[(a >> kSegmentShift) & (kSegmentMapSize - 1)].load(std::memory_order_relaxed) != 0;
+  return __atomic_load_n(&g_segment_map[(a >> kSegmentShift) & (kSegmentMapSize - 1)], __ATOMIC_RELAXED) != 0;
 }
 [[gnu::always_inline]] inline Segment* segment_of(const void* p) noexcept {
   return reinterpret_cast<Segment*>(reinterpret_cast<uintptr_t>(p) & ~(kSegmentSize - 1));

@@ -19,6 +19,17 @@ void churn_then_free(size_t blocks, size_t size) {
   for (void* p : v) dealloc(p);
 }
 
+TEST(Purge, DirtyMemoryIsBoundedWithoutThePurger) {
+  char e1[] = "POOLMALLOC_PURGE_DELAY=3600000";  // never by age
+  char* env[] = {e1, nullptr};
+  process_init();  // reads the real environment once; the test's options come after
+  options_init(env);  // runs first: no purger thread reads the options yet
+  churn_then_free(2000000, 48);  // about 96 MiB of pools
+  trim();
+  churn_then_free(2000000, 48);
+  EXPECT_LE(arena_stats().dirty_bytes, size_t{16} << 20);
+}
+
 TEST(Purge, IdleProgramGetsMemoryBackFromThePurger) {
   char e1[] = "POOLMALLOC_PURGE_THREAD=1", e2[] = "POOLMALLOC_PURGE_DELAY=50";
   char* env[] = {e1, e2, nullptr};
@@ -36,16 +47,6 @@ TEST(Purge, IdleProgramGetsMemoryBackFromThePurger) {
   usleep(600 * 1000);  // idle: twelve purge delays
   EXPECT_EQ(arena_stats().dirty_bytes, 0u);
   EXPECT_EQ(large_stats().cached_bytes, 0u);
-}
-
-TEST(Purge, DirtyMemoryIsBoundedWithoutThePurger) {
-  char e1[] = "POOLMALLOC_PURGE_DELAY=3600000";  // never by age
-  char* env[] = {e1, nullptr};
-  options_init(env);
-  churn_then_free(2000000, 48);  // about 96 MiB of pools
-  trim();
-  churn_then_free(2000000, 48);
-  EXPECT_LE(arena_stats().dirty_bytes, size_t{16} << 20);
 }
 
 }  // namespace
