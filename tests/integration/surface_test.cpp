@@ -1,0 +1,219 @@
+// The exported allocation surface, called through the C and C++ entry points
+// of a program that runs with libpoolmalloc.so preloaded: every symbol must
+// resolve to the library and behave as glibc's does.
+#include <dlfcn.h>
+#include <errno.h>
+#include <gtest/gtest.h>
+#include <malloc.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <new>
+#include <string>
+
+extern "C" {
+void* __libc_malloc(size_t);
+void __libc_free(void*);
+void* __libc_calloc(size_t, size_t);
+void* __libc_realloc(void*, size_t);
+void* __libc_memalign(size_t, size_t);
+}
+
+namespace {
+
+// Keeps the compiler from folding allocation calls whose result looks unused.
+void* volatile sink;
+
+bool aligned(const void* p, size_t a) { return reinterpret_cast<uintptr_t>(p) % a == 0; }
+
+// Sizes no allocation can satisfy, hidden from the compiler's size checks.
+size_t huge(size_t below_max = 0) {
+  volatile size_t v = SIZE_MAX - below_max;
+  return v;
+}
+const size_t kTooBig = huge(size_t{PTRDIFF_MAX});  // PTRDIFF_MAX + 1
+
+TEST(Surface, EverySymbolResolvesToPoolmalloc) {
+  const char* names[] = {
+      "malloc", "free", "calloc", "realloc", "reallocarray", "posix_memalign", "aligned_alloc", "memalign",
+      "valloc", "pvalloc", "malloc_usable_size", "free_sized", "free_aligned_sized", "__libc_malloc",
+      "__libc_free", "__libc_calloc", "__libc_realloc", "__libc_memalign", "malloc_trim", "mallinfo",
+      "mallinfo2", "malloc_stats", "malloc_info", "mallopt",
+      "_Znwm", "_Znam", "_ZnwmRKSt9nothrow_t", "_ZnamRKSt9nothrow_t", "_ZnwmSt11align_val_t",
+      "_ZnamSt11align_val_t", "_ZnwmSt11align_val_tRKSt9nothrow_t", "_ZnamSt11align_val_tRKSt9nothrow_t",
+      "_ZdlPv", "_ZdaPv", "_ZdlPvm", "_ZdaPvm", "_ZdlPvSt11align_val_t", "_ZdaPvSt11align_val_t",
+      "_ZdlPvmSt11align_val_t", "_ZdaPvmSt11align_val_t", "_ZdlPvRKSt9nothrow_t", "_ZdaPvRKSt9nothrow_t",
+      "_ZdlPvSt11align_val_tRKSt9nothrow_t", "_ZdaPvSt11align_val_tRKSt9nothrow_t"};
+  for (const char* name : names) {
+    void* sym = dlsym(RTLD_DEFAULT, name);
+    ASSERT_NE(sym, nullptr) << name;
+    Dl_info info{};
+    ASSERT_NE(dladdr(sym, &info), 0) << name;
+    EXPECT_NE(strstr(info.dli_fname, "libpoolmalloc"), nullptr) << name << " resolves to " << info.dli_fname;
+  }
+}
+
+TEST(Surface, MallocFreeBasics) {
+  void* a = malloc(0);
+  void* b = malloc(0);
+  ASSERT_NE(a, nullptr);
+  EXPECT_NE(a, b);
+  free(a);
+  free(b);
+  errno = 77;
+  free(nullptr);
+  void* c = malloc(100);
+  free(c);
+  EXPECT_EQ(errno, 77);
+  for (size_t n : {1, 15, 16, 17, 100, 1000, 32768, 40000, 1 << 20}) {
+    auto* p = static_cast<char*>(malloc(n));
+    ASSERT_NE(p, nullptr);
+    EXPECT_TRUE(aligned(p, 16)) << n;
+    size_t u = malloc_usable_size(p);
+    EXPECT_GE(u, n);
+    memset(p, 1, u);
+    free(p);
+  }
+}
+
+TEST(Surface, FailuresReturnNullWithEnomemAndKeepTheBlock) {
+  errno = 0;
+  sink = malloc(kTooBig);
+  EXPECT_EQ(sink, nullptr);
+  EXPECT_EQ(errno, ENOMEM);
+  errno = 0;
+  sink = calloc(huge() / 8, 16);
+  EXPECT_EQ(sink, nullptr);
+  EXPECT_EQ(errno, ENOMEM);
+  auto* p = static_cast<char*>(malloc(64));
+  strcpy(p, "kept");
+  errno = 0;
+  EXPECT_EQ(reallocarray(p, huge() / 2, 4), nullptr);
+  EXPECT_EQ(errno, ENOMEM);
+  errno = 0;
+  EXPECT_EQ(realloc(p, huge(64)), nullptr);
+  EXPECT_EQ(errno, ENOMEM);
+  EXPECT_STREQ(p, "kept");
+  auto* q = static_cast<char*>(reallocarray(p, 100, 10));
+  ASSERT_NE(q, nullptr);
+  EXPECT_STREQ(q, "kept");
+  EXPECT_EQ(realloc(q, 0), nullptr);  // frees, as glibc does
+}
+
+TEST(Surface, CallocZeroesReusedMemory) {
+  for (size_t n : {24, 200, 5000, 100000}) {
+    void* p = malloc(n);
+    memset(p, 0xEE, n);
+    free(p);
+    auto* z = static_cast<unsigned char*>(calloc(n, 1));
+    for (size_t i = 0; i < n; ++i) ASSERT_EQ(z[i], 0) << n;
+    free(z);
+  }
+}
+
+TEST(Surface, AlignedFamilies) {
+  void* p = nullptr;
+  for (size_t bad : {0, 3, 4, 24, 48}) EXPECT_EQ(posix_memalign(&p, bad, 10), EINVAL) << bad;
+  EXPECT_EQ(posix_memalign(&p, 64, huge(10)), ENOMEM);
+  for (size_t a = 8; a <= (size_t{16} << 20); a *= 2) {
+    ASSERT_EQ(posix_memalign(&p, a, 100), 0) << a;
+    EXPECT_TRUE(aligned(p, a)) << a;
+    p = realloc(p, 5000);
+    ASSERT_NE(p, nullptr);
+    free(p);
+    void* q = aligned_alloc(a, a * 2);
+    ASSERT_NE(q, nullptr);
+    EXPECT_TRUE(aligned(q, a));
+    free(q);
+    void* r = memalign(a, 33);
+    EXPECT_TRUE(aligned(r, a));
+    free(r);
+  }
+  errno = 0;
+  EXPECT_EQ(aligned_alloc(24, 100), nullptr);
+  EXPECT_EQ(errno, EINVAL);
+  void* m = memalign(48, 10);  // glibc rounds the alignment up to a power of two
+  ASSERT_NE(m, nullptr);
+  EXPECT_TRUE(aligned(m, 64));
+  free(m);
+  size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  void* v = valloc(10);
+  EXPECT_TRUE(aligned(v, page));
+  free(v);
+  void* pv = pvalloc(page + 1);
+  EXPECT_TRUE(aligned(pv, page));
+  EXPECT_GE(malloc_usable_size(pv), 2 * page);
+  free(pv);
+}
+
+TEST(Surface, GlibcInternalNamesAndSizedFrees) {
+  void* a = __libc_malloc(40);
+  auto* b = static_cast<char*>(__libc_calloc(10, 10));
+  EXPECT_EQ(b[99], 0);
+  a = __libc_realloc(a, 4000);
+  void* c = __libc_memalign(256, 10);
+  EXPECT_TRUE(aligned(c, 256));
+  __libc_free(a);
+  __libc_free(b);
+  __libc_free(c);
+  // C23 names that glibc 2.36 does not have: found at run time.
+  auto free_sized = reinterpret_cast<void (*)(void*, size_t)>(dlsym(RTLD_DEFAULT, "free_sized"));
+  auto free_aligned_sized =
+      reinterpret_cast<void (*)(void*, size_t, size_t)>(dlsym(RTLD_DEFAULT, "free_aligned_sized"));
+  ASSERT_NE(free_sized, nullptr);
+  ASSERT_NE(free_aligned_sized, nullptr);
+  free_sized(malloc(100), 100);
+  free_aligned_sized(aligned_alloc(128, 256), 128, 256);
+}
+
+int handler_calls = 0;
+void handler() {
+  ++handler_calls;
+  std::set_new_handler(nullptr);
+}
+
+TEST(Surface, OperatorNewAndDelete) {
+  EXPECT_THROW(sink = ::operator new(kTooBig), std::bad_alloc);
+  std::set_new_handler(handler);
+  EXPECT_THROW(sink = ::operator new[](kTooBig), std::bad_alloc);
+  EXPECT_EQ(handler_calls, 1);
+  EXPECT_EQ(::operator new(kTooBig, std::nothrow), nullptr);
+  void* a = ::operator new(100, std::align_val_t{4096});
+  EXPECT_TRUE(aligned(a, 4096));
+  ::operator delete(a, 100, std::align_val_t{4096});
+  auto* s = new std::string(1000, 'x');
+  delete s;
+  int* arr = new int[1000]();
+  EXPECT_EQ(arr[999], 0);
+  delete[] arr;
+}
+
+TEST(Surface, IntrospectionReportsRealFigures) {
+  struct mallinfo2 before = mallinfo2();
+  void* big = malloc(8 << 20);
+  memset(big, 1, 8 << 20);
+  struct mallinfo2 during = mallinfo2();
+  EXPECT_GE(during.uordblks, before.uordblks + (8u << 20));
+  EXPECT_GE(during.hblkhd, size_t{8} << 20);
+  free(big);
+  EXPECT_LT(mallinfo2().uordblks, during.uordblks);
+  EXPECT_EQ(mallopt(M_ARENA_MAX, 2), 1);
+  EXPECT_EQ(mallopt(12345, 1), 0);
+  char* text = nullptr;
+  size_t len = 0;
+  FILE* f = open_memstream(&text, &len);
+  ASSERT_EQ(malloc_info(0, f), 0);
+  fclose(f);
+  EXPECT_NE(strstr(text, "<malloc"), nullptr);
+  EXPECT_NE(strstr(text, "</malloc>"), nullptr);
+  free(text);
+  errno = 0;
+  EXPECT_EQ(malloc_info(1, stderr), -1);
+  EXPECT_EQ(errno, EINVAL);
+  EXPECT_GE(malloc_trim(0), 0);
+}
+
+}  // namespace
