@@ -31,6 +31,14 @@ Writer& Writer::put(const char* s) noexcept {
   return *this;
 }
 
+Writer& Writer::hex(uint64_t v) noexcept {
+  put("0x");
+  int shift = 60;
+  while (shift > 0 && (v >> shift) == 0) shift -= 4;
+  for (; shift >= 0; shift -= 4) put("0123456789abcdef"[(v >> shift) & 15]);
+  return *this;
+}
+
 Writer& Writer::dec(uint64_t v) noexcept {
   char d[20];
   unsigned n = format_dec(v, d);

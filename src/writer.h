@@ -21,6 +21,8 @@ class Writer {
   Writer& put(const char* s) noexcept;
   Writer& put(char c) noexcept;
   Writer& dec(uint64_t v) noexcept;
+  // "0x" and lower-case hex digits.
+  Writer& hex(uint64_t v) noexcept;
   // Right-aligned in `width` columns.
   Writer& dec(uint64_t v, unsigned width) noexcept;
   Writer& put(const char* s, unsigned width) noexcept;
