@@ -183,7 +183,7 @@ void* heap_alloc_slow(Heap* h, unsigned cls) noexcept {
     if (p != &g_empty_pool) {
       uint32_t carved = p->carved;
       if (p->free != nullptr || pool_refill(p)) {
-        if (p->carved != carved) stats_pool_carved(cls);  // live blocks may be at a new high
+        if (p->carved != carved) stats_pool_carved(h, cls);  // live blocks may be at a new high
         return pool_pop(h, p, cls);
       }
       if (!park(h, p)) continue;
@@ -340,6 +340,17 @@ size_t heaps_live() noexcept { return g_heap_count.load(std::memory_order_relaxe
 void heaps_for_each(void (*fn)(const Heap*, void*), void* arg) noexcept {
   LockGuard g(g_heap_lock);
   for (Heap* h = g_heaps; h != nullptr; h = h->next_heap) fn(h, arg);
+}
+
+void class_counters(unsigned cls, uint64_t* allocs, uint64_t* frees) noexcept {
+  LockGuard g(g_heap_lock);
+  uint64_t a = g_retired.allocs[cls], f = g_retired.frees[cls];
+  for (Heap* h = g_heaps; h != nullptr; h = h->next_heap) {
+    a += h->allocs[cls].load(std::memory_order_relaxed);
+    f += h->frees[cls].load(std::memory_order_relaxed);
+  }
+  *allocs = a;
+  *frees = f;
 }
 
 void retired_counters(RetiredCounters* out) noexcept {

@@ -108,5 +108,8 @@ struct RetiredCounters {
   uint64_t reallocs;
 };
 void retired_counters(RetiredCounters* out) noexcept;
+// Requests and frees of one class, live and retired heaps together, read
+// under one lock hold (for the cheap peak sample when a pool carves).
+void class_counters(unsigned cls, uint64_t* allocs, uint64_t* frees) noexcept;
 
 }  // namespace pm

@@ -72,17 +72,6 @@ uint64_t live_of(const Counts& k, unsigned c) noexcept {
   return k.allocs[c] > k.frees[c] ? k.allocs[c] - k.frees[c] : 0;
 }
 
-struct ClassCount {
-  unsigned cls;
-  uint64_t allocs, frees;
-};
-
-void add_class(const Heap* h, void* arg) noexcept {
-  auto* k = static_cast<ClassCount*>(arg);
-  k->allocs += h->allocs[k->cls].load(std::memory_order_relaxed);
-  k->frees += h->frees[k->cls].load(std::memory_order_relaxed);
-}
-
 void add_pool(const Pool* p, void* arg) noexcept {
   auto* s = static_cast<Stats*>(arg);
   s->cls[p->cls].pools += 1;
@@ -147,15 +136,19 @@ void stats_pool_acquired() noexcept {
     profile_sample(small + large_live_bytes());
 }
 
-void stats_pool_carved(unsigned cls) noexcept {
+void stats_pool_carved(const Heap* h, unsigned cls) noexcept {
+  // The global count is read under the registry lock, whose atomic exchange
+  // waits for the stores of the carve just done. Skip it while this thread's
+  // own count (allocs minus its frees) is not above the recorded peak: the
+  // peak it could raise is then usually not higher.
+  uint64_t own_a = h->allocs[cls].load(std::memory_order_relaxed);
+  uint64_t own_f = h->frees[cls].load(std::memory_order_relaxed);
+  if (own_a <= own_f || own_a - own_f <= g_peak_blocks[cls].load(std::memory_order_relaxed)) return;
   if (!sample_due()) return;
-  ClassCount k{cls, 0, 0};
-  heaps_for_each(add_class, &k);
-  RetiredCounters r;
-  retired_counters(&r);
-  k.allocs += r.allocs[cls];
-  k.frees += r.frees[cls] + g_orphan_frees[cls].load(std::memory_order_relaxed);
-  if (k.allocs > k.frees) raise(g_peak_blocks[cls], k.allocs - k.frees);
+  uint64_t allocs = 0, frees = 0;
+  class_counters(cls, &allocs, &frees);
+  frees += g_orphan_frees[cls].load(std::memory_order_relaxed);
+  if (allocs > frees) raise(g_peak_blocks[cls], allocs - frees);
 }
 
 void stats_large_alloc(size_t n) noexcept {

@@ -66,7 +66,8 @@ void stats_collect(Stats* out) noexcept;
 // A pool was taken from the arena: a sampling point for the peaks.
 void stats_pool_acquired() noexcept;
 // A pool of class cls carved fresh blocks: a sampling point for its peak.
-void stats_pool_carved(unsigned cls) noexcept;
+struct Heap;
+void stats_pool_carved(const Heap* h, unsigned cls) noexcept;
 // A large request of n bytes succeeded.
 void stats_large_alloc(size_t n) noexcept;
 void stats_count_realloc() noexcept;
