@@ -112,7 +112,7 @@ bool cache_put(char* base, size_t size) noexcept {
   if (size > budget) return false;
   uint64_t now = os::now_ms();
   uint64_t decay = options().purge_delay_ms * 10;
-  CacheEntry evicted[kCacheEntries];
+  CacheEntry evicted[kCacheEntries + 1];
   unsigned n_evicted = 0;
   {
     LockGuard g(g_lock);
@@ -143,8 +143,12 @@ bool cache_put(char* base, size_t size) noexcept {
         ++i;
       }
     }
-    g_cache[g_cached++] = CacheEntry{base, size, now};
-    g_cached_bytes += size;
+    if (size > budget) {
+      evicted[n_evicted++] = CacheEntry{base, size, now};  // merged past the budget: give it all back
+    } else {
+      g_cache[g_cached++] = CacheEntry{base, size, now};
+      g_cached_bytes += size;
+    }
   }
   g_purge_wanted.store(true, std::memory_order_relaxed);
   for (unsigned i = 0; i < n_evicted; ++i) os::unmap(evicted[i].base, evicted[i].size);

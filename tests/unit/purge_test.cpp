@@ -30,6 +30,20 @@ TEST(Purge, DirtyMemoryIsBoundedWithoutThePurger) {
   EXPECT_LE(arena_stats().dirty_bytes, size_t{16} << 20);
 }
 
+TEST(Purge, LargeBlockCacheStaysWithinItsBudget) {
+  char e1[] = "POOLMALLOC_LARGE_CACHE=4M";
+  char* env[] = {e1, nullptr};
+  process_init();
+  options_init(env);  // before the purger test: no purger thread reads the options yet
+  for (int round = 0; round < 20; ++round) {
+    std::vector<void*> v;
+    for (size_t n = 40000; n < (size_t{3} << 20); n = n * 3 / 2) v.push_back(alloc(n));
+    for (void* p : v) dealloc(p);  // freed neighbours merge in the cache
+    ASSERT_LE(large_stats().cached_bytes, size_t{4} << 20) << round;
+  }
+  EXPECT_GT(large_stats().cached_bytes, 0u);
+}
+
 TEST(Purge, IdleProgramGetsMemoryBackFromThePurger) {
   char e1[] = "POOLMALLOC_PURGE_THREAD=1", e2[] = "POOLMALLOC_PURGE_DELAY=50";
   char* env[] = {e1, e2, nullptr};
