@@ -9,8 +9,10 @@
 //   peak live = the largest live figure seen at a sampling point, so a lower
 //     bound of the true peak. A class is sampled whenever one of its pools
 //     carves fresh blocks (a batch of about 8 KiB, at least 16 blocks: live
-//     blocks can only reach a new high by using blocks never used before),
-//     and all classes and the totals whenever a pool is taken from the arena,
+//     blocks can only reach a new high by using blocks never used before)
+//     while the carving thread's own count is above the recorded peak, and
+//     all classes and the totals whenever a pool is taken from the arena
+//     (beyond eight threads at most once per millisecond),
 //     at every statistics read and, with profiling on, at every profile
 //     sample. For one thread the class peak is exact to within one carve
 //     batch; when threads reuse freed blocks while others are at their high,
