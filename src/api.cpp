@@ -54,7 +54,7 @@ void* alloc_zeroed(size_t count, size_t size) noexcept {
     return nullptr;
   }
   void* p = alloc(n);
-  // Fresh large mappings are already zero; reused ones and pool blocks are not.
+  // Reused blocks and cached large mappings hold old data: always clear.
   if (p != nullptr) memset(p, 0, n);
   return p;
 }

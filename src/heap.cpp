@@ -296,20 +296,30 @@ Heap* heap_create() noexcept {
   return h;
 }
 
+namespace {
+
+// Takes in the remote frees of every pool on the list and returns the pools
+// that are then empty to the arena.
+void release_empty(Pool** list) noexcept {
+  for (Pool* p = *list; p != nullptr;) {
+    Pool* next = p->next;
+    pool_collect_remote(p);
+    if (p->used == 0) {
+      list_remove(list, p);
+      release(p);
+    }
+    p = next;
+  }
+}
+
+}  // namespace
+
 void heap_collect(bool force) noexcept {
   Heap* h = tl_heap;
   if (h != &g_empty_heap) {
     drain_pending(h);
     for (unsigned c = 0; c < kNumClasses; ++c) {
-      for (Pool* p = h->partial[c]; p != nullptr;) {
-        Pool* next = p->next;
-        pool_collect_remote(p);
-        if (p->used == 0) {
-          list_remove(&h->partial[c], p);
-          release(p);
-        }
-        p = next;
-      }
+      release_empty(&h->partial[c]);
       Pool* cur = h->bins[c];
       if (force && cur != &g_empty_pool) {
         pool_collect_remote(cur);
@@ -322,17 +332,7 @@ void heap_collect(bool force) noexcept {
     }
   }
   LockGuard g(g_heap_lock);
-  for (unsigned c = 0; c < kNumClasses; ++c) {
-    for (Pool* p = g_abandoned[c]; p != nullptr;) {
-      Pool* next = p->next;
-      pool_collect_remote(p);
-      if (p->used == 0) {
-        list_remove(&g_abandoned[c], p);
-        release(p);
-      }
-      p = next;
-    }
-  }
+  for (unsigned c = 0; c < kNumClasses; ++c) release_empty(&g_abandoned[c]);
 }
 
 size_t heaps_live() noexcept { return g_heap_count.load(std::memory_order_relaxed); }
