@@ -17,7 +17,8 @@ namespace pm {
 [[gnu::noinline]] void dealloc_foreign(void* p) noexcept;
 [[gnu::noinline]] void dealloc_remote(Heap* h, Pool* p, Block* b) noexcept;
 
-[[nodiscard, gnu::always_inline]] inline void* alloc_class(unsigned cls) noexcept {
+[[nodiscard, gnu::always_inline]] inline void* alloc_class(unsigned c) noexcept {
+  size_t cls = c;  // one zero-extension, then every index uses it as is
   Heap* h = tl_heap;
   Pool* p = h->bins[cls];
   if (p->free == nullptr) [[unlikely]]
@@ -41,12 +42,12 @@ namespace pm {
   Pool* p = pool_of(ptr);
   auto* b = static_cast<Block*>(ptr);
   Heap* h = tl_heap;
-  if (p->owner.load(std::memory_order_relaxed) != h) [[unlikely]] {
+  if (!owned_by(p, h)) [[unlikely]] {
     dealloc_remote(h, p, b);
     return;
   }
   if constexpr (kHardened) {
-    uintptr_t tag = free_tag(b);
+    uintptr_t tag = free_tag(p, b);
     if (b->tag == tag) [[unlikely]]
       return report_double_free(p, b);
     if (not_block_start(p, reinterpret_cast<uintptr_t>(b))) [[unlikely]]
@@ -58,7 +59,7 @@ namespace pm {
   b->link = encode_link(p, b, p->free);
   p->free = b;
   bump(h->frees[p->cls]);
-  if (--p->used <= 0) [[unlikely]]
+  if (release_one(p->used)) [[unlikely]]
     heap_free_slow(h, p);
 }
 

@@ -56,10 +56,17 @@ extern constinit thread_local Heap* tl_heap [[gnu::tls_model("initial-exec")]];
   static_assert(sizeof(c) == sizeof(uint64_t));
   asm("addq $1, %0" : "+m"(c));
 }
+// --used <= 0, as one subtract-from-memory and a branch on its flags.
+[[gnu::always_inline]] inline bool release_one(int32_t& used) noexcept {
+  bool empty;
+  asm("subl $1, %0" : "+m"(used), "=@ccle"(empty));
+  return empty;
+}
 #else
 [[gnu::always_inline]] inline void bump(std::atomic<uint64_t>& c) noexcept {
   c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
 }
+[[gnu::always_inline]] inline bool release_one(int32_t& used) noexcept { return --used <= 0; }
 #endif
 
 // Pops the head of p->free (non-empty). The decoded link must stay in the

@@ -52,6 +52,7 @@ void pool_init(Pool* p, unsigned cls) noexcept {
   p->next = p->prev = nullptr;
   uint64_t gen = g_pool_generation.fetch_add(1, std::memory_order_relaxed);
   p->key = mix(g_tag_secret ^ reinterpret_cast<uintptr_t>(p->start) ^ (gen << 40)) | 1;
+  p->tag_key = mix(p->key ^ g_tag_secret);
   unsigned shift = static_cast<unsigned>(__builtin_ctz(size));
   p->div_shift = static_cast<uint8_t>(shift);
   p->div_inv = inverse_odd(size >> shift);
@@ -93,11 +94,11 @@ bool pool_refill(Pool* p) noexcept {
   for (uint32_t i = 0; i + 1 < n; ++i, b += p->block_size) {
     auto* blk = reinterpret_cast<Block*>(b);
     blk->link = encode_link(p, blk, b + p->block_size);
-    if constexpr (kHardened) blk->tag = free_tag(blk);
+    if constexpr (kHardened) blk->tag = free_tag(p, blk);
   }
   auto* last = reinterpret_cast<Block*>(b);
   last->link = encode_link(p, last, nullptr);
-  if constexpr (kHardened) last->tag = free_tag(last);
+  if constexpr (kHardened) last->tag = free_tag(p, last);
   p->carved += n;
   p->free = reinterpret_cast<Block*>(first);
   return true;
@@ -121,7 +122,7 @@ void pool_free_remote(Pool* p, Block* b) noexcept {
   if (s == PoolState::kFree || not_block_start(p, reinterpret_cast<uintptr_t>(b))) [[unlikely]]
     return report_invalid_free(p, b);
   if constexpr (kHardened) {
-    uintptr_t tag = free_tag(b);
+    uintptr_t tag = free_tag(p, b);
     if (b->tag == tag) [[unlikely]]
       return report_double_free(p, b);
     b->tag = tag;
@@ -152,7 +153,7 @@ bool pool_check_invariants(const Pool* p) noexcept {
       if (not_block_start(p, reinterpret_cast<uintptr_t>(b))) return false;
       uint64_t idx = (reinterpret_cast<const char*>(b) - p->start) / p->block_size;
       if (idx >= p->carved) return false;
-      if (kHardened && b->tag != free_tag(b)) return false;
+      if (kHardened && b->tag != free_tag(p, b)) return false;
       if (++listed > p->capacity) return false;
     }
   }

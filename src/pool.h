@@ -28,7 +28,7 @@ struct Block {
   uintptr_t tag;   // free tag: proves the block is free (double-free detection)
 };
 
-// Process-wide secret for free tags; link keys are per pool.
+// Process-wide secret from which the per-pool link and tag keys are derived.
 extern constinit uintptr_t g_tag_secret;
 
 enum class PoolState : uint8_t { kFree, kActive, kParked, kAbandoned };
@@ -36,23 +36,25 @@ enum class PoolState : uint8_t { kFree, kActive, kParked, kAbandoned };
 inline constexpr int32_t kParkBias = int32_t{1} << 30;
 
 struct Pool {
-  // --- owner's fast path: one cache line ---
-  Block* free = nullptr;        // the owner pops and pushes here (LIFO)
-  Block* local_free = nullptr;  // remote frees taken over by the owner, swapped into `free` when it runs dry
-  int32_t used = 0;  // owner only: never read by other threads
-  uint32_t block_size = 0;
-  uintptr_t key = 0;  // link encoding secret
-  char* start = nullptr;
-  std::atomic<Heap*> owner{nullptr};  // nullptr unless kActive/kParked
+  // --- owner's fast path (malloc and free): one cache line ---
+  Block* free = nullptr;  // the owner pops and pushes here (LIFO)
+  int32_t used = 0;       // owner only: never read by other threads
   // Exact-division check of interior pointers: offset % block_size == 0 iff
   // rotr(offset * div_inv, div_shift) <= div_limit.
+  uint8_t div_shift = 0;
+  uint8_t cls = 0;
+  std::atomic<PoolState> state{PoolState::kFree};
+  uint8_t slots = 0;
+  uintptr_t key = 0;      // link encoding secret
+  uintptr_t tag_key = 0;  // free tag secret
+  char* start = nullptr;
+  std::atomic<Heap*> owner{nullptr};  // nullptr unless kActive/kParked
   uint64_t div_inv = 0;
   uint64_t div_limit = 0;
 
-  uint8_t div_shift = 0;
-  uint8_t cls = 0;
-  uint8_t slots = 0;
-  std::atomic<PoolState> state{PoolState::kFree};
+  // --- slow paths ---
+  Block* local_free = nullptr;  // remote frees taken over by the owner, swapped into `free` when it runs dry
+  uint32_t block_size = 0;
   uint32_t capacity = 0;
   uint32_t carved = 0;
   uint32_t first_slot = 0;
@@ -74,8 +76,17 @@ struct Pool {
 [[gnu::always_inline]] inline Block* decode_link(const Pool* p, const Block* b) noexcept {
   return reinterpret_cast<Block*>(b->link ^ p->key);
 }
-[[gnu::always_inline]] inline uintptr_t free_tag(const void* b) noexcept {
-  return g_tag_secret ^ reinterpret_cast<uintptr_t>(b);
+[[gnu::always_inline]] inline uintptr_t free_tag(const Pool* p, const void* b) noexcept {
+  return p->tag_key ^ reinterpret_cast<uintptr_t>(b);
+}
+// True when heap h owns p. Other threads may change `owner`; on x86-64 an
+// aligned pointer load is atomic, and the plain read compares in memory.
+[[gnu::always_inline]] inline bool owned_by(const Pool* p, const Heap* h) noexcept {
+#if defined(__x86_64__) && !defined(PM_SANITIZER_BUILD)
+  return *reinterpret_cast<Heap* const*>(&p->owner) == h;
+#else
+  return p->owner.load(std::memory_order_relaxed) == h;
+#endif
 }
 // Nonzero when `addr` is not a block boundary of the pool.
 [[gnu::always_inline]] inline bool not_block_start(const Pool* p, uintptr_t addr) noexcept {
