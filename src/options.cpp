@@ -72,7 +72,14 @@ void apply(const char* name, const char* v) noexcept {
   } else if (equals(name, "RESERVE_PREFAULT")) {
     ok = parse_bool(v, &o.reserve_prefault);
   } else if (equals(name, "PURGE_THREAD")) {
-    ok = parse_bool(v, &o.purge_thread);
+    bool b = false;
+    if (equals(v, "auto")) {
+      o.purge_thread = PurgeThread::kAuto;
+    } else if (parse_bool(v, &b)) {
+      o.purge_thread = b ? PurgeThread::kOn : PurgeThread::kOff;
+    } else {
+      ok = false;
+    }
   } else if (equals(name, "LARGE_CACHE")) {
     ok = parse_size(v, &o.large_cache);
   } else if (equals(name, "PROFILE")) {
@@ -148,7 +155,7 @@ void options_describe(Writer& w) noexcept {
   line("RESERVE").dec(o.reserve).put(" (bytes)\n");
   line("RESERVE_PREFAULT").put(o.reserve_prefault ? "1\n" : "0\n");
   line("LARGE_CACHE").dec(o.large_cache).put(" (bytes)\n");
-  line("PURGE_THREAD").put(o.purge_thread ? "1\n" : "0\n");
+  line("PURGE_THREAD").put(o.purge_thread == PurgeThread::kAuto ? "auto\n" : o.purge_thread == PurgeThread::kOn ? "1\n" : "0\n");
   line("PROFILE").put(o.profile_path[0] != '\0' ? o.profile_path : "(off)").put('\n');
   line("PROFILE_INTERVAL").dec(o.profile_interval_ms).put(" (ms)\n");
 }

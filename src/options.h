@@ -12,6 +12,12 @@ class Writer;
 enum class CheckLevel : uint8_t { kDefault, kFull };
 enum class StatsMode : uint8_t { kOff, kText, kJson };
 
+// When the background purger runs: never, always, or (the default) only in a
+// program that already has more than one thread, so that a single-threaded
+// program is never switched into glibc's and libstdc++'s multi-threaded
+// modes (locked stdio, atomic reference counts) by the allocator.
+enum class PurgeThread : uint8_t { kOff, kOn, kAuto };
+
 struct Options {
   uint64_t purge_delay_ms = 100;       // POOLMALLOC_PURGE_DELAY (ms)
   CheckLevel check = CheckLevel::kDefault;  // POOLMALLOC_CHECK=default|full
@@ -21,7 +27,7 @@ struct Options {
   size_t reserve = 0;                  // POOLMALLOC_RESERVE=256M
   bool reserve_prefault = false;       // POOLMALLOC_RESERVE_PREFAULT=1
   size_t large_cache = 128u << 20;     // POOLMALLOC_LARGE_CACHE (bytes of freed large blocks kept)
-  bool purge_thread = false;           // POOLMALLOC_PURGE_THREAD=1: purge from a background thread
+  PurgeThread purge_thread = PurgeThread::kAuto;  // POOLMALLOC_PURGE_THREAD
   char profile_path[256] = {};         // POOLMALLOC_PROFILE=PATH: write an allocation profile at exit
   uint64_t profile_interval_ms = 10;   // POOLMALLOC_PROFILE_INTERVAL (ms between live-bytes samples)
 };

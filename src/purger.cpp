@@ -1,6 +1,8 @@
 #include "purger.h"
 
 #include <pthread.h>
+#include <signal.h>
+#include <sys/single_threaded.h>
 #include <time.h>
 
 #include "heap.h"
@@ -14,7 +16,11 @@ constinit std::atomic<bool> g_purge_wanted{false};
 
 namespace {
 
-constinit std::atomic<bool> g_started{false};
+constinit std::atomic<bool> g_running{false};
+
+bool nothing_to_purge() noexcept {
+  return arena_stats().dirty_bytes == 0 && large_stats().cached_bytes == 0;
+}
 
 void* purge_loop(void*) noexcept {
   for (;;) {
@@ -25,24 +31,40 @@ void* purge_loop(void*) noexcept {
     heap_collect(false);  // this thread has no heap: sweeps abandoned pools only
     arena_purge(false);
     large_purge(false);
+    if (!nothing_to_purge()) continue;
+    // Leave, unless memory became dirty after the flag was dropped: whoever
+    // dirtied it before that point is seen by the check below, whoever
+    // dirtied it after sees the flag down and starts a new thread.
+    g_running.store(false, std::memory_order_seq_cst);
+    if (nothing_to_purge() || g_running.exchange(true, std::memory_order_seq_cst)) return nullptr;
   }
-  return nullptr;
 }
 
 }  // namespace
 
 void purger_start() noexcept {
   g_purge_wanted.store(false, std::memory_order_relaxed);
-  if (!options().purge_thread || g_started.exchange(true, std::memory_order_acq_rel)) return;
+  PurgeThread mode = options().purge_thread;
+  if (mode == PurgeThread::kOff) return;
+  if (mode == PurgeThread::kAuto && __libc_single_threaded) return;
+  if (g_running.load(std::memory_order_relaxed) || g_running.exchange(true, std::memory_order_seq_cst)) return;
   pthread_attr_t attr;
   pthread_attr_init(&attr);
   pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
   pthread_attr_setstacksize(&attr, 64 * 1024);
+  // The thread inherits the creator's signal mask: block everything so that
+  // no signal meant for the program is ever delivered to it.
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
   pthread_t t;
-  if (pthread_create(&t, &attr, purge_loop, nullptr) != 0) g_started.store(false, std::memory_order_relaxed);
+  if (pthread_create(&t, &attr, purge_loop, nullptr) != 0) g_running.store(false, std::memory_order_relaxed);
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
   pthread_attr_destroy(&attr);
 }
 
-void purger_forget() noexcept { g_started.store(false, std::memory_order_relaxed); }
+void purger_forget() noexcept { g_running.store(false, std::memory_order_relaxed); }
+
+bool purger_running() noexcept { return g_running.load(std::memory_order_relaxed); }
 
 }  // namespace pm

@@ -1,8 +1,13 @@
-// The optional background purger (POOLMALLOC_PURGE_THREAD=1): a thread that
-// wakes every half purge delay and returns freed pool slots and cached large
-// mappings to the OS, so that a program that goes idle gives memory back
-// within a bounded time. Off by default: without it, purging happens on the
-// allocator's own slow paths and idle retention is bounded in size instead.
+// The background purger: a thread that wakes every half purge delay and
+// returns freed pool slots and old cached large mappings to the OS, so that a
+// program that goes idle gives memory back within about one purge delay.
+//
+// It starts when there is something to purge (POOLMALLOC_PURGE_THREAD=auto,
+// the default: only once the program has a thread of its own besides the
+// main one; =1: in any program; =0: never), runs with every signal blocked,
+// and exits once nothing is left to purge, to start again when needed.
+// Without it, purging happens on the allocator's own slow paths and idle
+// retention is bounded in size instead.
 #pragma once
 
 #include <atomic>
@@ -11,11 +16,13 @@ namespace pm {
 
 extern constinit std::atomic<bool> g_purge_wanted;  // set when there is something to purge
 
-// Starts the thread once, if enabled and wanted. Call with no lock held:
-// creating a thread allocates.
+// Starts the thread if enabled, wanted and not running. Call with no lock
+// held: creating a thread allocates.
 [[gnu::cold]] void purger_start() noexcept;
 // Fork child: the thread does not exist there.
 void purger_forget() noexcept;
+// True while the thread runs (tests, statistics).
+[[nodiscard]] bool purger_running() noexcept;
 
 [[gnu::always_inline]] inline void purger_poll() noexcept {
   if (g_purge_wanted.load(std::memory_order_relaxed)) [[unlikely]]

@@ -1,13 +1,18 @@
 // Returning memory to the OS: after the purge delay, and with the background
 // purger even when the program allocates nothing more.
+#include <dirent.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cstdio>
+#include <cstdlib>
+#include <thread>
 #include <vector>
 
 #include "alloc.h"
 #include "large.h"
 #include "options.h"
+#include "purger.h"
 #include "segment.h"
 
 namespace pm {
@@ -61,6 +66,89 @@ TEST(Purge, IdleProgramGetsMemoryBackFromThePurger) {
   usleep(600 * 1000);  // idle: twelve purge delays
   EXPECT_EQ(arena_stats().dirty_bytes, 0u);
   EXPECT_EQ(large_stats().cached_bytes, 0u);
+}
+
+// Blocked-signal mask of every thread of this process but the main one, or-ed
+// together, and how many such threads there are.
+unsigned long long other_threads_blocked(int* threads) {
+  unsigned long long mask = ~0ull;
+  *threads = 0;
+  DIR* d = opendir("/proc/self/task");
+  if (d == nullptr) return 0;
+  while (dirent* e = readdir(d)) {
+    int tid = std::atoi(e->d_name);
+    if (tid <= 0 || tid == getpid()) continue;
+    char path[64];
+    std::snprintf(path, sizeof path, "/proc/self/task/%d/status", tid);
+    FILE* f = std::fopen(path, "r");
+    if (f == nullptr) continue;
+    char line[256];
+    while (std::fgets(line, sizeof line, f) != nullptr)
+      if (std::sscanf(line, "SigBlk: %llx", &mask) == 1) break;
+    std::fclose(f);
+    ++*threads;
+  }
+  closedir(d);
+  return mask;
+}
+
+bool sig_in(unsigned long long mask, int sig) { return (mask >> (sig - 1)) & 1; }
+
+// The default (auto): a single-threaded program never gets the thread; once
+// the program has a thread of its own, the purger starts, runs with signals
+// blocked, returns everything idle and then exits until it is needed again.
+// Runs in a fresh process: whether the process has ever had a second thread
+// is what is tested.
+void auto_purger_scenario() {
+  char e1[] = "POOLMALLOC_PURGE_DELAY=40";
+  char* env[] = {e1, nullptr};
+  process_init();
+  options_init(env);
+  if (options().purge_thread != PurgeThread::kAuto) std::_Exit(10);
+  churn_then_free(40000, 100);
+  dealloc(alloc(8 << 20));
+  dealloc(alloc(64));
+  if (purger_running()) std::_Exit(11);  // still single-threaded
+  std::thread([] {}).join();
+  churn_then_free(40000, 100);
+  dealloc(alloc(8 << 20));
+  if (!purger_running()) std::_Exit(12);
+  int threads = 0;
+  unsigned long long blocked = other_threads_blocked(&threads);
+  if (threads != 1) std::_Exit(13);
+  if (!sig_in(blocked, SIGINT) || !sig_in(blocked, SIGTERM) || !sig_in(blocked, SIGUSR1) || !sig_in(blocked, SIGCHLD))
+    std::_Exit(14);
+  // Idle: the large cache keeps mappings ten delays, so wait well past that.
+  for (int i = 0; i < 100 && purger_running(); ++i) usleep(20 * 1000);
+  if (arena_stats().dirty_bytes != 0 || large_stats().cached_bytes != 0) std::_Exit(15);
+  if (purger_running()) std::_Exit(16);  // nothing left: the thread has gone
+  usleep(50 * 1000);
+  other_threads_blocked(&threads);
+  if (threads != 0) std::_Exit(17);
+  churn_then_free(40000, 100);  // needed again: it comes back
+  if (!purger_running()) std::_Exit(18);
+  std::_Exit(0);
+}
+
+TEST(PurgeThread, AutoStartsOnlyInAThreadedProgramAndLeavesWhenIdle) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(auto_purger_scenario(), testing::ExitedWithCode(0), "");
+}
+
+void purger_off_scenario() {
+  char e1[] = "POOLMALLOC_PURGE_THREAD=0", e2[] = "POOLMALLOC_PURGE_DELAY=40";
+  char* env[] = {e1, e2, nullptr};
+  process_init();
+  options_init(env);
+  std::thread([] {}).join();
+  churn_then_free(40000, 100);
+  dealloc(alloc(8 << 20));
+  std::_Exit(purger_running() ? 1 : 0);
+}
+
+TEST(PurgeThread, OffMeansNever) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(purger_off_scenario(), testing::ExitedWithCode(0), "");
 }
 
 }  // namespace
