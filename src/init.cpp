@@ -70,6 +70,7 @@ Heap* thread_init() noexcept {
   Heap* h = heap_create();
   if (h == nullptr) return nullptr;
   tl_heap = h;
+  purger_thread_started();
   // Both calls may allocate; the heap is installed, so that recursion is safe.
   if (g_key_ok) pthread_setspecific(g_key, h);
   register_atfork();

@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <sys/single_threaded.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "heap.h"
 #include "large.h"
@@ -17,6 +18,11 @@ constinit std::atomic<bool> g_purge_wanted{false};
 namespace {
 
 constinit std::atomic<bool> g_running{false};
+// Set in the child of fork until a thread of the child sets up its heap:
+// glibc keeps reporting a forked child of a threaded program as threaded,
+// although only the forking thread exists there.
+constinit std::atomic<bool> g_fork_child{false};
+constinit pid_t g_fork_tid = 0;  // the thread that forked, in the child
 
 bool nothing_to_purge() noexcept {
   return arena_stats().dirty_bytes == 0 && large_stats().cached_bytes == 0;
@@ -46,7 +52,7 @@ void purger_start() noexcept {
   g_purge_wanted.store(false, std::memory_order_relaxed);
   PurgeThread mode = options().purge_thread;
   if (mode == PurgeThread::kOff) return;
-  if (mode == PurgeThread::kAuto && __libc_single_threaded) return;
+  if (mode == PurgeThread::kAuto && (__libc_single_threaded || g_fork_child.load(std::memory_order_relaxed))) return;
   if (g_running.load(std::memory_order_relaxed) || g_running.exchange(true, std::memory_order_seq_cst)) return;
   pthread_attr_t attr;
   pthread_attr_init(&attr);
@@ -63,7 +69,16 @@ void purger_start() noexcept {
   pthread_attr_destroy(&attr);
 }
 
-void purger_forget() noexcept { g_running.store(false, std::memory_order_relaxed); }
+void purger_forget() noexcept {
+  g_running.store(false, std::memory_order_relaxed);
+  g_fork_tid = gettid();
+  g_fork_child.store(true, std::memory_order_release);
+}
+
+void purger_thread_started() noexcept {
+  if (g_fork_child.load(std::memory_order_acquire) && gettid() != g_fork_tid)
+    g_fork_child.store(false, std::memory_order_relaxed);
+}
 
 bool purger_running() noexcept { return g_running.load(std::memory_order_relaxed); }
 

@@ -2,6 +2,7 @@
 // purger even when the program allocates nothing more.
 #include <dirent.h>
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "alloc.h"
+#include "config.h"
 #include "large.h"
 #include "options.h"
 #include "purger.h"
@@ -68,28 +70,28 @@ TEST(Purge, IdleProgramGetsMemoryBackFromThePurger) {
   EXPECT_EQ(large_stats().cached_bytes, 0u);
 }
 
-// Blocked-signal mask of every thread of this process but the main one, or-ed
-// together, and how many such threads there are.
-unsigned long long other_threads_blocked(int* threads) {
-  unsigned long long mask = ~0ull;
-  *threads = 0;
+// Threads of this process other than the calling one, with their
+// blocked-signal masks.
+std::vector<std::pair<int, unsigned long long>> other_threads() {
+  std::vector<std::pair<int, unsigned long long>> out;
   DIR* d = opendir("/proc/self/task");
-  if (d == nullptr) return 0;
+  if (d == nullptr) return out;
   while (dirent* e = readdir(d)) {
     int tid = std::atoi(e->d_name);
-    if (tid <= 0 || tid == getpid()) continue;
+    if (tid <= 0 || tid == gettid()) continue;
     char path[64];
     std::snprintf(path, sizeof path, "/proc/self/task/%d/status", tid);
     FILE* f = std::fopen(path, "r");
     if (f == nullptr) continue;
     char line[256];
+    unsigned long long mask = 0;
     while (std::fgets(line, sizeof line, f) != nullptr)
       if (std::sscanf(line, "SigBlk: %llx", &mask) == 1) break;
     std::fclose(f);
-    ++*threads;
+    out.emplace_back(tid, mask);
   }
   closedir(d);
-  return mask;
+  return out;
 }
 
 bool sig_in(unsigned long long mask, int sig) { return (mask >> (sig - 1)) & 1; }
@@ -110,21 +112,25 @@ void auto_purger_scenario() {
   dealloc(alloc(64));
   if (purger_running()) std::_Exit(11);  // still single-threaded
   std::thread([] {}).join();
+  auto before = other_threads();  // a sanitizer's own threads, if any
   churn_then_free(40000, 100);
   dealloc(alloc(8 << 20));
   if (!purger_running()) std::_Exit(12);
-  int threads = 0;
-  unsigned long long blocked = other_threads_blocked(&threads);
-  if (threads != 1) std::_Exit(13);
-  if (!sig_in(blocked, SIGINT) || !sig_in(blocked, SIGTERM) || !sig_in(blocked, SIGUSR1) || !sig_in(blocked, SIGCHLD))
-    std::_Exit(14);
+  auto during = other_threads();
+  if (during.size() != before.size() + 1) std::_Exit(13);
+  for (auto [tid, blocked] : during) {
+    bool old = false;
+    for (auto [t, m] : before) old = old || t == tid;
+    if (!old && !(sig_in(blocked, SIGINT) && sig_in(blocked, SIGTERM) && sig_in(blocked, SIGUSR1) &&
+                  sig_in(blocked, SIGCHLD)))
+      std::_Exit(14);
+  }
   // Idle: the large cache keeps mappings ten delays, so wait well past that.
   for (int i = 0; i < 100 && purger_running(); ++i) usleep(20 * 1000);
   if (arena_stats().dirty_bytes != 0 || large_stats().cached_bytes != 0) std::_Exit(15);
   if (purger_running()) std::_Exit(16);  // nothing left: the thread has gone
   usleep(50 * 1000);
-  other_threads_blocked(&threads);
-  if (threads != 0) std::_Exit(17);
+  if (other_threads().size() != before.size()) std::_Exit(17);
   churn_then_free(40000, 100);  // needed again: it comes back
   if (!purger_running()) std::_Exit(18);
   std::_Exit(0);
@@ -133,6 +139,37 @@ void auto_purger_scenario() {
 TEST(PurgeThread, AutoStartsOnlyInAThreadedProgramAndLeavesWhenIdle) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_EXIT(auto_purger_scenario(), testing::ExitedWithCode(0), "");
+}
+
+// A forked child of a threaded program has one thread, although glibc still
+// reports it as threaded: it gets no purger until it starts a thread itself.
+void fork_child_scenario() {
+  char e1[] = "POOLMALLOC_PURGE_DELAY=40";
+  char* env[] = {e1, nullptr};
+  process_init();
+  options_init(env);
+  std::thread([] { dealloc(alloc(64)); }).join();
+  pid_t pid = fork();
+  if (pid < 0) std::_Exit(20);
+  if (pid == 0) {
+    churn_then_free(40000, 100);
+    dealloc(alloc(8 << 20));
+    if (purger_running()) std::_Exit(21);
+#ifndef PM_SANITIZER_BUILD  // ThreadSanitizer cannot start threads after a threaded fork
+    std::thread([] { dealloc(alloc(64)); }).join();
+    churn_then_free(40000, 100);
+    if (!purger_running()) std::_Exit(22);
+#endif
+    std::_Exit(0);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  std::_Exit(WIFEXITED(status) ? WEXITSTATUS(status) : 23);
+}
+
+TEST(PurgeThread, ForkedChildCountsAsSingleThreaded) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(fork_child_scenario(), testing::ExitedWithCode(0), "");
 }
 
 void purger_off_scenario() {
