@@ -160,14 +160,7 @@ void stats_large_alloc(size_t n) noexcept {
     profile_tick();
 }
 
-void stats_count_realloc() noexcept {
-  // The calling thread's own counter: a plain add, no shared cache line.
-  Heap* h = tl_heap;
-  if (h != &g_empty_heap) [[likely]]
-    bump(h->reallocs);
-  else
-    g_orphan_reallocs.fetch_add(1, std::memory_order_relaxed);
-}
+void stats_count_orphan_realloc() noexcept { g_orphan_reallocs.fetch_add(1, std::memory_order_relaxed); }
 
 void stats_collect(Stats* out) noexcept {
   *out = Stats{};

@@ -23,6 +23,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "heap.h"
 #include "large.h"
 #include "segment.h"
 #include "size_classes.h"
@@ -72,7 +73,15 @@ struct Heap;
 void stats_pool_carved(const Heap* h, unsigned cls) noexcept;
 // A large request of n bytes succeeded.
 void stats_large_alloc(size_t n) noexcept;
-void stats_count_realloc() noexcept;
+[[gnu::cold]] void stats_count_orphan_realloc() noexcept;
+// The calling thread's own counter: a plain add, no shared cache line.
+[[gnu::always_inline]] inline void stats_count_realloc() noexcept {
+  Heap* h = tl_heap;
+  if (h != &g_empty_heap) [[likely]]
+    bump(h->reallocs);
+  else
+    stats_count_orphan_realloc();
+}
 
 // Sums the live blocks of every class over all threads (heap lock held
 // briefly) and raises the peaks; returns the small live bytes.
