@@ -9,14 +9,6 @@ constinit uintptr_t g_tag_secret = 0;
 
 namespace {
 
-// Multiplicative inverse of an odd number modulo 2^64 (Newton's iteration).
-constexpr uint64_t inverse_odd(uint64_t d) noexcept {
-  uint64_t x = d;  // correct to 3 bits
-  for (int i = 0; i < 5; ++i) x *= 2 - d * x;
-  return x;
-}
-static_assert(inverse_odd(3) * 3 == 1 && inverse_odd(0x12345) * 0x12345 == 1);
-
 // How many fresh blocks one refill carves: about a page, at least 16.
 uint32_t carve_count(const Pool* p) noexcept {
   uint32_t want = static_cast<uint32_t>(kPageSize * 2 / p->block_size);
@@ -53,10 +45,7 @@ void pool_init(Pool* p, unsigned cls) noexcept {
   uint64_t gen = g_pool_generation.fetch_add(1, std::memory_order_relaxed);
   p->key = mix(g_tag_secret ^ reinterpret_cast<uintptr_t>(p->start) ^ (gen << 40)) | 1;
   p->tag_key = mix(p->key ^ g_tag_secret);
-  unsigned shift = static_cast<unsigned>(__builtin_ctz(size));
-  p->div_shift = static_cast<uint8_t>(shift);
-  p->div_inv = inverse_odd(size >> shift);
-  p->div_limit = p->capacity - 1;
+  block_start_constants(size, p->capacity, &p->div_mul, &p->div_limit);
 }
 
 uint32_t pool_collect_remote(Pool* p) noexcept {

@@ -39,9 +39,6 @@ struct Pool {
   // --- owner's fast path (malloc and free): one cache line ---
   Block* free = nullptr;  // the owner pops and pushes here (LIFO)
   int32_t used = 0;       // owner only: never read by other threads
-  // Exact-division check of interior pointers: offset % block_size == 0 iff
-  // rotr(offset * div_inv, div_shift) <= div_limit.
-  uint8_t div_shift = 0;
   uint8_t cls = 0;
   std::atomic<PoolState> state{PoolState::kFree};
   uint8_t slots = 0;
@@ -49,7 +46,8 @@ struct Pool {
   uintptr_t tag_key = 0;  // free tag secret
   char* start = nullptr;
   std::atomic<Heap*> owner{nullptr};  // nullptr unless kActive/kParked
-  uint64_t div_inv = 0;
+  // Block-start test by one multiplication (see not_block_start).
+  uint64_t div_mul = 0;
   uint64_t div_limit = 0;
 
   // --- slow paths ---
@@ -88,12 +86,23 @@ struct Pool {
   return p->owner.load(std::memory_order_relaxed) == h;
 #endif
 }
-// Nonzero when `addr` is not a block boundary of the pool.
+// True when `addr` (inside the pool's slots) is not the start of one of its
+// blocks. With d the block size, M = floor((2^64 - 1) / d) + 1 and
+// e = d * M - 2^64, an offset n < 2^32 is a multiple of d exactly when
+// n * M mod 2^64 < M, and then n * M mod 2^64 = (n / d) * e. So
+// n * M <= (capacity - 1) * e holds exactly for the offsets of the blocks
+// 0 .. capacity - 1, because (capacity - 1) * e < M for every class. For a
+// power of two e = 0: every multiple passes, and the pool ends right after
+// its last block. Offsets are below 2^18 (at most four 64 KiB slots).
 [[gnu::always_inline]] inline bool not_block_start(const Pool* p, uintptr_t addr) noexcept {
   uint64_t off = addr - reinterpret_cast<uintptr_t>(p->start);
-  uint64_t q = off * p->div_inv;
-  q = (q >> p->div_shift) | (q << ((64 - p->div_shift) & 63));
-  return q > p->div_limit;
+  return off * p->div_mul > p->div_limit;
+}
+// The two constants of not_block_start for a block size and capacity.
+constexpr void block_start_constants(uint64_t size, uint64_t capacity, uint64_t* mul, uint64_t* limit) noexcept {
+  uint64_t m = ~uint64_t{0} / size + 1;
+  *mul = m;
+  *limit = (capacity - 1) * (size * m);  // size * m wraps to e
 }
 
 // Slow-path pool operations (pool.cpp).

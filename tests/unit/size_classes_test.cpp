@@ -1,6 +1,7 @@
 // Size classes: exhaustive over every request size a pool serves.
 #include <gtest/gtest.h>
 
+#include "pool.h"
 #include "size_classes.h"
 
 namespace pm {
@@ -37,6 +38,24 @@ TEST(SizeClasses, PoolsHoldAtLeastEightBlocksAndWasteLittle) {
     EXPECT_GE(kClasses.capacity[c], 8u) << c;
     EXPECT_EQ(kClasses.capacity[c], pool / class_size(c)) << c;
     EXPECT_LE((pool % class_size(c)) * 8, pool) << c;  // tail waste below 12.5%
+  }
+}
+
+// The one-multiplication block-start test against plain division, for every
+// byte offset of a pool of every class, including the tail past the last
+// block.
+TEST(SizeClasses, BlockStartTestIsExactForEveryOffsetOfEveryClass) {
+  for (unsigned c = 0; c < kNumClasses; ++c) {
+    Pool p;
+    char* base = reinterpret_cast<char*>(uintptr_t{1} << 40);
+    p.start = base;
+    uint64_t size = class_size(c), capacity = kClasses.capacity[c];
+    block_start_constants(size, capacity, &p.div_mul, &p.div_limit);
+    size_t pool = size_t{kClasses.slots[c]} * kSlotSize;
+    for (size_t off = 0; off < pool; ++off) {
+      bool start = off % size == 0 && off / size < capacity;
+      ASSERT_EQ(not_block_start(&p, reinterpret_cast<uintptr_t>(base + off)), !start) << "class " << c << " offset " << off;
+    }
   }
 }
 
