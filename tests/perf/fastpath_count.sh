@@ -36,8 +36,10 @@ status=0
 while read -r name limit; do
   got=$single
   [ "$name" = mixed ] && got=$mixed
-  if [ "$got" -gt "$limit" ]; then
-    echo "FAIL: $name costs $got instructions per pair, recorded $limit" >&2
+  # One instruction of tolerance: slow paths that depend on time (the
+  # statistics' peak sampling) move the average by up to one between runs.
+  if [ "$got" -gt $((limit + 1)) ]; then
+    echo "FAIL: $name costs $got instructions per pair, recorded $limit (+1 tolerated)" >&2
     status=1
   else
     echo "ok: $name $got <= $limit"
