@@ -218,7 +218,15 @@ void* large_alloc(size_t n, size_t align) noexcept {
 void* large_place(char* base, size_t map_size, char* user) noexcept { return finish(base, map_size, user); }
 
 bool large_owns(const void* p) noexcept {
-  if ((reinterpret_cast<uintptr_t>(p) & (kMinAlign - 1)) != 0) return false;
+  auto a = reinterpret_cast<uintptr_t>(p);
+  if ((a & (kMinAlign - 1)) != 0) return false;
+  // Read the header only where it can be read: never for an address outside
+  // every mapping made by the allocator, and when it lies on the page before
+  // p (p page-aligned, as only aligned large blocks are), only once that page
+  // is known to be mapped.
+  if (!os::maybe_ours(p)) return false;
+  if ((a & (kPageSize - 1)) < sizeof(LargeHeader) && !os::page_mapped(reinterpret_cast<const char*>(p) - sizeof(LargeHeader)))
+    return false;
   const LargeHeader* h = header_of(p);
   return h->check == header_check(p, h->map_size, h->offset) && h->offset >= sizeof(LargeHeader);
 }
