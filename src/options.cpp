@@ -44,8 +44,7 @@ void warn_about(const char* what, const char* name, const char* v) noexcept {
   warn(what, var);
 }
 
-void apply(const char* name, const char* v) noexcept {
-  Options& o = g_options;
+void apply(Options& o, const char* name, const char* v) noexcept {
   bool ok = true;
   if (equals(name, "PURGE_DELAY")) {
     size_t ms = 0;
@@ -126,8 +125,8 @@ bool parse_size(const char* s, size_t* out) noexcept {
   return true;
 }
 
-void options_init(char** env) noexcept {
-  g_options = Options{};
+void options_parse(char** env, Options* out) noexcept {
+  *out = Options{};
   if (env == nullptr) return;
   constexpr const char kPrefix[] = "POOLMALLOC_";
   for (char** e = env; *e != nullptr; ++e) {
@@ -139,9 +138,11 @@ void options_init(char** env) noexcept {
     while (*c != '\0' && *c != '=' && i + 1 < sizeof name) name[i++] = *c++;
     name[i] = '\0';
     if (*c != '=') continue;
-    apply(name, c + 1);
+    apply(*out, name, c + 1);
   }
 }
+
+void options_init(char** env) noexcept { options_parse(env, &g_options); }
 
 void options_describe(Writer& w) noexcept {
   const Options& o = g_options;

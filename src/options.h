@@ -33,7 +33,11 @@ struct Options {
 };
 
 [[nodiscard]] const Options& options() noexcept;
-// Parses the environment; `env` is a NULL-terminated array like environ.
+// Parses the environment into `out`, warning once per bad variable; `env`
+// is a NULL-terminated array like environ.
+void options_parse(char** env, Options* out) noexcept;
+// options_parse into the settings in force (process start-up, and tests that
+// run before any other thread reads them).
 void options_init(char** env) noexcept;
 // The settings in force, one "poolmalloc:   NAME=value" line each.
 void options_describe(Writer& w) noexcept;

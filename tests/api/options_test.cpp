@@ -12,20 +12,19 @@
 namespace pm {
 namespace {
 
-// Parses env and returns what was written on stderr.
+// Parses env into `parsed` (not the settings in force, which other threads
+// of this process read) and returns what was written on stderr.
+Options parsed;
 std::string parse(std::initializer_list<const char*> vars) {
   std::vector<char*> env;
   for (const char* v : vars) env.push_back(const_cast<char*>(v));
   env.push_back(nullptr);
   testing::internal::CaptureStderr();
-  options_init(env.data());
+  options_parse(env.data(), &parsed);
   return testing::internal::GetCapturedStderr();
 }
 
-class OptionsEnv : public testing::Test {
- protected:
-  void TearDown() override { options_init(nullptr); }
-};
+class OptionsEnv : public testing::Test {};
 
 TEST_F(OptionsEnv, GoodValuesApply) {
   EXPECT_EQ(parse({"POOLMALLOC_RESERVE=256M", "POOLMALLOC_RESERVE_PREFAULT=1", "POOLMALLOC_VERBOSE=yes",
@@ -33,7 +32,7 @@ TEST_F(OptionsEnv, GoodValuesApply) {
                    "POOLMALLOC_LARGE_CACHE=1G", "POOLMALLOC_PROFILE=/tmp/p.json", "POOLMALLOC_PROFILE_INTERVAL=5",
                    "PATH=/bin", "POOLMALLOC_CHECK=full"}),
             "");
-  const Options& o = options();
+  const Options& o = parsed;
   EXPECT_EQ(o.reserve, size_t{256} << 20);
   EXPECT_TRUE(o.reserve_prefault);
   EXPECT_TRUE(o.verbose);
@@ -45,10 +44,10 @@ TEST_F(OptionsEnv, GoodValuesApply) {
   EXPECT_EQ(o.profile_interval_ms, 5u);
   EXPECT_EQ(o.check, CheckLevel::kFull);
   parse({"POOLMALLOC_STATS=1"});
-  EXPECT_EQ(options().stats, StatsMode::kText);
+  EXPECT_EQ(parsed.stats, StatsMode::kText);
   parse({"POOLMALLOC_STATS=json"});
-  EXPECT_EQ(options().stats, StatsMode::kJson);
-  EXPECT_STREQ(options().stats_path, "");
+  EXPECT_EQ(parsed.stats, StatsMode::kJson);
+  EXPECT_STREQ(parsed.stats_path, "");
 }
 
 TEST_F(OptionsEnv, BadValuesWarnAndKeepDefaults) {
@@ -68,7 +67,7 @@ TEST_F(OptionsEnv, BadValuesWarnAndKeepDefaults) {
     std::string err = parse({c.var});
     EXPECT_NE(err.find(std::string("POOLMALLOC_") + c.name), std::string::npos) << c.var << ": " << err;
     EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << c.var << ": " << err;
-    const Options& o = options();
+    const Options& o = parsed;
     EXPECT_EQ(o.reserve, defaults.reserve) << c.var;
     EXPECT_EQ(o.stats, defaults.stats) << c.var;
     EXPECT_EQ(o.verbose, defaults.verbose) << c.var;
@@ -83,9 +82,9 @@ TEST_F(OptionsEnv, OddEntriesAreHarmless) {
   std::string var = "POOLMALLOC_STATS=json:" + long_path;
   std::string long_name = "POOLMALLOC_" + std::string(200, 'X') + "=1";
   parse({var.c_str(), "POOLMALLOC_VERBOSE", "POOLMALLOC_=1", long_name.c_str()});
-  EXPECT_EQ(options().stats, StatsMode::kJson);
-  EXPECT_LT(strlen(options().stats_path), sizeof options().stats_path);
-  EXPECT_FALSE(options().verbose);
+  EXPECT_EQ(parsed.stats, StatsMode::kJson);
+  EXPECT_LT(strlen(parsed.stats_path), sizeof parsed.stats_path);
+  EXPECT_FALSE(parsed.verbose);
 }
 
 TEST(ParseSize, Suffixes) {
