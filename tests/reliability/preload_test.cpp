@@ -2,10 +2,12 @@
 // program, gtest included, allocates through poolmalloc. Run by meson with
 // LD_PRELOAD set; argv[1] is the path of the dlalloc test library.
 //   PM_THREADS  short-lived threads in ShortLivedThreadsKeepRssFlat (20000)
+#include <dirent.h>
 #include <dlfcn.h>
 #include <gtest/gtest.h>
 #include <malloc.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -192,6 +194,49 @@ TEST(Preload, ShortLivedThreadsKeepRssFlat) {
          arena_warm >> 10, arena_end >> 10);
   EXPECT_LE(rss_end, rss_warm + (8u << 20));
   EXPECT_LE(arena_end, arena_warm + (8u << 20));
+}
+
+// True when a thread other than the caller blocks SIGINT, SIGTERM and
+// SIGUSR1, as the purger does and no thread of this test does.
+bool purger_present() {
+  bool found = false;
+  if (DIR* d = opendir("/proc/self/task")) {
+    while (dirent* e = readdir(d)) {
+      int tid = atoi(e->d_name);
+      if (tid <= 0 || tid == gettid()) continue;
+      char path[64], line[256];
+      snprintf(path, sizeof path, "/proc/self/task/%d/status", tid);
+      FILE* f = fopen(path, "r");
+      if (f == nullptr) continue;
+      unsigned long long blocked = 0;
+      while (fgets(line, sizeof line, f) != nullptr)
+        if (sscanf(line, "SigBlk: %llx", &blocked) == 1) break;
+      fclose(f);
+      auto has = [&](int sig) { return ((blocked >> (sig - 1)) & 1) != 0; };
+      found = found || (has(SIGINT) && has(SIGTERM) && has(SIGUSR1));
+    }
+    closedir(d);
+  }
+  return found;
+}
+
+// The background purger starts by default in a threaded program. glibc's
+// set*id calls signal every thread and wait for each to switch: the purger,
+// which blocks every signal it may block, must still take part.
+TEST(Preload, SetuidWithThePurgerRunning) {
+  std::thread([] { free(malloc(64)); }).join();  // the program is now threaded
+  bool started = false;
+  for (int tries = 0; tries < 50 && !started; ++tries) {
+    std::vector<void*> v;
+    for (int i = 0; i < 20000; ++i) v.push_back(malloc(100));
+    for (void* p : v) free(p);
+    free(malloc(8u << 20));
+    started = purger_present();
+    if (!started) usleep(10 * 1000);
+  }
+  ASSERT_TRUE(started) << "no purger thread appeared";
+  EXPECT_EQ(setgid(getgid()), 0);
+  EXPECT_EQ(setuid(getuid()), 0);
 }
 
 }  // namespace
