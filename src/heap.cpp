@@ -192,7 +192,8 @@ void* heap_alloc_slow(Heap* h, unsigned cls) noexcept {
     if ((p = h->partial[cls]) != nullptr) {
       list_remove(&h->partial[cls], p);
     } else if ((p = adopt(h, cls)) == nullptr) {
-      p = arena_acquire_pool(kClasses.slots[cls]);
+      bool new_high = false;
+      p = arena_acquire_pool(kClasses.slots[cls], &new_high);
       if (p == nullptr) {
         errno = ENOMEM;
         return nullptr;
@@ -200,7 +201,10 @@ void* heap_alloc_slow(Heap* h, unsigned cls) noexcept {
       pool_init(p, cls);
       p->owner.store(h, std::memory_order_release);
       p->state.store(PoolState::kActive, std::memory_order_release);
-      stats_pool_acquired();
+      // Sample the peaks when pool memory reaches a new high, not on every
+      // acquisition of a program that empties and refills pools in cycles
+      // (the peaks are sampled lower bounds either way).
+      if (new_high || profile_enabled()) stats_pool_acquired();
     }
     make_current(h, cls, p);
   }

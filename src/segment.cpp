@@ -19,6 +19,7 @@ constinit SpinLock g_arena_lock;
 constinit Segment* g_segments = nullptr;  // all segments, most recently created first
 constinit size_t g_segment_count = 0;
 constinit size_t g_pools_in_use = 0;
+constinit size_t g_slots_high = 0;  // most slots ever held by pools at once
 constinit size_t g_slots_in_use = 0;
 constinit size_t g_dirty_count = 0;  // free slots not yet purged
 // Dirty memory kept for reuse is bounded in size, not only in time, so a
@@ -115,7 +116,7 @@ void maybe_purge_locked() noexcept {
 
 }  // namespace
 
-Pool* arena_acquire_pool(unsigned slots) noexcept {
+Pool* arena_acquire_pool(unsigned slots, bool* new_high) noexcept {
   LockGuard g(g_arena_lock);
   maybe_purge_locked();
   Segment* found = nullptr;
@@ -142,6 +143,8 @@ Pool* arena_acquire_pool(unsigned slots) noexcept {
   for (unsigned i = 0; i < slots; ++i) found->pool_of[at + i] = p;
   ++g_pools_in_use;
   g_slots_in_use += slots;
+  if (new_high != nullptr) *new_high = g_slots_in_use > g_slots_high;
+  if (g_slots_in_use > g_slots_high) g_slots_high = g_slots_in_use;
   return p;
 }
 

@@ -57,7 +57,9 @@ extern constinit uint8_t g_segment_map[kSegmentMapSize];
 }
 
 // The arena: slots for pools, under one lock (slow path only).
-[[nodiscard]] Pool* arena_acquire_pool(unsigned slots) noexcept;
+// `new_high`, when given, says whether pools now hold more slots than ever
+// before in this process.
+[[nodiscard]] Pool* arena_acquire_pool(unsigned slots, bool* new_high = nullptr) noexcept;
 void arena_release_pool(Pool* p) noexcept;
 // Purge free slots that have been dirty longer than the purge delay; all of
 // them when `force`. Returns bytes purged.
