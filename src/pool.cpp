@@ -44,7 +44,7 @@ void pool_init(Pool* p, unsigned cls) noexcept {
   p->next = p->prev = nullptr;
   uint64_t gen = g_pool_generation.fetch_add(1, std::memory_order_relaxed);
   p->key = mix(g_tag_secret ^ reinterpret_cast<uintptr_t>(p->start) ^ (gen << 40)) | 1;
-  p->tag_key = mix(p->key ^ g_tag_secret);
+  p->tag_key = mix(p->key ^ g_tag_secret) | 1;  // never 0, the tag of an allocated block
   block_start_constants(size, p->capacity, &p->div_mul, &p->div_limit);
 }
 
