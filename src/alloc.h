@@ -47,7 +47,7 @@ namespace pm {
     return;
   }
   if constexpr (kHardened) {
-    uintptr_t tag = free_tag(p, b);
+    uintptr_t tag = free_tag(p);
     if (b->tag == tag) [[unlikely]]
       return report_double_free(p, b);
     if (not_block_start(p, reinterpret_cast<uintptr_t>(b))) [[unlikely]]

@@ -117,7 +117,7 @@ bool owns(const void* p) noexcept {
     const Pool* pool = pool_of(p);
     PoolState s = pool->state.load(std::memory_order_relaxed);
     return s != PoolState::kFree && !not_block_start(pool, reinterpret_cast<uintptr_t>(p)) &&
-           (!kHardened || static_cast<const Block*>(p)->tag != free_tag(pool, p));
+           (!kHardened || static_cast<const Block*>(p)->tag != free_tag(pool));
   }
   return large_owns(p);
 }

@@ -83,11 +83,11 @@ bool pool_refill(Pool* p) noexcept {
   for (uint32_t i = 0; i + 1 < n; ++i, b += p->block_size) {
     auto* blk = reinterpret_cast<Block*>(b);
     blk->link = encode_link(p, blk, b + p->block_size);
-    if constexpr (kHardened) blk->tag = free_tag(p, blk);
+    if constexpr (kHardened) blk->tag = free_tag(p);
   }
   auto* last = reinterpret_cast<Block*>(b);
   last->link = encode_link(p, last, nullptr);
-  if constexpr (kHardened) last->tag = free_tag(p, last);
+  if constexpr (kHardened) last->tag = free_tag(p);
   p->carved += n;
   p->free = reinterpret_cast<Block*>(first);
   return true;
@@ -111,7 +111,7 @@ void pool_free_remote(Pool* p, Block* b) noexcept {
   if (s == PoolState::kFree || not_block_start(p, reinterpret_cast<uintptr_t>(b))) [[unlikely]]
     return report_invalid_free(p, b);
   if constexpr (kHardened) {
-    uintptr_t tag = free_tag(p, b);
+    uintptr_t tag = free_tag(p);
     if (b->tag == tag) [[unlikely]]
       return report_double_free(p, b);
     b->tag = tag;
@@ -142,7 +142,7 @@ bool pool_check_invariants(const Pool* p) noexcept {
       if (not_block_start(p, reinterpret_cast<uintptr_t>(b))) return false;
       uint64_t idx = (reinterpret_cast<const char*>(b) - p->start) / p->block_size;
       if (idx >= p->carved) return false;
-      if (kHardened && b->tag != free_tag(p, b)) return false;
+      if (kHardened && b->tag != free_tag(p)) return false;
       if (++listed > p->capacity) return false;
     }
   }

@@ -74,12 +74,10 @@ struct Pool {
 [[gnu::always_inline]] inline Block* decode_link(const Pool* p, const Block* b) noexcept {
   return reinterpret_cast<Block*>(b->link ^ p->key);
 }
-// The free tag is the pool's secret itself: mixing in the block's address
-// would tell a reader of a freed block nothing it could not work out anyway.
-[[gnu::always_inline]] inline uintptr_t free_tag(const Pool* p, const void* b) noexcept {
-  (void)b;
-  return p->tag_key;
-}
+// The free tag every free block of p carries: the pool's secret itself
+// (mixing in the block's address would tell a reader of a freed block
+// nothing it could not work out anyway).
+[[gnu::always_inline]] inline uintptr_t free_tag(const Pool* p) noexcept { return p->tag_key; }
 // True when heap h owns p. Other threads may change `owner`; on x86-64 an
 // aligned pointer load is atomic, and the plain read compares in memory.
 [[gnu::always_inline]] inline bool owned_by(const Pool* p, const Heap* h) noexcept {
