@@ -170,6 +170,7 @@ void free_large(void* p) noexcept {
   size_t gap = static_cast<size_t>(end - static_cast<char*>(p)) - n;
   if (first_not(static_cast<char*>(p) + n, 0, gap, kCanary) != gap)
     fatal("heap overflow: canary after the block was overwritten, block", p, n);
+  large_forget(p);
   Mapping old = g_large_q[g_lq_next];
   g_large_q[g_lq_next] = Mapping{p, reinterpret_cast<char*>(m->front), m->span};
   g_lq_next = (g_lq_next + 1) % kLargeQuarantine;
@@ -232,6 +233,11 @@ void* check_full_alloc_large(size_t n, size_t align) noexcept {
   os::protect_none(rear, kPageSize);
   *meta = LargeMeta{n ^ key_of(reinterpret_cast<void*>(user)), reinterpret_cast<uintptr_t>(front), span};
   void* p = large_place(base, static_cast<size_t>(rear - base), reinterpret_cast<char*>(user));
+  if (p == nullptr) {
+    os::unmap(front, span);
+    errno = ENOMEM;
+    return nullptr;
+  }
   memset(p, kAllocFill, n);
   memset(static_cast<char*>(p) + n, kCanary, static_cast<size_t>(rear - static_cast<char*>(p)) - n);
   return p;

@@ -4,6 +4,7 @@
 
 #include <atomic>
 
+#include "addr_set.h"
 #include "check.h"
 #include "config.h"
 #include "lock.h"
@@ -44,6 +45,40 @@ void* finish(char* base, size_t map_size, char* user) noexcept {
 
 size_t round_page(size_t n) noexcept { return (n + kPageSize - 1) & ~(kPageSize - 1); }
 
+constexpr const char* kNotAllocated = "free of a pointer that was not allocated (invalid or double free):";
+
+// The header of a registered block; a mismatch means something wrote below
+// the block (an underflow), which no later operation could undo.
+bool header_intact(const void* p) noexcept {
+  const LargeHeader* h = header_of(p);
+  return h->check == header_check(p, h->map_size, h->offset) && h->offset >= sizeof(LargeHeader);
+}
+void verify_header(const void* p) noexcept {
+  if (!header_intact(p)) [[unlikely]]
+    fatal("heap corruption: the header below large block was overwritten:", p);
+}
+
+// Guards the registry of live blocks and the cache of freed mappings.
+constinit SpinLock g_lock;
+// The user pointer of every live block: the only addresses free() accepts
+// outside the segments.
+constinit AddrSet g_live;
+
+// Lays out and registers a block; on failure (no memory for the registry)
+// the mapping goes back to the OS and the allocation fails.
+char* publish(char* base, size_t map_size, char* user) noexcept {
+  finish(base, map_size, user);
+  bool ok;
+  {
+    LockGuard g(g_lock);
+    ok = g_live.insert(user);
+  }
+  if (ok) [[likely]]
+    return user;
+  os::unmap(base, map_size);
+  return nullptr;
+}
+
 // Cache of freed mappings, reused by size without a system call.
 struct CacheEntry {
   char* base;
@@ -51,7 +86,6 @@ struct CacheEntry {
   uint64_t freed_ms;
 };
 constexpr unsigned kCacheEntries = 128;
-constinit SpinLock g_lock;
 constinit CacheEntry g_cache[kCacheEntries] = {};
 constinit unsigned g_cached = 0;
 constinit size_t g_cached_bytes = 0;
@@ -68,12 +102,15 @@ void drop_entry(unsigned i) noexcept {  // g_lock held; caller unmaps
 
 constinit uint64_t g_last_decay_ms = 0;
 
-// A cached mapping of exactly `need` bytes, or nullptr. The best fit is
-// split (the rest stays cached, no system call); failing that, the largest
-// entry is grown with mremap, so its resident pages are reused either way.
+// A block with the plain 16-byte offset in a cached mapping of exactly
+// `need` bytes, laid out and registered: its user pointer, or nullptr. The
+// best fit is split (the rest stays cached, no system call); failing that,
+// the largest entry is grown with mremap, so its resident pages are reused
+// either way.
 char* cache_take(size_t need) noexcept {
   char* grow_base = nullptr;
   size_t grow_size = 0;
+  char* base = nullptr;
   {
     LockGuard g(g_lock);
     int best = -1, largest = -1;
@@ -84,7 +121,7 @@ char* cache_take(size_t need) noexcept {
     }
     if (best >= 0) {
       CacheEntry& e = g_cache[best];
-      char* base = e.base;
+      base = e.base;
       if (e.size == need) {
         drop_entry(static_cast<unsigned>(best));
       } else {
@@ -92,67 +129,86 @@ char* cache_take(size_t need) noexcept {
         e.size -= need;
         g_cached_bytes -= need;
       }
-      return base;
+      char* user = base + sizeof(LargeHeader);
+      finish(base, need, user);
+      if (g_live.insert(user)) [[likely]]
+        return user;
+    } else {
+      if (largest < 0 || g_cache[largest].size < need / 4) return nullptr;
+      grow_base = g_cache[largest].base;
+      grow_size = g_cache[largest].size;
+      drop_entry(static_cast<unsigned>(largest));
     }
-    if (largest < 0 || g_cache[largest].size < need / 4) return nullptr;
-    grow_base = g_cache[largest].base;
-    grow_size = g_cache[largest].size;
-    drop_entry(static_cast<unsigned>(largest));
+  }
+  if (base != nullptr) {  // the registry could not grow
+    os::unmap(base, need);
+    return nullptr;
   }
   auto* grown = static_cast<char*>(os::remap(grow_base, grow_size, need));
-  if (grown == nullptr) os::unmap(grow_base, grow_size);
-  return grown;
+  if (grown == nullptr) {
+    os::unmap(grow_base, grow_size);
+    return nullptr;
+  }
+  return publish(grown, need, grown + sizeof(LargeHeader));
 }
 
-// Keeps the mapping if it fits in the cache budget, evicting the oldest
-// entries to make room and dropping entries unused for longer than the decay
-// time; false means the caller unmaps it.
-bool cache_put(char* base, size_t size) noexcept {
+// Mappings the cache gives up, unmapped once the lock is released.
+struct Evicted {
+  CacheEntry entries[kCacheEntries + 1];
+  unsigned count = 0;
+  void add(const CacheEntry& e) noexcept { entries[count++] = e; }
+  void unmap_all() noexcept {
+    for (unsigned i = 0; i < count; ++i) os::unmap(entries[i].base, entries[i].size);
+  }
+};
+
+// With g_lock held: keeps the mapping if it fits in the cache budget,
+// evicting the oldest entries to make room and dropping entries unused for
+// longer than the decay time; what leaves the cache (the mapping itself when
+// it does not fit) goes to `out`.
+void cache_put(char* base, size_t size, uint64_t now, Evicted* out) noexcept {
   size_t budget = options().large_cache;
-  if (size > budget) return false;
-  uint64_t now = os::now_ms();
+  if (size > budget) {
+    out->add(CacheEntry{base, size, now});
+    return;
+  }
   uint64_t decay = options().purge_delay_ms * 10;
-  CacheEntry evicted[kCacheEntries + 1];
-  unsigned n_evicted = 0;
-  {
-    LockGuard g(g_lock);
-    for (unsigned i = 0; i < g_cached && now - g_last_decay_ms >= decay / 2;) {
-      if (now - g_cache[i].freed_ms >= decay) {
-        evicted[n_evicted++] = g_cache[i];
-        drop_entry(i);
-      } else {
-        ++i;
-      }
-    }
-    if (now - g_last_decay_ms >= decay / 2) g_last_decay_ms = now;
-    while (g_cached > 0 && (g_cached == kCacheEntries || g_cached_bytes + size > budget)) {
-      unsigned oldest = 0;
-      for (unsigned i = 1; i < g_cached; ++i)
-        if (g_cache[i].freed_ms < g_cache[oldest].freed_ms) oldest = i;
-      evicted[n_evicted++] = g_cache[oldest];
-      drop_entry(oldest);
-    }
-    // Merge with cached neighbours: split entries grow back into large ones.
+  if (now - g_last_decay_ms >= decay / 2) {
     for (unsigned i = 0; i < g_cached;) {
-      CacheEntry& e = g_cache[i];
-      if (e.base + e.size == base || base + size == e.base) {
-        if (e.base < base) base = e.base;
-        size += e.size;
+      if (now - g_cache[i].freed_ms >= decay) {
+        out->add(g_cache[i]);
         drop_entry(i);
       } else {
         ++i;
       }
     }
-    if (size > budget) {
-      evicted[n_evicted++] = CacheEntry{base, size, now};  // merged past the budget: give it all back
+    g_last_decay_ms = now;
+  }
+  while (g_cached > 0 && (g_cached == kCacheEntries || g_cached_bytes + size > budget)) {
+    unsigned oldest = 0;
+    for (unsigned i = 1; i < g_cached; ++i)
+      if (g_cache[i].freed_ms < g_cache[oldest].freed_ms) oldest = i;
+    out->add(g_cache[oldest]);
+    drop_entry(oldest);
+  }
+  // Merge with cached neighbours: split entries grow back into large ones.
+  for (unsigned i = 0; i < g_cached;) {
+    CacheEntry& e = g_cache[i];
+    if (e.base + e.size == base || base + size == e.base) {
+      if (e.base < base) base = e.base;
+      size += e.size;
+      drop_entry(i);
     } else {
-      g_cache[g_cached++] = CacheEntry{base, size, now};
-      g_cached_bytes += size;
+      ++i;
     }
   }
-  g_purge_wanted.store(true, std::memory_order_relaxed);
-  for (unsigned i = 0; i < n_evicted; ++i) os::unmap(evicted[i].base, evicted[i].size);
-  return true;
+  if (size > budget) {
+    out->add(CacheEntry{base, size, now});  // merged past the budget: give it all back
+  } else {
+    g_cache[g_cached++] = CacheEntry{base, size, now};
+    g_cached_bytes += size;
+    g_purge_wanted.store(true, std::memory_order_relaxed);
+  }
 }
 
 // Takes `extra` bytes from a cached mapping that starts exactly at `end`, so
@@ -183,52 +239,65 @@ void* large_alloc(size_t n, size_t align) noexcept {
   size_t slack = align <= kPageSize ? align : align + kPageSize;
   if (n > kMaxRequest - slack - kPageSize) return nullptr;
   size_t need = round_page(n + (align <= kPageSize ? align : kPageSize));
-  char* base = nullptr;
-  size_t map_size = 0;
-  if (align <= kMinAlign && (base = cache_take(need)) != nullptr) map_size = need;
-  if (base == nullptr) {
-    if (align <= kPageSize) {
-      base = static_cast<char*>(os::map(need));
-      map_size = need;
-    } else {
-      // Over-map, then trim so that the page holding the header starts the mapping.
-      size_t span = round_page(n) + align + kPageSize;
-      auto* raw = static_cast<char*>(os::map(span));
-      if (raw == nullptr) return nullptr;
-      uintptr_t user = (reinterpret_cast<uintptr_t>(raw) + kPageSize + align - 1) & ~(uintptr_t{align} - 1);
-      base = reinterpret_cast<char*>(user - kPageSize);
-      map_size = round_page(n) + kPageSize;
-      if (base > raw) os::unmap(raw, static_cast<size_t>(base - raw));
-      char* end = base + map_size;
-      if (end < raw + span) os::unmap(end, static_cast<size_t>(raw + span - end));
+  if (align <= kMinAlign) {
+    if (char* user = cache_take(need)) {
       g_allocs.fetch_add(1, std::memory_order_relaxed);
-      g_live_bytes.fetch_add(map_size - kPageSize, std::memory_order_relaxed);
-      g_live_map_bytes.fetch_add(map_size, std::memory_order_relaxed);
-      return finish(base, map_size, reinterpret_cast<char*>(user));
+      g_live_bytes.fetch_add(need - sizeof(LargeHeader), std::memory_order_relaxed);
+      g_live_map_bytes.fetch_add(need, std::memory_order_relaxed);
+      return user;
     }
-    if (base == nullptr) return nullptr;
   }
+  if (align > kPageSize) {
+    // Over-map, then trim so that the page holding the header starts the mapping.
+    size_t span = round_page(n) + align + kPageSize;
+    auto* raw = static_cast<char*>(os::map(span));
+    if (raw == nullptr) return nullptr;
+    uintptr_t user = (reinterpret_cast<uintptr_t>(raw) + kPageSize + align - 1) & ~(uintptr_t{align} - 1);
+    char* base = reinterpret_cast<char*>(user - kPageSize);
+    size_t map_size = round_page(n) + kPageSize;
+    if (base > raw) os::unmap(raw, static_cast<size_t>(base - raw));
+    char* end = base + map_size;
+    if (end < raw + span) os::unmap(end, static_cast<size_t>(raw + span - end));
+    if (publish(base, map_size, reinterpret_cast<char*>(user)) == nullptr) return nullptr;
+    g_allocs.fetch_add(1, std::memory_order_relaxed);
+    g_live_bytes.fetch_add(map_size - kPageSize, std::memory_order_relaxed);
+    g_live_map_bytes.fetch_add(map_size, std::memory_order_relaxed);
+    return reinterpret_cast<void*>(user);
+  }
+  auto* base = static_cast<char*>(os::map(need));
+  if (base == nullptr) return nullptr;
+  size_t map_size = need;
   uintptr_t user = (reinterpret_cast<uintptr_t>(base) + sizeof(LargeHeader) + align - 1) & ~(uintptr_t{align} - 1);
+  if (publish(base, map_size, reinterpret_cast<char*>(user)) == nullptr) return nullptr;
   g_allocs.fetch_add(1, std::memory_order_relaxed);
   g_live_bytes.fetch_add(map_size - (user - reinterpret_cast<uintptr_t>(base)), std::memory_order_relaxed);
   g_live_map_bytes.fetch_add(map_size, std::memory_order_relaxed);
-  return finish(base, map_size, reinterpret_cast<char*>(user));
+  return reinterpret_cast<void*>(user);
 }
 
-void* large_place(char* base, size_t map_size, char* user) noexcept { return finish(base, map_size, user); }
+void* large_place(char* base, size_t map_size, char* user) noexcept {
+  finish(base, map_size, user);
+  LockGuard g(g_lock);
+  return g_live.insert(user) ? user : nullptr;
+}
 
 bool large_owns(const void* p) noexcept {
-  auto a = reinterpret_cast<uintptr_t>(p);
-  if ((a & (kMinAlign - 1)) != 0) return false;
-  // Read the header only where it can be read: never for an address outside
-  // every mapping made by the allocator, and when it lies on the page before
-  // p (p page-aligned, as only aligned large blocks are), only once that page
-  // is known to be mapped.
-  if (!os::maybe_ours(p)) return false;
-  if ((a & (kPageSize - 1)) < sizeof(LargeHeader) && !os::page_mapped(reinterpret_cast<const char*>(p) - sizeof(LargeHeader)))
-    return false;
-  const LargeHeader* h = header_of(p);
-  return h->check == header_check(p, h->map_size, h->offset) && h->offset >= sizeof(LargeHeader);
+  if ((reinterpret_cast<uintptr_t>(p) & (kMinAlign - 1)) != 0) return false;
+  {
+    LockGuard g(g_lock);
+    if (!g_live.contains(p)) return false;
+  }
+  verify_header(p);
+  return true;
+}
+
+void large_forget(const void* p) noexcept {
+  bool known;
+  {
+    LockGuard g(g_lock);
+    known = g_live.remove(p);
+  }
+  if (!known) fatal(kNotAllocated, p);
 }
 
 size_t large_usable(const void* p) noexcept {
@@ -237,16 +306,35 @@ size_t large_usable(const void* p) noexcept {
 }
 
 void large_free(void* p) noexcept {
-  if (!large_owns(p)) [[unlikely]]
-    fatal("free of a pointer that was not allocated (invalid or double free):", p);
-  LargeHeader* h = header_of(p);
-  char* base = static_cast<char*>(p) - h->offset;
-  size_t map_size = h->map_size;
+  // One critical section: the registry says p is live, its header is read
+  // (only then is it known to be mapped) and checked, p leaves the registry
+  // and its mapping enters the cache. The reports wait for the lock's release.
+  uint64_t now = os::now_ms();
+  Evicted evicted;
+  const LargeHeader* h = header_of(p);
+  bool known = false, intact = false;
+  size_t map_size = 0, offset = 0;
+  {
+    LockGuard g(g_lock);
+    known = (reinterpret_cast<uintptr_t>(p) & (kMinAlign - 1)) == 0 && g_live.contains(p);
+    if (known) {
+      intact = header_intact(p);
+      if (intact) {
+        map_size = h->map_size;
+        offset = h->offset;
+        g_live.remove(p);
+        cache_put(static_cast<char*>(p) - offset, map_size, now, &evicted);
+      }
+    }
+  }
+  if (!known) [[unlikely]]
+    fatal(kNotAllocated, p);
+  if (!intact) [[unlikely]]
+    verify_header(p);  // reports it
   g_frees.fetch_add(1, std::memory_order_relaxed);
-  g_live_bytes.fetch_sub(map_size - h->offset, std::memory_order_relaxed);
+  g_live_bytes.fetch_sub(map_size - offset, std::memory_order_relaxed);
   g_live_map_bytes.fetch_sub(map_size, std::memory_order_relaxed);
-  h->check = 0;  // a second free of p now fails the check
-  if (!cache_put(base, map_size)) os::unmap(base, map_size);
+  evicted.unmap_all();
   purger_poll();
 }
 
@@ -267,7 +355,14 @@ void* large_realloc(void* p, size_t n) noexcept {
     new_size = round_page(old_size + old_size / 2);
   char* nb = base;
   if (new_size <= old_size || !cache_extend(base + old_size, new_size - old_size)) {
-    nb = static_cast<char*>(os::remap(base, old_size, new_size));
+    {
+      // Under the lock, so that the old address, free again once the kernel
+      // has moved the mapping, cannot be registered by another thread's new
+      // block before this one leaves the registry.
+      LockGuard g(g_lock);
+      nb = static_cast<char*>(os::remap(base, old_size, new_size));
+      if (nb != nullptr && nb != base) g_live.replace(p, nb + sizeof(LargeHeader));
+    }
     if (nb == nullptr) {
       // The mapping spans pieces the kernel cannot move as one (a cached
       // range merged from neighbours): copy into a block with the same room

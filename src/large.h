@@ -1,8 +1,10 @@
 // Large blocks: requests above kSmallMax (or with alignment beyond what a
-// pool gives) map their own memory from the OS. A 16-byte header just below
-// the user pointer records the mapping and a keyed check word, so free() can
-// tell a large block from a pointer no allocator handed out. Recently freed
-// mappings are kept in a small cache and reused without system calls.
+// pool gives) map their own memory from the OS. A registry of live user
+// pointers tells a large block from a pointer no allocator handed out (or one
+// already freed); a 16-byte header just below the user pointer records the
+// mapping and a keyed check word that catches an overwritten header.
+// Recently freed mappings are kept in a small cache and reused without
+// system calls.
 #pragma once
 
 #include <cstddef>
@@ -17,10 +19,16 @@ void large_free(void* p) noexcept;
 // Resize in place or by moving the mapping; nullptr (block intact) on failure.
 [[nodiscard]] void* large_realloc(void* p, size_t n) noexcept;
 // Writes the header of a block at `user` in a mapping [base, base + map_size)
-// made by someone else (the guarded blocks of POOLMALLOC_CHECK=full).
-void* large_place(char* base, size_t map_size, char* user) noexcept;
-// True when p carries a valid large-block header.
+// made by someone else (the guarded blocks of POOLMALLOC_CHECK=full) and
+// registers it; nullptr when the registry cannot grow.
+[[nodiscard]] void* large_place(char* base, size_t map_size, char* user) noexcept;
+// True when p is a live large block. Only the registry of live blocks is
+// consulted before the header is read, so any pointer may be asked about;
+// aborts when the header of a live block was overwritten.
 [[nodiscard]] bool large_owns(const void* p) noexcept;
+// Unregisters a live block that its maker releases itself (guarded blocks);
+// aborts when p is not one.
+void large_forget(const void* p) noexcept;
 // Unmap cached blocks older than the purge delay (all when force).
 size_t large_purge(bool force) noexcept;
 

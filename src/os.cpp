@@ -18,21 +18,6 @@ namespace {
 
 constinit std::atomic<long> g_fail_maps{0};
 constinit std::atomic<size_t> g_mapped{0};
-// The lowest start and highest end of every mapping ever made here. They only
-// widen, so an address outside them was never in one of our mappings.
-constinit std::atomic<uintptr_t> g_lo{~uintptr_t{0}};
-constinit std::atomic<uintptr_t> g_hi{0};
-
-void note_range(const void* p, size_t size) noexcept {
-  uintptr_t lo = reinterpret_cast<uintptr_t>(p), hi = lo + size;
-  uintptr_t cur = g_lo.load(std::memory_order_relaxed);
-  while (lo < cur && !g_lo.compare_exchange_weak(cur, lo, std::memory_order_release, std::memory_order_relaxed)) {
-  }
-  cur = g_hi.load(std::memory_order_relaxed);
-  while (hi > cur && !g_hi.compare_exchange_weak(cur, hi, std::memory_order_release, std::memory_order_relaxed)) {
-  }
-}
-
 bool injected_failure() noexcept {
   if (g_fail_maps.load(std::memory_order_relaxed) <= 0) [[likely]]
     return false;
@@ -46,7 +31,6 @@ void* raw_map(size_t size) noexcept {
   errno = saved;
   if (p == MAP_FAILED) return nullptr;
   g_mapped.fetch_add(size, std::memory_order_relaxed);
-  note_range(p, size);
   return p;
 }
 
@@ -82,27 +66,11 @@ void* remap(void* p, size_t old_size, size_t new_size) noexcept {
   void* q = ::mremap(p, old_size, new_size, MREMAP_MAYMOVE);
   errno = saved;
   if (q == MAP_FAILED) return nullptr;
-  note_range(q, new_size);
   if (new_size > old_size)
     g_mapped.fetch_add(new_size - old_size, std::memory_order_relaxed);
   else
     g_mapped.fetch_sub(old_size - new_size, std::memory_order_relaxed);
   return q;
-}
-
-bool maybe_ours(const void* p) noexcept {
-  auto a = reinterpret_cast<uintptr_t>(p);
-  return a >= g_lo.load(std::memory_order_acquire) && a < g_hi.load(std::memory_order_acquire);
-}
-
-bool page_mapped(const void* p) noexcept {
-  auto page = reinterpret_cast<uintptr_t>(p) & ~uintptr_t{kPageSize - 1};
-  unsigned char v = 0;
-  int saved = errno;
-  // mincore fails with ENOMEM exactly when the page is not mapped.
-  bool ok = ::mincore(reinterpret_cast<void*>(page), kPageSize, &v) == 0;
-  errno = saved;
-  return ok;
 }
 
 void purge(void* p, size_t size) noexcept {

@@ -14,10 +14,6 @@ namespace pm::os {
 void unmap(void* p, size_t size) noexcept;
 // Resize a mapping, moving it if needed; nullptr when the kernel refuses.
 [[nodiscard]] void* remap(void* p, size_t old_size, size_t new_size) noexcept;
-// False when p was never inside a mapping made here (cheap: two compares).
-[[nodiscard]] bool maybe_ours(const void* p) noexcept;
-// True when the page holding p is mapped (a system call; never faults).
-[[nodiscard]] bool page_mapped(const void* p) noexcept;
 // Give the pages back to the OS; the range stays mapped and reads as zero.
 void purge(void* p, size_t size) noexcept;
 // Make the pages inaccessible (guard pages); they stay mapped.
