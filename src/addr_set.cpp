@@ -49,8 +49,7 @@ void AddrSet::erase_at(size_t i) noexcept {
   --count_;
 }
 
-bool AddrSet::grow() noexcept {
-  size_t capacity = capacity_ == 0 ? kInitialCapacity : capacity_ * 2;
+bool AddrSet::resize(size_t capacity) noexcept {
   auto* slots = static_cast<uintptr_t*>(os::map(capacity * sizeof(uintptr_t)));
   if (slots == nullptr) return false;
   uintptr_t* old = slots_;
@@ -68,7 +67,7 @@ bool AddrSet::grow() noexcept {
 bool AddrSet::insert(const void* p) noexcept {
   auto key = reinterpret_cast<uintptr_t>(p);
   PM_ASSERT(key != 0);
-  if ((count_ + 1) * 2 > capacity_ && !grow()) return false;
+  if ((count_ + 1) * 2 > capacity_ && !resize(capacity_ == 0 ? kInitialCapacity : capacity_ * 2)) return false;
   put(key);
   return true;
 }
@@ -79,6 +78,9 @@ bool AddrSet::remove(const void* p) noexcept {
   size_t i = find(key);
   if (slots_[i] != key) return false;
   erase_at(i);
+  // After a peak of live blocks, give the table back by halves once it is
+  // an eighth full (if the smaller one cannot be mapped, keep this one).
+  if (capacity_ > kInitialCapacity && count_ * 8 < capacity_) (void)resize(capacity_ / 2);
   return true;
 }
 

@@ -3,8 +3,10 @@
 // without reading memory at an address it has not checked.
 //
 // Open addressing with linear probing in a table mapped from the OS (never
-// through malloc), grown by doubling at half load; removal shifts the rest
-// of a probe run back, so there are no tombstones. One spin lock guards it.
+// through malloc), doubled at half load and halved at an eighth; removal
+// shifts the rest of a probe run back, so there are no tombstones. The set
+// has no lock of its own: the caller serialises every call (large blocks use
+// the lock that also guards their cache, so a free takes one lock, not two).
 #pragma once
 
 #include <cstddef>
@@ -25,6 +27,7 @@ class AddrSet {
   // memory: for a block the kernel moved.
   void replace(const void* old, const void* p) noexcept;
   [[nodiscard]] size_t size() const noexcept { return count_; }
+  [[nodiscard]] size_t capacity() const noexcept { return capacity_; }
 
  private:
   size_t slot_of(uintptr_t key) const noexcept;
@@ -32,7 +35,7 @@ class AddrSet {
   size_t find(uintptr_t key) const noexcept;
   void put(uintptr_t key) noexcept;  // room left
   void erase_at(size_t i) noexcept;
-  bool grow() noexcept;
+  bool resize(size_t capacity) noexcept;  // rehash into a new table
 
   uintptr_t* slots_ = nullptr;
   size_t capacity_ = 0;  // a power of two, or 0 before the first insert

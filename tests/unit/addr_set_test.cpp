@@ -62,6 +62,23 @@ TEST(AddrSet, MatchesAModelThroughGrowthAndRemovals) {
   EXPECT_EQ(s.size(), 0u);
 }
 
+// Up to 100,000 addresses (a table of 256K slots), down to 10 (shrunk by
+// halves on the way) and up again: every answer stays exact.
+TEST(AddrSet, GrowsAndShrinksWithoutLosingAnAddress) {
+  pm::AddrSet s;
+  for (int cycle = 0; cycle < 2; ++cycle) {
+    for (uintptr_t i = 1; i <= 100000; ++i) ASSERT_TRUE(s.insert(addr(i * 4096 + 16)));
+    ASSERT_EQ(s.size(), 100000u);
+    ASSERT_EQ(s.capacity(), size_t{1} << 18);
+    for (uintptr_t i = 11; i <= 100000; ++i) ASSERT_TRUE(s.remove(addr(i * 4096 + 16))) << i;
+    ASSERT_EQ(s.size(), 10u);
+    EXPECT_EQ(s.capacity(), 1024u);  // the initial size again
+    for (uintptr_t i = 1; i <= 100000; ++i) ASSERT_EQ(s.contains(addr(i * 4096 + 16)), i <= 10) << i;
+    for (uintptr_t i = 1; i <= 10; ++i) ASSERT_TRUE(s.remove(addr(i * 4096 + 16)));
+    ASSERT_EQ(s.size(), 0u);
+  }
+}
+
 TEST(AddrSet, ReplaceMovesOneAddress) {
   pm::AddrSet s;
   for (uintptr_t i = 1; i <= 3000; ++i) ASSERT_TRUE(s.insert(addr(i * 16)));
