@@ -4,6 +4,7 @@ import csv
 import io
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import unittest
@@ -172,6 +173,46 @@ class Misc(unittest.TestCase):
         p.end_run(2.0)
         # 4 left here at 2 s, 5 in later workloads at the overall mean of 2 s.
         self.assertEqual(p.estimate_left(), 18.0)
+
+
+class PairedRatios(unittest.TestCase):
+    """scripts/paired-ratios on a made-up run whose rounds alternate between a
+    fast and a slow machine: the per-round ratio sees through it, the ratio
+    of medians does not."""
+
+    def run_script(self, doc, *extra):
+        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts", "paired-ratios")
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, "results.json"), "w") as f:
+                json.dump(doc, f)
+            return subprocess.run([sys.executable, script, d, *extra], capture_output=True, text=True)
+
+    def doc(self):
+        def runs(times):
+            return {"runs": [{"status": "OK", "wall_s": t} for t in times]}
+        # w1: b is 10 % faster than a in every round, and the machine's speed
+        # halves in rounds 1, 3 and 4 for both. w2: b's runs are the same, but
+        # the speed changes between the two runs of some rounds, so that a's
+        # median is a fast run and b's a slow one.
+        b = [0.9, 1.8, 0.9, 1.8, 1.8]
+        return {"baseline": "a", "allocators": ["a", "b"], "workloads": ["w1", "w2"],
+                "cells": {"w1": {"a": runs([1.0, 2.0, 1.0, 2.0, 2.0]), "b": runs(b)},
+                          "w2": {"a": runs([1.0, 1.0, 2.0, 1.0, 2.0]), "b": runs(b)}}}
+
+    def test_pairs_rounds(self):
+        out = self.run_script(self.doc())
+        self.assertEqual(out.returncode, 0, out.stderr)
+        lines = {l.split()[0]: l for l in out.stdout.splitlines()[2:]}
+        # w1: both medians are slow runs, 1.8 / 2.0; paired 0.9 in every round.
+        self.assertIn("0.900 / 0.900", lines["w1"])
+        # w2: 1.8 / 1.0 by medians; per round 0.9, 1.8, 0.45, 1.8, 0.9.
+        self.assertIn("1.800 / 0.900", lines["w2"])
+        self.assertIn("/ 0.9000", lines["geomean"])
+
+    def test_unknown_baseline(self):
+        out = self.run_script(self.doc(), "nobody")
+        self.assertEqual(out.returncode, 2)
+        self.assertIn("no allocator 'nobody'", out.stderr)
 
 
 if __name__ == "__main__":
