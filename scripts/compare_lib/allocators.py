@@ -6,7 +6,10 @@ import subprocess
 
 LIBDIR = "/usr/lib/x86_64-linux-gnu"
 BASELINES = {
-    "glibc": None,  # no preload: the C library's own malloc
+    # The C library's own malloc, preloaded so that it comes first even in a
+    # program linked with another allocator: Debian's redis-server links
+    # jemalloc, which would otherwise serve its mallocs in the glibc column.
+    "glibc": f"{LIBDIR}/libc.so.6",
     "jemalloc": f"{LIBDIR}/libjemalloc.so.2",
     "mimalloc": f"{LIBDIR}/libmimalloc.so.2",
     "tcmalloc": f"{LIBDIR}/libtcmalloc_minimal.so.4",

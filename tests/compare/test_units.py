@@ -215,5 +215,19 @@ class PairedRatios(unittest.TestCase):
         self.assertIn("no allocator 'nobody'", out.stderr)
 
 
+class GlibcBaseline(unittest.TestCase):
+    def test_glibc_serves_malloc_in_a_program_linked_with_jemalloc(self):
+        # Debian's redis-server links libjemalloc; under the glibc baseline
+        # its malloc must still bind to the C library.
+        alloc = allocators.Allocator("glibc", allocators.BASELINES["glibc"])
+        env = alloc.env(dict(os.environ, LD_DEBUG="bindings"))
+        proc = subprocess.run(["/usr/bin/redis-server", "--version"], env=env,
+                              capture_output=True, text=True, check=True)
+        binds = [l for l in proc.stderr.splitlines() if "normal symbol `malloc'" in l]
+        self.assertTrue(binds)
+        for line in binds:
+            self.assertIn("to /lib/x86_64-linux-gnu/libc.so.6", line.replace("/usr/lib/", "/lib/"))
+
+
 if __name__ == "__main__":
     unittest.main()
