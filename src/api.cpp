@@ -37,7 +37,7 @@ void dealloc_foreign(void* p) noexcept {
 void dealloc_remote(Heap* h, Pool* p, Block* b) noexcept {
   if (g_check_full) [[unlikely]]  // every pool is g_check_heap's: all frees come here
     return check_full_free(b);
-  unsigned cls = p->cls;
+  unsigned cls = p->shared.cls;
   pool_free_remote(p, b);
   if (h == &g_empty_heap) {
     g_orphan_frees[cls].fetch_add(1, std::memory_order_relaxed);

@@ -46,6 +46,7 @@ void pool_init(Pool* p, unsigned cls) noexcept {
   p->key = mix(g_tag_secret ^ reinterpret_cast<uintptr_t>(p->start) ^ (gen << 40)) | 1;
   p->tag_key = mix(p->key ^ g_tag_secret) | 1;  // never 0, the tag of an allocated block
   block_start_constants(size, p->capacity, &p->div_mul, &p->div_limit);
+  p->shared = PoolKeys{p->start, p->div_mul, p->div_limit, p->key, p->tag_key, p->cls};
 }
 
 uint32_t pool_collect_remote(Pool* p) noexcept {
@@ -108,17 +109,19 @@ void report_invalid_free(const Pool* p, const void* b) noexcept {
 
 void pool_free_remote(Pool* p, Block* b) noexcept {
   PoolState s = p->state.load(std::memory_order_acquire);
-  if (s == PoolState::kFree || not_block_start(p, reinterpret_cast<uintptr_t>(b))) [[unlikely]]
+  // Only the shared line and `remote` are read here (see Pool).
+  const PoolKeys& k = p->shared;
+  if (s == PoolState::kFree || not_block_start(k.start, k.div_mul, k.div_limit, reinterpret_cast<uintptr_t>(b)))
+      [[unlikely]]
     return report_invalid_free(p, b);
   if constexpr (kHardened) {
-    uintptr_t tag = free_tag(p);
-    if (b->tag == tag) [[unlikely]]
+    if (b->tag == k.tag_key) [[unlikely]]
       return report_double_free(p, b);
-    b->tag = tag;
+    b->tag = k.tag_key;
   }
   uintptr_t head = p->remote.load(std::memory_order_relaxed);
   do {
-    b->link = encode_link(p, b, reinterpret_cast<Block*>(head));
+    b->link = head ^ k.key;  // encode_link with the shared copy of the key
   } while (!p->remote.compare_exchange_weak(head, reinterpret_cast<uintptr_t>(b), std::memory_order_seq_cst,
                                             std::memory_order_relaxed));
   // The first remote free into a parked pool tells its owner (see heap.cpp).
@@ -136,6 +139,10 @@ bool pool_check_invariants(const Pool* p) noexcept {
   PoolState s = p->state.load(std::memory_order_relaxed);
   if (s == PoolState::kFree) return true;
   if (p->carved > p->capacity) return false;
+  const PoolKeys& k = p->shared;
+  if (k.start != p->start || k.div_mul != p->div_mul || k.div_limit != p->div_limit || k.key != p->key ||
+      k.tag_key != p->tag_key || k.cls != p->cls)
+    return false;
   uint32_t listed = 0;
   for (const Block* list : {p->free, p->local_free}) {
     for (const Block* b = list; b != nullptr; b = decode_link(p, b)) {

@@ -10,6 +10,8 @@
 //   carries the free tag, an allocated block does not.
 //   Only the owner touches free, local_free, used, carved; other threads only
 //   push onto `remote` and, for a parked pool, consume `notify`.
+//   `shared` holds the values of start, div_mul, div_limit, key, tag_key
+//   and cls, for the threads that free into a pool they do not own.
 #pragma once
 
 #include <atomic>
@@ -33,6 +35,18 @@ extern constinit uintptr_t g_tag_secret;
 
 enum class PoolState : uint8_t { kFree, kActive, kParked, kAbandoned };
 
+// What a thread that does not own a pool reads to check a block and push it
+// onto the remote list: copies of the owner's fields, made when the pool is
+// set up and constant while it is in use.
+struct PoolKeys {
+  char* start = nullptr;
+  uint64_t div_mul = 0;
+  uint64_t div_limit = 0;
+  uintptr_t key = 0;
+  uintptr_t tag_key = 0;
+  uint8_t cls = 0;
+};
+
 inline constexpr int32_t kParkBias = int32_t{1} << 30;
 
 struct Pool {
@@ -40,12 +54,10 @@ struct Pool {
   Block* free = nullptr;  // the owner pops and pushes here (LIFO)
   int32_t used = 0;       // owner only: never read by other threads
   uint8_t cls = 0;
-  std::atomic<PoolState> state{PoolState::kFree};
   uint8_t slots = 0;
   uintptr_t key = 0;      // link encoding secret
   uintptr_t tag_key = 0;  // free tag secret
   char* start = nullptr;
-  std::atomic<Heap*> owner{nullptr};  // nullptr unless kActive/kParked
   // Block-start test by one multiplication (see not_block_start).
   uint64_t div_mul = 0;
   uint64_t div_limit = 0;
@@ -65,6 +77,15 @@ struct Pool {
   alignas(64) std::atomic<uintptr_t> remote{0};  // Treiber stack of remote frees
   std::atomic<uint32_t> notify{0};  // 1: parked and waiting for a remote free to report
   Pool* pending_next = nullptr;     // link in the owner heap's pending list
+
+  // --- read by every thread that frees a block of the pool; written only
+  // when the pool changes hands or state. A free by another thread reads
+  // this line and writes `remote`, never the owner's line above, so that
+  // line stays in the owner's cache while other threads free into the pool
+  // (the prodcons figures in docs/RESULTS.md). ---
+  alignas(64) std::atomic<Heap*> owner{nullptr};  // nullptr unless kActive/kParked
+  std::atomic<PoolState> state{PoolState::kFree};
+  PoolKeys shared;
 };
 
 [[gnu::always_inline]] inline uintptr_t encode_link(const Pool* p, const Block* b, const void* next) noexcept {
@@ -95,9 +116,13 @@ struct Pool {
 // 0 .. capacity - 1, because (capacity - 1) * e < M for every class. For a
 // power of two e = 0: every multiple passes, and the pool ends right after
 // its last block. Offsets are below 2^18 (at most four 64 KiB slots).
+[[gnu::always_inline]] inline bool not_block_start(const char* start, uint64_t div_mul, uint64_t div_limit,
+                                                   uintptr_t addr) noexcept {
+  uint64_t off = addr - reinterpret_cast<uintptr_t>(start);
+  return off * div_mul > div_limit;
+}
 [[gnu::always_inline]] inline bool not_block_start(const Pool* p, uintptr_t addr) noexcept {
-  uint64_t off = addr - reinterpret_cast<uintptr_t>(p->start);
-  return off * p->div_mul > p->div_limit;
+  return not_block_start(p->start, p->div_mul, p->div_limit, addr);
 }
 // The two constants of not_block_start for a block size and capacity.
 constexpr void block_start_constants(uint64_t size, uint64_t capacity, uint64_t* mul, uint64_t* limit) noexcept {
