@@ -95,6 +95,12 @@ constinit std::atomic<uint64_t> g_frees{0};
 constinit std::atomic<size_t> g_live_bytes{0};
 constinit std::atomic<size_t> g_live_map_bytes{0};
 
+void count_alloc(size_t map_size, size_t offset) noexcept {
+  g_allocs.fetch_add(1, std::memory_order_relaxed);
+  g_live_bytes.fetch_add(map_size - offset, std::memory_order_relaxed);
+  g_live_map_bytes.fetch_add(map_size, std::memory_order_relaxed);
+}
+
 void drop_entry(unsigned i) noexcept {  // g_lock held; caller unmaps
   g_cached_bytes -= g_cache[i].size;
   g_cache[i] = g_cache[--g_cached];
@@ -241,9 +247,7 @@ void* large_alloc(size_t n, size_t align) noexcept {
   size_t need = round_page(n + (align <= kPageSize ? align : kPageSize));
   if (align <= kMinAlign) {
     if (char* user = cache_take(need)) {
-      g_allocs.fetch_add(1, std::memory_order_relaxed);
-      g_live_bytes.fetch_add(need - sizeof(LargeHeader), std::memory_order_relaxed);
-      g_live_map_bytes.fetch_add(need, std::memory_order_relaxed);
+      count_alloc(need, sizeof(LargeHeader));
       return user;
     }
   }
@@ -259,9 +263,7 @@ void* large_alloc(size_t n, size_t align) noexcept {
     char* end = base + map_size;
     if (end < raw + span) os::unmap(end, static_cast<size_t>(raw + span - end));
     if (publish(base, map_size, reinterpret_cast<char*>(user)) == nullptr) return nullptr;
-    g_allocs.fetch_add(1, std::memory_order_relaxed);
-    g_live_bytes.fetch_add(map_size - kPageSize, std::memory_order_relaxed);
-    g_live_map_bytes.fetch_add(map_size, std::memory_order_relaxed);
+    count_alloc(map_size, kPageSize);
     return reinterpret_cast<void*>(user);
   }
   auto* base = static_cast<char*>(os::map(need));
@@ -269,9 +271,7 @@ void* large_alloc(size_t n, size_t align) noexcept {
   size_t map_size = need;
   uintptr_t user = (reinterpret_cast<uintptr_t>(base) + sizeof(LargeHeader) + align - 1) & ~(uintptr_t{align} - 1);
   if (publish(base, map_size, reinterpret_cast<char*>(user)) == nullptr) return nullptr;
-  g_allocs.fetch_add(1, std::memory_order_relaxed);
-  g_live_bytes.fetch_add(map_size - (user - reinterpret_cast<uintptr_t>(base)), std::memory_order_relaxed);
-  g_live_map_bytes.fetch_add(map_size, std::memory_order_relaxed);
+  count_alloc(map_size, user - reinterpret_cast<uintptr_t>(base));
   return reinterpret_cast<void*>(user);
 }
 
