@@ -56,7 +56,7 @@ namespace pm {
   }
   // LIFO: the block just freed is the next one handed out, while it is
   // still in this core's cache.
-  b->link = encode_link(p, b, p->free);
+  b->link = encode_link(p->key, p->free);
   p->free = b;
   bump(h->frees[p->cls]);
   if (release_one(p->used)) [[unlikely]]

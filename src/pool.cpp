@@ -63,7 +63,7 @@ uint32_t pool_collect_remote(Pool* p) noexcept {
       fatal("corrupted remote free list (double free?) in pool of", p->start, p->block_size);
     b = next;
   }
-  b->link = encode_link(p, b, p->local_free);
+  b->link = encode_link(p->key, p->local_free);
   p->local_free = first;
   p->used = p->used - static_cast<int32_t>(n);
   return n;
@@ -83,11 +83,11 @@ bool pool_refill(Pool* p) noexcept {
   char* b = first;
   for (uint32_t i = 0; i + 1 < n; ++i, b += p->block_size) {
     auto* blk = reinterpret_cast<Block*>(b);
-    blk->link = encode_link(p, blk, b + p->block_size);
+    blk->link = encode_link(p->key, b + p->block_size);
     if constexpr (kHardened) blk->tag = free_tag(p);
   }
   auto* last = reinterpret_cast<Block*>(b);
-  last->link = encode_link(p, last, nullptr);
+  last->link = encode_link(p->key, nullptr);
   if constexpr (kHardened) last->tag = free_tag(p);
   p->carved += n;
   p->free = reinterpret_cast<Block*>(first);
@@ -121,7 +121,7 @@ void pool_free_remote(Pool* p, Block* b) noexcept {
   }
   uintptr_t head = p->remote.load(std::memory_order_relaxed);
   do {
-    b->link = head ^ k.key;  // encode_link with the shared copy of the key
+    b->link = encode_link(k.key, reinterpret_cast<const void*>(head));
   } while (!p->remote.compare_exchange_weak(head, reinterpret_cast<uintptr_t>(b), std::memory_order_seq_cst,
                                             std::memory_order_relaxed));
   // The first remote free into a parked pool tells its owner (see heap.cpp).

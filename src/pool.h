@@ -88,9 +88,10 @@ struct Pool {
   PoolKeys shared;
 };
 
-[[gnu::always_inline]] inline uintptr_t encode_link(const Pool* p, const Block* b, const void* next) noexcept {
-  (void)b;
-  return reinterpret_cast<uintptr_t>(next) ^ p->key;
+// A link as stored in a free block: the next block's address under a key
+// (the pool's own, or the copy in `shared` for a free by another thread).
+[[gnu::always_inline]] inline uintptr_t encode_link(uintptr_t key, const void* next) noexcept {
+  return reinterpret_cast<uintptr_t>(next) ^ key;
 }
 [[gnu::always_inline]] inline Block* decode_link(const Pool* p, const Block* b) noexcept {
   return reinterpret_cast<Block*>(b->link ^ p->key);
