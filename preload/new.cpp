@@ -10,7 +10,7 @@
 
 namespace std {
 [[gnu::weak]] new_handler get_new_handler() noexcept;
-[[gnu::weak, noreturn]] void __throw_bad_alloc();
+[[gnu::weak]] void __throw_bad_alloc();  // noreturn, as <new> already declares it
 }  // namespace std
 
 namespace {
