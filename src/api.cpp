@@ -12,17 +12,29 @@ namespace pm {
 // Frees by threads that never allocated (they have no heap to count in).
 constinit std::atomic<uint64_t> g_orphan_frees[kNumClasses] = {};
 
-void* alloc_large(size_t n, size_t align) noexcept {
+namespace {
+
+// A large block; `*dirty` as for large_alloc (every byte for the guarded
+// blocks of POOLMALLOC_CHECK=full, which are filled with a pattern).
+void* alloc_large_dirty(size_t n, size_t align, size_t* dirty) noexcept {
   // A process whose first request is large must not key headers with the
   // secret still unset: set-up would change it and every such block would
   // later fail its check on free.
   process_init();
+  *dirty = n;
   if (g_check_full) [[unlikely]]
     return check_full_alloc_large(n, align);
-  void* p = n <= kMaxRequest ? large_alloc(n, align) : nullptr;
+  void* p = n <= kMaxRequest ? large_alloc(n, align, dirty) : nullptr;
   if (p == nullptr) errno = ENOMEM;
   else stats_large_alloc(n);
   return p;
+}
+
+}  // namespace
+
+void* alloc_large(size_t n, size_t align) noexcept {
+  size_t dirty;
+  return alloc_large_dirty(n, align, &dirty);
 }
 
 void dealloc_foreign(void* p) noexcept {
@@ -53,8 +65,16 @@ void* alloc_zeroed(size_t count, size_t size) noexcept {
     errno = ENOMEM;
     return nullptr;
   }
+  if (n > kSmallMax) {
+    // Pages fresh from the kernel are already zero: clearing them would
+    // fault in every page of a big array the program may touch only in part.
+    size_t dirty;
+    void* p = alloc_large_dirty(n, kMinAlign, &dirty);
+    if (p != nullptr) memset(p, 0, dirty < n ? dirty : n);
+    return p;
+  }
   void* p = alloc(n);
-  // Reused blocks and cached large mappings hold old data: always clear.
+  // Reused pool blocks hold old data (and free blocks their links): clear.
   if (p != nullptr) memset(p, 0, n);
   return p;
 }

@@ -112,8 +112,9 @@ constinit uint64_t g_last_decay_ms = 0;
 // `need` bytes, laid out and registered: its user pointer, or nullptr. The
 // best fit is split (the rest stays cached, no system call); failing that,
 // the largest entry is grown with mremap, so its resident pages are reused
-// either way.
-char* cache_take(size_t need) noexcept {
+// either way. `*dirty` is set to how many bytes from the user pointer may
+// hold old data: all of them for a split entry, the old size for a grown one.
+char* cache_take(size_t need, size_t* dirty) noexcept {
   char* grow_base = nullptr;
   size_t grow_size = 0;
   char* base = nullptr;
@@ -136,6 +137,7 @@ char* cache_take(size_t need) noexcept {
         g_cached_bytes -= need;
       }
       char* user = base + sizeof(LargeHeader);
+      *dirty = need - sizeof(LargeHeader);
       finish(base, need, user);
       if (g_live.insert(user)) [[likely]]
         return user;
@@ -155,6 +157,7 @@ char* cache_take(size_t need) noexcept {
     os::unmap(grow_base, grow_size);
     return nullptr;
   }
+  *dirty = grow_size - sizeof(LargeHeader);  // the pages added by the kernel are zero
   return publish(grown, need, grown + sizeof(LargeHeader));
 }
 
@@ -238,15 +241,16 @@ bool cache_extend(char* end, size_t extra) noexcept {
 
 }  // namespace
 
-void* large_alloc(size_t n, size_t align) noexcept {
+void* large_alloc(size_t n, size_t align, size_t* dirty) noexcept {
   purger_poll();
+  *dirty = 0;  // fresh mappings are zero-filled by the kernel
   if (align < kMinAlign) align = kMinAlign;
   // Room for the header below an aligned user pointer, within one extra page when align > page.
   size_t slack = align <= kPageSize ? align : align + kPageSize;
   if (n > kMaxRequest - slack - kPageSize) return nullptr;
   size_t need = round_page(n + (align <= kPageSize ? align : kPageSize));
   if (align <= kMinAlign) {
-    if (char* user = cache_take(need)) {
+    if (char* user = cache_take(need, dirty)) {
       count_alloc(need, sizeof(LargeHeader));
       return user;
     }
@@ -367,7 +371,8 @@ void* large_realloc(void* p, size_t n) noexcept {
       // The mapping spans pieces the kernel cannot move as one (a cached
       // range merged from neighbours): copy into a block with the same room
       // to grow, so the next appends stay in place.
-      void* q = large_alloc(new_size - sizeof(LargeHeader), kMinAlign);
+      size_t dirty;
+      void* q = large_alloc(new_size - sizeof(LargeHeader), kMinAlign, &dirty);
       if (q == nullptr) return nullptr;
       memcpy(q, p, usable < n ? usable : n);
       large_free(p);

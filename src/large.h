@@ -13,7 +13,10 @@
 namespace pm {
 
 // nullptr on failure (errno set to ENOMEM by the caller's API layer).
-[[nodiscard]] void* large_alloc(size_t n, size_t align) noexcept;
+// `*dirty` is set to how many bytes from the returned pointer may hold data
+// of an earlier block; the rest is zero (fresh pages), so calloc clears only
+// that much and leaves untouched pages unfaulted.
+[[nodiscard]] void* large_alloc(size_t n, size_t align, size_t* dirty) noexcept;
 void large_free(void* p) noexcept;
 [[nodiscard]] size_t large_usable(const void* p) noexcept;
 // Resize in place or by moving the mapping; nullptr (block intact) on failure.

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <vector>
 
@@ -81,6 +82,46 @@ TEST(Alloc, CallocIsZeroEvenWhenBlocksAreReused) {
     auto* z = static_cast<unsigned char*>(alloc_zeroed(1, n));
     ASSERT_NE(z, nullptr);
     for (size_t i = 0; i < n; ++i) ASSERT_EQ(z[i], 0) << n << " at " << i;
+    dealloc(z);
+  }
+}
+
+// Resident bytes of the process, from /proc/self/statm (read without the
+// standard library's allocating streams).
+size_t resident_bytes() {
+  FILE* f = fopen("/proc/self/statm", "r");
+  unsigned long size = 0, resident = 0;
+  if (f == nullptr || fscanf(f, "%lu %lu", &size, &resident) != 2) ADD_FAILURE() << "cannot read statm";
+  if (f != nullptr) fclose(f);
+  return resident * 4096;
+}
+
+TEST(Alloc, CallocOfFreshLargeMemoryLeavesItsPagesUntouched) {
+  trim();  // no cached mapping may serve the request
+  constexpr size_t kBig = size_t{256} << 20;
+  size_t before = resident_bytes();
+  auto* z = static_cast<unsigned char*>(alloc_zeroed(kBig / 16, 16));
+  ASSERT_NE(z, nullptr);
+  size_t after = resident_bytes();
+  EXPECT_LT(after, before + (size_t{32} << 20)) << "calloc faulted in the pages it had from the kernel";
+  for (size_t i = 0; i < kBig; i += size_t{1} << 20) ASSERT_EQ(z[i], 0) << i;
+  EXPECT_EQ(z[kBig - 1], 0);
+  dealloc(z);
+}
+
+TEST(Alloc, CallocOfCachedOrGrownLargeMappingIsZero) {
+  // A freed mapping is reused whole (split) or grown with mremap: the old
+  // part holds the earlier block's bytes and must be cleared.
+  for (size_t first : {size_t{6} << 20, size_t{2} << 20}) {
+    trim();
+    void* p = alloc(first);
+    ASSERT_NE(p, nullptr);
+    memset(p, 0xEE, first);
+    dealloc(p);
+    size_t n = size_t{5} << 20;  // fits in the first, or grows the second
+    auto* z = static_cast<unsigned char*>(alloc_zeroed(1, n));
+    ASSERT_NE(z, nullptr);
+    for (size_t i = 0; i < n; ++i) ASSERT_EQ(z[i], 0) << first << " at " << i;
     dealloc(z);
   }
 }
