@@ -150,6 +150,34 @@ TEST(Alloc, ReallocKeepsContentsAcrossEveryClassAndIntoLarge) {
   dealloc(p);
 }
 
+TEST(Alloc, ReallocGrowingByAppendsMovesAtMostOncePerQuarter) {
+  // A block grown one byte at a time moves only when it is full, and then
+  // into a block at least a quarter larger, never to the next class alone.
+  size_t n = 200;
+  auto* p = static_cast<unsigned char*>(alloc(n));
+  fill(p, n, 1);
+  unsigned moves = 0;
+  while (n < kSmallMax) {
+    size_t before = usable_size(p);
+    auto* q = static_cast<unsigned char*>(resize(p, n + 1));
+    ASSERT_NE(q, nullptr);
+    if (q != p) {
+      ++moves;
+      EXPECT_EQ(n, before) << "moved before the block was full";
+      size_t want = before + before / 4 < kSmallMax ? before + before / 4 : kSmallMax;
+      EXPECT_GE(usable_size(q), want) << "grew from " << before;
+      ASSERT_TRUE(check(q, n, 1)) << n;
+    }
+    q[n] = static_cast<unsigned char>(1 + n * 7);
+    p = q;
+    ++n;
+  }
+  // From 208 bytes to 32 KiB that is 19 moves; growing to the next class
+  // alone, eight per doubling, would make 59.
+  EXPECT_LE(moves, 24u);
+  dealloc(p);
+}
+
 TEST(Alloc, ReallocToZeroFreesAndNullReallocAllocates) {
   void* p = resize(nullptr, 50);
   ASSERT_NE(p, nullptr);
