@@ -13,14 +13,15 @@ inline constexpr unsigned kSegmentShift = 22;
 inline constexpr size_t kSegmentSize = size_t{1} << kSegmentShift;
 
 // A segment is cut into slots. Slot 0 holds the segment header and the pool
-// descriptors (metadata apart from user blocks); a pool spans 1, 2 or 4 slots.
+// descriptors (metadata apart from user blocks); a pool spans 1, 2, 4 or 8
+// slots.
 inline constexpr unsigned kSlotShift = 16;
 inline constexpr size_t kSlotSize = size_t{1} << kSlotShift;
 inline constexpr unsigned kSlotsPerSegment = kSegmentSize / kSlotSize;
 static_assert(kSlotsPerSegment == 64, "free-slot sets are one 64-bit word");
 
 // Requests up to kSmallMax bytes come from pools; larger ones are large blocks.
-inline constexpr size_t kSmallMax = 32 * 1024;
+inline constexpr size_t kSmallMax = 64 * 1024;
 inline constexpr size_t kMinAlign = 16;  // x86-64 alignof(max_align_t)
 inline constexpr size_t kPageSize = 4096;
 

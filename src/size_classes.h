@@ -54,7 +54,7 @@ consteval SizeClassTable make_size_classes() {
 
 inline constexpr SizeClassTable kClasses = make_size_classes();
 
-static_assert(kNumClasses == 72);
+static_assert(kNumClasses == 80);
 static_assert(kClasses.size[kNumClasses - 1] == kSmallMax);
 static_assert(kClasses.by_granule[0] == 0 && kClasses.size[0] == kMinAlign);
 
@@ -65,7 +65,7 @@ consteval bool classes_are_sound() {
     // Waste bound: above 128 bytes the next class is at most 1/8 larger.
     if (k > 0 && kClasses.size[k - 1] >= 128 && (kClasses.size[k] - kClasses.size[k - 1]) * 8 > kClasses.size[k - 1])
       return false;
-    if (kClasses.capacity[k] < 8 || kClasses.slots[k] > 4) return false;
+    if (kClasses.capacity[k] < 8 || kClasses.slots[k] > 8) return false;
   }
   for (size_t p = kMinAlign; p <= kSmallMax; p *= 2)
     if (kClasses.size[kClasses.by_granule[p / kMinAlign]] != p) return false;

@@ -159,17 +159,17 @@ TEST(Range, SatisfiableRanges) {
   auto exact = poolmalloc::allocate_range(64, 64);
   EXPECT_EQ(exact.size, 64u);
   poolmalloc::deallocate(exact.ptr);
-  // Large: the smallest block for 40000 bytes is 40960 (page-aligned, no header room lost).
-  auto l = poolmalloc::allocate_range(40000, 40960);
+  // Large: the smallest block for 70000 bytes is 73728 (page-aligned, no header room lost).
+  auto l = poolmalloc::allocate_range(70000, 73728);
   ASSERT_NE(l.ptr, nullptr);
-  EXPECT_GE(l.size, 40000u);
-  EXPECT_LE(l.size, 40960u);
+  EXPECT_GE(l.size, 70000u);
+  EXPECT_LE(l.size, 73728u);
   memset(l.ptr, 7, l.size);
   poolmalloc::deallocate(l.ptr);
 }
 
 TEST(Range, ImpossibleRangesGiveNull) {
-  for (auto [lo, hi] : {std::pair<size_t, size_t>{17, 20}, {200, 100}, {40961, 40962}, {33000, 33001},
+  for (auto [lo, hi] : {std::pair<size_t, size_t>{17, 20}, {200, 100}, {40961, 40962}, {33000, 33001}, {73729, 73730},
                         {SIZE_MAX / 2, SIZE_MAX}}) {
     auto a = poolmalloc::allocate_range(lo, hi);
     EXPECT_EQ(a.ptr, nullptr) << lo << ".." << hi;
@@ -241,8 +241,8 @@ TEST(Api, VersionAndPurge) {
   poolmalloc_free(p);
   (void)poolmalloc::purge();
   auto s = poolmalloc::stats();
-  EXPECT_EQ(s.num_classes, 72u);
-  EXPECT_EQ(s.small_max, 32768u);
+  EXPECT_EQ(s.num_classes, 80u);
+  EXPECT_EQ(s.small_max, 65536u);
   EXPECT_EQ(poolmalloc_stats_get(nullptr), -1);
 }
 

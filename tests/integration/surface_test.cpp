@@ -68,7 +68,7 @@ TEST(Surface, MallocFreeBasics) {
   void* c = malloc(100);
   free(c);
   EXPECT_EQ(errno, 77);
-  for (size_t n : {1, 15, 16, 17, 100, 1000, 32768, 40000, 1 << 20}) {
+  for (size_t n : {1, 15, 16, 17, 100, 1000, 32768, 40000, 65536, 70000, 1 << 20}) {
     auto* p = static_cast<char*>(malloc(n));
     ASSERT_NE(p, nullptr);
     EXPECT_TRUE(aligned(p, 16)) << n;

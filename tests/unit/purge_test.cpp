@@ -44,7 +44,7 @@ TEST(Purge, LargeBlockCacheStaysWithinItsBudget) {
   options_init(env);  // before the purger test: no purger thread reads the options yet
   for (int round = 0; round < 20; ++round) {
     std::vector<void*> v;
-    for (size_t n = 40000; n < (size_t{3} << 20); n = n * 3 / 2) v.push_back(alloc(n));
+    for (size_t n = 70000; n < (size_t{3} << 20); n = n * 3 / 2) v.push_back(alloc(n));
     for (void* p : v) dealloc(p);  // freed neighbours merge in the cache
     ASSERT_LE(large_stats().cached_bytes, size_t{4} << 20) << round;
   }
