@@ -1,0 +1,28 @@
+// Buffers of 16-256 KiB (I/O and decompression buffers, per-request
+// scratch space): a ring of a few live blocks, each replaced by one of a new
+// random size, stamped at both ends and checked before it is freed. Not
+// part of the default suite; compare allocators on it with scripts/abtest.
+#include "common.hpp"
+
+int main(int argc, char** argv) {
+  bench::Args args(argc, argv);
+  const long steps = args.num("steps", 2'000'000, 20'000);
+  const long live = args.num("live", 8, 8);
+  const long min_kib = args.num("min-kib", 16, 16);
+  const long max_kib = args.num("max-kib", 256, 256);
+  args.done();
+  if (live < 1 || min_kib < 1 || max_kib < min_kib) bench::fail("bad --live, --min-kib or --max-kib");
+
+  bench::Rng rng(11);
+  std::vector<bench::Block> ring(static_cast<std::size_t>(live));
+  const auto lo = static_cast<std::uint64_t>(min_kib) << 10;
+  const auto span = (static_cast<std::uint64_t>(max_kib) << 10) - lo + 1;
+  bench::Timer timer;
+  for (long i = 0; i < steps; ++i) {
+    bench::Block& b = ring[static_cast<std::size_t>(i % live)];
+    b.drop();
+    b.make(lo + rng.below(span), rng.next());
+  }
+  for (auto& b : ring) b.drop();
+  bench::report(static_cast<double>(steps) / timer.seconds(), "ops/s");
+}
