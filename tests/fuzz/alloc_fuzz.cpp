@@ -35,8 +35,8 @@ size_t size_from(uint8_t a, uint8_t b) {
   switch (a >> 6) {
     case 0: return v & 0xff;                 // 0..255: the small classes
     case 1: return v & 0x3fff;               // up to 16 KiB
-    case 2: return 16384 + v * 2;            // around kSmallMax
-    default: return v == 0x3fff ? (2u << 20) : pm::kSmallMax + v * 4;  // large: up to 96 KiB, or 2 MiB
+    case 2: return pm::kSmallMax - 16384 + v * 2;  // across kSmallMax, the largest pool size
+    default: return v == 0x3fff ? (2u << 20) : pm::kSmallMax + v * 4;  // large: up to 128 KiB, or 2 MiB
   }
 }
 
