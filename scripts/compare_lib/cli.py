@@ -73,7 +73,7 @@ def setup(build):
                           capture_output=True, text=True, check=False)
     if proc.returncode == 0:
         return True
-    if not compile_targets(build, [f"bench/{n}" for n in workloads.BENCH_PROGRAMS + ["pairs"]]):
+    if not compile_targets(build, [f"bench/{n}" for n in workloads.BENCH_PROGRAMS + workloads.EXTRA_PROGRAMS + ["pairs"]]):
         sys.stderr.write(proc.stdout + proc.stderr)
         raise allocators.SetupError("scripts/setup failed (output above)")
     fresh = compile_targets(build, ["preload/poolmalloc"])
@@ -98,7 +98,7 @@ def pick_workloads(args, tmpdir):
         name = os.path.basename(args.command[0])
         return [workloads.Command(name, args.command, check_output=args.check_output)]
     names = args.workloads.split(",") if args.workloads else workloads.SUITE
-    unknown = [n for n in names if n not in workloads.SUITE]
+    unknown = [n for n in names if n not in workloads.KNOWN]
     if unknown:
         raise allocators.SetupError(f"unknown workload(s) {', '.join(unknown)}; see --list")
     chosen = []
@@ -164,6 +164,7 @@ def main(argv):
     args = parse_args(argv)
     if args.list:
         print("\n".join(workloads.SUITE))
+        print("\n".join(f"{n} (only with --workloads)" for n in workloads.EXTRA_PROGRAMS))
         return 0
     try:
         if not os.access(runner.TIME, os.X_OK):

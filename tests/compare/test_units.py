@@ -166,6 +166,14 @@ class Misc(unittest.TestCase):
     def test_sqlite_script(self):
         self.assertIn("x < 123", workloads.sqlite_script(123))
 
+    def test_extra_workloads_run_only_when_named(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            default = [w.name for w in workloads.suite("/top", "/build", tmp, True, workloads.SUITE)]
+            named = [w.name for w in workloads.suite("/top", "/build", tmp, True, ["churn", "midsize"])]
+        self.assertNotIn("midsize", default)
+        self.assertEqual(named, ["churn", "midsize"])
+        self.assertIn("midsize", workloads.KNOWN)
+
     def test_progress_estimate(self):
         p = Progress(10, stream=io.StringIO())
         self.assertIsNone(p.estimate_left())
