@@ -26,7 +26,7 @@ void* alloc_large_dirty(size_t n, size_t align, size_t* dirty) noexcept {
     return check_full_alloc_large(n, align);
   void* p = n <= kMaxRequest ? large_alloc(n, align, dirty) : nullptr;
   if (p == nullptr) errno = ENOMEM;
-  else stats_large_alloc(n);
+  else stats_large_alloc();
   return p;
 }
 

@@ -64,14 +64,49 @@ constinit SpinLock g_lock;
 // outside the segments.
 constinit AddrSet g_live;
 
-// Lays out and registers a block; on failure (no memory for the registry)
-// the mapping goes back to the OS and the allocation fails.
-char* publish(char* base, size_t map_size, char* user) noexcept {
+// Counters, written only with g_lock held: a plain load and store updates
+// them, with no locked instruction (which would also wait for the
+// program's pending stores to reach the cache). Statistics read them
+// without the lock.
+constinit std::atomic<uint64_t> g_allocs{0};
+constinit std::atomic<uint64_t> g_frees{0};
+constinit std::atomic<size_t> g_live_bytes{0};
+constinit std::atomic<size_t> g_live_map_bytes{0};
+constinit std::atomic<size_t> g_peak_live_bytes{0};
+constinit std::atomic<uint64_t> g_hist[kLargeBuckets] = {};
+
+template <class T>
+void add_locked(std::atomic<T>& a, T delta) noexcept {  // unsigned: a negative delta wraps
+  a.store(a.load(std::memory_order_relaxed) + delta, std::memory_order_relaxed);
+}
+
+void grow_live_locked(size_t bytes, size_t map_bytes) noexcept {
+  add_locked(g_live_bytes, bytes);
+  add_locked(g_live_map_bytes, map_bytes);
+  size_t live = g_live_bytes.load(std::memory_order_relaxed);
+  if (live > g_peak_live_bytes.load(std::memory_order_relaxed)) g_peak_live_bytes.store(live, std::memory_order_relaxed);
+}
+
+// A request of n bytes got a block at `offset` in a mapping of map_size.
+void count_alloc_locked(size_t n, size_t map_size, size_t offset) noexcept {
+  unsigned bucket = n <= 1 ? 0 : 64 - static_cast<unsigned>(__builtin_clzll(n - 1));
+  if (bucket >= kLargeBuckets) bucket = kLargeBuckets - 1;
+  add_locked(g_allocs, uint64_t{1});
+  add_locked(g_hist[bucket], uint64_t{1});
+  grow_live_locked(map_size - offset, map_size);
+}
+
+// Lays out and registers a block for a request of n bytes; on failure (no
+// memory for the registry) the mapping goes back to the OS and the
+// allocation fails.
+char* publish(char* base, size_t map_size, char* user, size_t n) noexcept {
   finish(base, map_size, user);
   bool ok;
   {
     LockGuard g(g_lock);
     ok = g_live.insert(user);
+    if (ok) [[likely]]
+      count_alloc_locked(n, map_size, static_cast<size_t>(user - base));
   }
   if (ok) [[likely]]
     return user;
@@ -90,17 +125,6 @@ constinit CacheEntry g_cache[kCacheEntries] = {};
 constinit unsigned g_cached = 0;
 constinit size_t g_cached_bytes = 0;
 
-constinit std::atomic<uint64_t> g_allocs{0};
-constinit std::atomic<uint64_t> g_frees{0};
-constinit std::atomic<size_t> g_live_bytes{0};
-constinit std::atomic<size_t> g_live_map_bytes{0};
-
-void count_alloc(size_t map_size, size_t offset) noexcept {
-  g_allocs.fetch_add(1, std::memory_order_relaxed);
-  g_live_bytes.fetch_add(map_size - offset, std::memory_order_relaxed);
-  g_live_map_bytes.fetch_add(map_size, std::memory_order_relaxed);
-}
-
 void drop_entry(unsigned i) noexcept {  // g_lock held; caller unmaps
   g_cached_bytes -= g_cache[i].size;
   g_cache[i] = g_cache[--g_cached];
@@ -113,8 +137,9 @@ constinit uint64_t g_last_decay_ms = 0;
 // best fit is split (the rest stays cached, no system call); failing that,
 // the largest entry is grown with mremap, so its resident pages are reused
 // either way. `*dirty` is set to how many bytes from the user pointer may
-// hold old data: all of them for a split entry, the old size for a grown one.
-char* cache_take(size_t need, size_t* dirty) noexcept {
+// hold old data: all of them for a split entry, the old size for a grown
+// one. n is the request, for the statistics.
+char* cache_take(size_t need, size_t* dirty, size_t n) noexcept {
   char* grow_base = nullptr;
   size_t grow_size = 0;
   char* base = nullptr;
@@ -139,8 +164,10 @@ char* cache_take(size_t need, size_t* dirty) noexcept {
       char* user = base + sizeof(LargeHeader);
       *dirty = need - sizeof(LargeHeader);
       finish(base, need, user);
-      if (g_live.insert(user)) [[likely]]
+      if (g_live.insert(user)) [[likely]] {
+        count_alloc_locked(n, need, sizeof(LargeHeader));
         return user;
+      }
     } else {
       if (largest < 0 || g_cache[largest].size < need / 4) return nullptr;
       grow_base = g_cache[largest].base;
@@ -158,7 +185,7 @@ char* cache_take(size_t need, size_t* dirty) noexcept {
     return nullptr;
   }
   *dirty = grow_size - sizeof(LargeHeader);  // the pages added by the kernel are zero
-  return publish(grown, need, grown + sizeof(LargeHeader));
+  return publish(grown, need, grown + sizeof(LargeHeader), n);
 }
 
 // Mappings the cache gives up, unmapped once the lock is released.
@@ -234,6 +261,7 @@ bool cache_extend(char* end, size_t extra) noexcept {
       e.size -= extra;
       g_cached_bytes -= extra;
     }
+    grow_live_locked(extra, extra);
     return true;
   }
   return false;
@@ -250,10 +278,7 @@ void* large_alloc(size_t n, size_t align, size_t* dirty) noexcept {
   if (n > kMaxRequest - slack - kPageSize) return nullptr;
   size_t need = round_page(n + (align <= kPageSize ? align : kPageSize));
   if (align <= kMinAlign) {
-    if (char* user = cache_take(need, dirty)) {
-      count_alloc(need, sizeof(LargeHeader));
-      return user;
-    }
+    if (char* user = cache_take(need, dirty, n)) return user;
   }
   if (align > kPageSize) {
     // Over-map, then trim so that the page holding the header starts the mapping.
@@ -266,16 +291,14 @@ void* large_alloc(size_t n, size_t align, size_t* dirty) noexcept {
     if (base > raw) os::unmap(raw, static_cast<size_t>(base - raw));
     char* end = base + map_size;
     if (end < raw + span) os::unmap(end, static_cast<size_t>(raw + span - end));
-    if (publish(base, map_size, reinterpret_cast<char*>(user)) == nullptr) return nullptr;
-    count_alloc(map_size, kPageSize);
+    if (publish(base, map_size, reinterpret_cast<char*>(user), n) == nullptr) return nullptr;
     return reinterpret_cast<void*>(user);
   }
   auto* base = static_cast<char*>(os::map(need));
   if (base == nullptr) return nullptr;
   size_t map_size = need;
   uintptr_t user = (reinterpret_cast<uintptr_t>(base) + sizeof(LargeHeader) + align - 1) & ~(uintptr_t{align} - 1);
-  if (publish(base, map_size, reinterpret_cast<char*>(user)) == nullptr) return nullptr;
-  count_alloc(map_size, user - reinterpret_cast<uintptr_t>(base));
+  if (publish(base, map_size, reinterpret_cast<char*>(user), n) == nullptr) return nullptr;
   return reinterpret_cast<void*>(user);
 }
 
@@ -327,6 +350,9 @@ void large_free(void* p) noexcept {
         map_size = h->map_size;
         offset = h->offset;
         g_live.remove(p);
+        add_locked(g_frees, uint64_t{1});
+        add_locked(g_live_bytes, offset - map_size);  // wraps: subtracts the usable size
+        add_locked(g_live_map_bytes, 0 - map_size);
         cache_put(static_cast<char*>(p) - offset, map_size, now, &evicted);
       }
     }
@@ -335,9 +361,6 @@ void large_free(void* p) noexcept {
     fatal(kNotAllocated, p);
   if (!intact) [[unlikely]]
     verify_header(p);  // reports it
-  g_frees.fetch_add(1, std::memory_order_relaxed);
-  g_live_bytes.fetch_sub(map_size - offset, std::memory_order_relaxed);
-  g_live_map_bytes.fetch_sub(map_size, std::memory_order_relaxed);
   evicted.unmap_all();
   purger_poll();
 }
@@ -366,6 +389,7 @@ void* large_realloc(void* p, size_t n) noexcept {
       LockGuard g(g_lock);
       nb = static_cast<char*>(os::remap(base, old_size, new_size));
       if (nb != nullptr && nb != base) g_live.replace(p, nb + sizeof(LargeHeader));
+      if (nb != nullptr) grow_live_locked(new_size - old_size, new_size - old_size);  // wraps when shrinking
     }
     if (nb == nullptr) {
       // The mapping spans pieces the kernel cannot move as one (a cached
@@ -380,8 +404,6 @@ void* large_realloc(void* p, size_t n) noexcept {
     }
   }
   char* user = nb + sizeof(LargeHeader);
-  g_live_bytes.fetch_add(new_size - old_size, std::memory_order_relaxed);  // wraps correctly when shrinking
-  g_live_map_bytes.fetch_add(new_size - old_size, std::memory_order_relaxed);
   return finish(nb, new_size, user);
 }
 
@@ -417,6 +439,8 @@ LargeStats large_stats() noexcept {
   s.frees = g_frees.load(std::memory_order_relaxed);
   s.live_blocks = static_cast<size_t>(s.allocs - s.frees);
   s.live_bytes = g_live_bytes.load(std::memory_order_relaxed);
+  s.peak_live_bytes = g_peak_live_bytes.load(std::memory_order_relaxed);
+  for (unsigned b = 0; b < kLargeBuckets; ++b) s.hist[b] = g_hist[b].load(std::memory_order_relaxed);
   LockGuard g(g_lock);
   s.cached_bytes = g_cached_bytes;
   s.mapped_bytes = g_live_map_bytes.load(std::memory_order_relaxed) + g_cached_bytes;

@@ -35,13 +35,18 @@ void large_forget(const void* p) noexcept;
 // Unmap cached blocks older than the purge delay (all when force).
 size_t large_purge(bool force) noexcept;
 
+// Requests by power of two: bucket i counts sizes in (2^(i-1), 2^i].
+inline constexpr unsigned kLargeBuckets = 48;
+
 struct LargeStats {
   uint64_t allocs;
   uint64_t frees;
   size_t live_blocks;
-  size_t live_bytes;    // usable bytes of live blocks
-  size_t mapped_bytes;  // live + cached mappings
+  size_t live_bytes;       // usable bytes of live blocks
+  size_t peak_live_bytes;  // the most live_bytes ever reached (exact)
+  size_t mapped_bytes;     // live + cached mappings
   size_t cached_bytes;
+  uint64_t hist[kLargeBuckets];
 };
 LargeStats large_stats() noexcept;
 // Usable bytes of live large blocks, without taking the lock.

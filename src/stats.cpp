@@ -18,8 +18,6 @@ namespace {
 constinit std::atomic<uint64_t> g_peak_blocks[kNumClasses] = {};
 constinit std::atomic<uint64_t> g_peak_small_bytes{0};
 constinit std::atomic<uint64_t> g_peak_live_bytes{0};
-constinit std::atomic<uint64_t> g_peak_large_bytes{0};
-constinit std::atomic<uint64_t> g_large_hist[kLargeBuckets] = {};
 
 // realloc calls by threads without a heap (rare: their first call is realloc(p, n) of a foreign block).
 constinit std::atomic<uint64_t> g_orphan_reallocs{0};
@@ -151,11 +149,7 @@ void stats_pool_carved(const Heap* h, unsigned cls) noexcept {
   if (allocs > frees) raise(g_peak_blocks[cls], allocs - frees);
 }
 
-void stats_large_alloc(size_t n) noexcept {
-  unsigned bucket = n <= 1 ? 0 : 64 - static_cast<unsigned>(__builtin_clzll(n - 1));
-  if (bucket >= kLargeBuckets) bucket = kLargeBuckets - 1;
-  g_large_hist[bucket].fetch_add(1, std::memory_order_relaxed);
-  raise(g_peak_large_bytes, large_live_bytes());
+void stats_large_alloc() noexcept {
   if (profile_enabled()) [[unlikely]]
     profile_tick();
 }
@@ -168,7 +162,6 @@ void stats_collect(Stats* out) noexcept {
   gather(&k);
   out->threads = k.threads;
   out->large = large_stats();
-  raise(g_peak_large_bytes, out->large.live_bytes);
   raise_peaks(k, out->large.live_bytes);
   arena_for_each_pool(add_pool, out);
   for (unsigned c = 0; c < kNumClasses; ++c) {
@@ -188,8 +181,8 @@ void stats_collect(Stats* out) noexcept {
   out->fragmentation = out->pool_bytes > out->small_live_bytes ? out->pool_bytes - out->small_live_bytes : 0;
   out->small_peak_bytes = g_peak_small_bytes.load(std::memory_order_relaxed);
   out->reallocs = k.reallocs;
-  for (unsigned b = 0; b < kLargeBuckets; ++b) out->large_hist[b] = g_large_hist[b].load(std::memory_order_relaxed);
-  out->large_peak_bytes = g_peak_large_bytes.load(std::memory_order_relaxed);
+  for (unsigned b = 0; b < kLargeBuckets; ++b) out->large_hist[b] = out->large.hist[b];
+  out->large_peak_bytes = out->large.peak_live_bytes;
   out->live_bytes = out->small_live_bytes + out->large.live_bytes;
   out->peak_live_bytes = g_peak_live_bytes.load(std::memory_order_relaxed);
   out->arena = arena_stats();

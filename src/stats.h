@@ -17,7 +17,8 @@
 //     sample. For one thread the class peak is exact to within one carve
 //     batch; when threads reuse freed blocks while others are at their high,
 //     the peak reached by reuse alone is seen only at the next sampling point.
-//   peak large bytes is exact: it is updated on every large allocation.
+//   peak large bytes is exact: it is updated on every large allocation and
+//   every realloc that grows a large block, under the large blocks' lock.
 #pragma once
 
 #include <cstddef>
@@ -39,9 +40,6 @@ struct ClassStats {
   uint64_t pools;         // pools of this class in use
   uint64_t pool_bytes;    // bytes of those pools
 };
-
-// Requests above kSmallMax by power of two: bucket i counts sizes in (2^(i-1), 2^i].
-inline constexpr unsigned kLargeBuckets = 48;
 
 struct Stats {
   ClassStats cls[kNumClasses];
@@ -71,8 +69,8 @@ void stats_pool_acquired() noexcept;
 // A pool of class cls carved fresh blocks: a sampling point for its peak.
 struct Heap;
 void stats_pool_carved(const Heap* h, unsigned cls) noexcept;
-// A large request of n bytes succeeded.
-void stats_large_alloc(size_t n) noexcept;
+// A large request succeeded (large.cpp counts it under its own lock).
+void stats_large_alloc() noexcept;
 [[gnu::cold]] void stats_count_orphan_realloc() noexcept;
 // The calling thread's own counter: a plain add, no shared cache line.
 [[gnu::always_inline]] inline void stats_count_realloc() noexcept {

@@ -108,6 +108,22 @@ TEST(Stats, LargeBlocksAndHistogram) {
   dealloc(p3);
 }
 
+TEST(Stats, LargePeakFollowsReallocGrowth) {
+  // realloc grows a large block in place or by moving its mapping, with no
+  // new allocation: the peak of live large bytes must see the growth, even
+  // when the block is gone before anyone reads the statistics.
+  Stats b = read();
+  size_t big = b.large_peak_bytes + (size_t{48} << 20);  // beyond any earlier peak
+  void* p = alloc(100000);
+  ASSERT_NE(p, nullptr);
+  p = resize(p, big);
+  ASSERT_NE(p, nullptr);
+  dealloc(p);
+  Stats s = read();
+  EXPECT_GE(s.large_peak_bytes, big);
+  EXPECT_EQ(s.large.live_bytes, b.large.live_bytes);
+}
+
 TEST(Stats, ReallocsAreCounted) {
   uint64_t before = read().reallocs;
   void* p = resize(nullptr, 10);
