@@ -1,8 +1,17 @@
 // A small spin lock for the allocator's slow paths (arena, abandoned pools,
-// heap registry). It never allocates and can be reset in a fork child.
+// heap registry, large blocks). It never allocates and can be reset in a
+// fork child.
+//
+// While the process has a single thread (glibc's __libc_single_threaded,
+// which the first pthread_create clears for good), the lock is not taken:
+// no other thread can enter, and an atomic exchange would also wait for the
+// program's pending stores to reach the cache. glibc's own malloc skips its
+// locks the same way. No critical section creates a thread, so a section
+// that started unlocked never overlaps another thread's.
 #pragma once
 
 #include <sched.h>
+#include <sys/single_threaded.h>
 
 #include <atomic>
 
@@ -11,6 +20,10 @@ namespace pm {
 class SpinLock {
  public:
   void lock() noexcept {
+    if (__libc_single_threaded) {
+      elided_ = true;
+      return;
+    }
     for (unsigned spins = 0; locked_.exchange(true, std::memory_order_acquire); ++spins) {
       while (locked_.load(std::memory_order_relaxed)) {
         if (++spins > 64) {
@@ -22,12 +35,22 @@ class SpinLock {
       }
     }
   }
-  void unlock() noexcept { locked_.store(false, std::memory_order_release); }
+  void unlock() noexcept {
+    if (elided_) {
+      elided_ = false;
+      return;
+    }
+    locked_.store(false, std::memory_order_release);
+  }
   // Only for the fork child, where the holder no longer exists.
-  void reset() noexcept { locked_.store(false, std::memory_order_relaxed); }
+  void reset() noexcept {
+    elided_ = false;
+    locked_.store(false, std::memory_order_relaxed);
+  }
 
  private:
   std::atomic<bool> locked_{false};
+  bool elided_ = false;  // held without the atomic flag (single-threaded); the holder's own
 };
 
 class LockGuard {

@@ -4,15 +4,36 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <thread>
 #include <vector>
 
 #include "alloc.h"
+#include "lock.h"
 #include "segment.h"
 
 namespace pm {
 namespace {
+
+TEST(Threads, SpinLockExcludesOnceTheProcessHasThreads) {
+  // While the process has one thread the lock is not taken; from the first
+  // pthread_create on it must exclude for real.
+  std::thread([] {}).join();
+  ASSERT_FALSE(__libc_single_threaded);
+  SpinLock lock;
+  std::atomic<bool> entered{false};
+  lock.lock();
+  std::thread other([&] {
+    LockGuard g(lock);
+    entered.store(true);
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_FALSE(entered.load()) << "a second thread entered a held lock";
+  lock.unlock();
+  other.join();
+  EXPECT_TRUE(entered.load());
+}
 
 TEST(Threads, BlocksFreedByAnotherThreadAreReused) {
   // The producer allocates; the consumer frees everything. Pools must be
