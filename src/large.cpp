@@ -145,11 +145,18 @@ char* cache_take(size_t need, size_t* dirty, size_t n) noexcept {
   char* base = nullptr;
   {
     LockGuard g(g_lock);
+    // Best fit and largest entry in one pass without data-dependent
+    // branches (the sizes in the cache follow no order a predictor learns).
     int best = -1, largest = -1;
+    size_t best_size = SIZE_MAX, largest_size = 0;
     for (unsigned i = 0; i < g_cached; ++i) {
       size_t s = g_cache[i].size;
-      if (s >= need && (best < 0 || s < g_cache[best].size)) best = static_cast<int>(i);
-      if (largest < 0 || s > g_cache[largest].size) largest = static_cast<int>(i);
+      bool better = s >= need && s < best_size;
+      best_size = better ? s : best_size;
+      best = better ? static_cast<int>(i) : best;
+      bool larger = s > largest_size;
+      largest_size = larger ? s : largest_size;
+      largest = larger ? static_cast<int>(i) : largest;
     }
     if (best >= 0) {
       CacheEntry& e = g_cache[best];
