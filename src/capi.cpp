@@ -44,7 +44,7 @@ void fill(poolmalloc_stats* out, const pm::Stats& s) noexcept {
   out->large_frees = s.large.frees;
   out->large_live_blocks = s.large.live_blocks;
   out->large_live_bytes = s.large.live_bytes;
-  out->large_peak_live_bytes = s.large_peak_bytes;
+  out->large_peak_live_bytes = s.large.peak_live_bytes;
   out->large_mapped_bytes = s.large.mapped_bytes;
   out->large_cached_bytes = s.large.cached_bytes;
   out->live_bytes = s.live_bytes;

@@ -181,8 +181,6 @@ void stats_collect(Stats* out) noexcept {
   out->fragmentation = out->pool_bytes > out->small_live_bytes ? out->pool_bytes - out->small_live_bytes : 0;
   out->small_peak_bytes = g_peak_small_bytes.load(std::memory_order_relaxed);
   out->reallocs = k.reallocs;
-  for (unsigned b = 0; b < kLargeBuckets; ++b) out->large_hist[b] = out->large.hist[b];
-  out->large_peak_bytes = out->large.peak_live_bytes;
   out->live_bytes = out->small_live_bytes + out->large.live_bytes;
   out->peak_live_bytes = g_peak_live_bytes.load(std::memory_order_relaxed);
   out->arena = arena_stats();

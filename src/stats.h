@@ -51,9 +51,7 @@ struct Stats {
   uint64_t reallocs;
   uint64_t threads;  // live thread heaps
   ArenaStats arena;
-  LargeStats large;
-  size_t large_peak_bytes;
-  uint64_t large_hist[kLargeBuckets];
+  LargeStats large;  // counts, live and peak bytes, request histogram
   size_t live_bytes;       // small + large
   size_t peak_live_bytes;  // peak of small + large, sampled
   size_t os_reserved;      // all memory mapped from the OS

@@ -100,9 +100,9 @@ TEST(Stats, LargeBlocksAndHistogram) {
   EXPECT_EQ(a.large.frees - b.large.frees, 1u);
   EXPECT_EQ(a.large.live_blocks - b.large.live_blocks, 2u);
   EXPECT_EQ(a.large.live_bytes - b.large.live_bytes, usable_size(p2) + usable_size(p3));
-  EXPECT_EQ(a.large_hist[17] - b.large_hist[17], 2u);  // (64 KiB, 128 KiB]
-  EXPECT_EQ(a.large_hist[20] - b.large_hist[20], 1u);  // (512 KiB, 1 MiB]
-  EXPECT_GE(a.large_peak_bytes, a.large.live_bytes + usable_size(p2));  // p1 was live too
+  EXPECT_EQ(a.large.hist[17] - b.large.hist[17], 2u);  // (64 KiB, 128 KiB]
+  EXPECT_EQ(a.large.hist[20] - b.large.hist[20], 1u);  // (512 KiB, 1 MiB]
+  EXPECT_GE(a.large.peak_live_bytes, a.large.live_bytes + usable_size(p2));  // p1 was live too
   EXPECT_EQ(a.live_bytes, a.small_live_bytes + a.large.live_bytes);
   dealloc(p2);
   dealloc(p3);
@@ -113,14 +113,14 @@ TEST(Stats, LargePeakFollowsReallocGrowth) {
   // new allocation: the peak of live large bytes must see the growth, even
   // when the block is gone before anyone reads the statistics.
   Stats b = read();
-  size_t big = b.large_peak_bytes + (size_t{48} << 20);  // beyond any earlier peak
+  size_t big = b.large.peak_live_bytes + (size_t{48} << 20);  // beyond any earlier peak
   void* p = alloc(100000);
   ASSERT_NE(p, nullptr);
   p = resize(p, big);
   ASSERT_NE(p, nullptr);
   dealloc(p);
   Stats s = read();
-  EXPECT_GE(s.large_peak_bytes, big);
+  EXPECT_GE(s.large.peak_live_bytes, big);
   EXPECT_EQ(s.large.live_bytes, b.large.live_bytes);
 }
 
