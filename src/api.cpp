@@ -96,8 +96,10 @@ void* resize(void* p, size_t n) noexcept {
     if (n <= old && (n > old / 2 || old <= kMinAlign)) return p;
     // A block that grows a little at a time (a string built by appends)
     // would move to the next class, 1/8 larger, on almost every step: grow
-    // it by a quarter at least, so it moves half as often.
-    if (n > old && n <= kSmallMax && n < old + old / 4) want = old + old / 4 < kSmallMax ? old + old / 4 : kSmallMax;
+    // it by half at least, as a large block grows, so that it moves a
+    // third as often and leaves fewer classes' pools holding its old
+    // copies.
+    if (n > old && n <= kSmallMax && n < old + old / 2) want = old + old / 2 < kSmallMax ? old + old / 2 : kSmallMax;
   } else {
     if (!large_owns(p)) [[unlikely]]
       fatal("realloc of a pointer that was not allocated:", p);
