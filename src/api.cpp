@@ -49,6 +49,14 @@ void dealloc_foreign(void* p) noexcept {
 void dealloc_remote(Heap* h, Pool* p, Block* b) noexcept {
   if (g_check_full) [[unlikely]]  // every pool is g_check_heap's: all frees come here
     return check_full_free(b);
+  // The pool's owner exited: take the pool over instead of pushing onto a
+  // list that only an adoption would ever collect (a thread whose first
+  // call is this free gets its heap for it). The free then runs the
+  // owner's path, with its checks.
+  if (p->state.load(std::memory_order_acquire) == PoolState::kAbandoned) {
+    if (Heap* mine = thread_heap_for_reclaim(); mine != nullptr && heap_reclaim(mine, p)) return dealloc(b);
+    h = tl_heap;
+  }
   unsigned cls = p->shared.cls;
   pool_free_remote(p, b);
   if (h == &g_empty_heap) {

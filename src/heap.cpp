@@ -224,6 +224,18 @@ void heap_free_slow(Heap* h, Pool* p) noexcept {
   purger_poll();
 }
 
+bool heap_reclaim(Heap* h, Pool* p) noexcept {
+  LockGuard g(g_heap_lock);
+  if (p->state.load(std::memory_order_relaxed) != PoolState::kAbandoned) return false;
+  unsigned cls = p->cls;
+  list_remove(&g_abandoned[cls], p);
+  p->owner.store(h, std::memory_order_release);
+  p->state.store(PoolState::kActive, std::memory_order_relaxed);
+  pool_collect_remote(p);
+  list_push(&h->partial[cls], p);
+  return true;
+}
+
 void heap_abandon(Heap* h) noexcept {
   LockGuard g(g_heap_lock);
   // Take back notifications of parked pools; those already taken are in

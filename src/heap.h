@@ -94,6 +94,11 @@ extern constinit thread_local Heap* tl_heap [[gnu::tls_model("initial-exec")]];
 [[gnu::noinline]] void heap_free_slow(Heap* h, Pool* p) noexcept;
 // Thread exit: hand every pool back for other threads to adopt.
 void heap_abandon(Heap* h) noexcept;
+// A free by h into p, a pool whose owner exited: h takes the pool over (it
+// joins h's partial list), so that this free and the next ones into it are
+// local and the pool goes back to the arena as soon as it is empty. False
+// when another thread took it first.
+[[nodiscard]] bool heap_reclaim(Heap* h, Pool* p) noexcept;
 // Return empty pools of the calling thread and abandoned pools to the arena.
 void heap_collect(bool force) noexcept;
 [[nodiscard]] Heap* heap_create() noexcept;
@@ -102,6 +107,9 @@ void heap_unlock_for_fork(bool child) noexcept;
 
 // Process and thread set-up (init.cpp).
 [[nodiscard]] Heap* thread_init() noexcept;  // nullptr when out of memory
+// The calling thread's heap, set up now if it has none yet; nullptr once
+// its heap was torn down at thread exit (or when out of memory).
+[[nodiscard]] Heap* thread_heap_for_reclaim() noexcept;
 void process_init() noexcept;
 void fork_prepare() noexcept;
 void fork_parent() noexcept;

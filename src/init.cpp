@@ -30,9 +30,14 @@ constinit std::atomic<bool> g_atfork_done{false};
 constinit pthread_key_t g_key = 0;
 constinit bool g_key_ok = false;
 
+// Set once the thread's heap has been torn down: a free by one of its
+// later destructors does not set up a heap again just to take a pool over.
+constinit thread_local bool tl_heap_done [[gnu::tls_model("initial-exec")]] = false;
+
 void thread_done(void* arg) noexcept {
   auto* h = static_cast<Heap*>(arg);
   if (tl_heap == h) tl_heap = &g_empty_heap;
+  tl_heap_done = true;
   heap_abandon(h);
 }
 
@@ -75,6 +80,11 @@ Heap* thread_init() noexcept {
   if (g_key_ok) pthread_setspecific(g_key, h);
   register_atfork();
   return h;
+}
+
+Heap* thread_heap_for_reclaim() noexcept {
+  if (tl_heap != &g_empty_heap) return tl_heap;
+  return tl_heap_done ? nullptr : thread_init();
 }
 
 void fork_prepare() noexcept {

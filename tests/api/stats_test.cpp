@@ -2,6 +2,7 @@
 // the core's own API (glibc stays this process's malloc).
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <thread>
 #include <vector>
 
@@ -48,25 +49,41 @@ TEST(Stats, ClassCountersAreExact) {
   EXPECT_EQ(a.pool_bytes, a.pools * kClasses.slots[cls] * kSlotSize);
 
   // The thread has exited: its counters are retired, not lost. Another
-  // thread frees 20 of the blocks: remote frees.
+  // thread frees 20 of the blocks: it takes the exited thread's pool over at
+  // the first of them, so all 20 are its own frees, not remote ones.
   Stats mid = read();
   EXPECT_EQ(mid.cls[cls].allocs, a.allocs);
   on_thread([&] {
-    // This thread has a heap of its own, but pools of another class: taking
-    // over the exited thread's 48-byte pool would make these frees local.
-    void* own = alloc(1000);
     for (int i = 30; i < 50; ++i) dealloc(blocks[i]);
-    dealloc(own);
   });
-  // A thread that never allocated frees 10: remote frees too.
+  // A thread that never allocated frees 10: the same (it gets a heap).
   on_thread([&] {
     for (int i = 50; i < 60; ++i) dealloc(blocks[i]);
   });
   Stats end = read();
-  EXPECT_EQ(end.cls[cls].remote_frees - a.remote_frees, 30u);
+  EXPECT_EQ(end.cls[cls].remote_frees, a.remote_frees);
   EXPECT_EQ(end.cls[cls].frees - a.frees, 30u);
-  EXPECT_EQ(end.remote_frees - after.remote_frees, 30u);
+  EXPECT_EQ(end.remote_frees, after.remote_frees);
   EXPECT_EQ(end.cls[cls].live_blocks - b.live_blocks, 40u);
+
+  // Frees into the pool of a thread that is still running are remote.
+  std::atomic<int> stage{0};
+  std::vector<void*> held;
+  std::thread owner([&] {
+    for (int i = 0; i < 25; ++i) held.push_back(alloc(40));
+    stage.store(1);
+    while (stage.load() != 2) std::this_thread::yield();
+  });
+  while (stage.load() != 1) std::this_thread::yield();
+  on_thread([&] {
+    for (void* p : held) dealloc(p);
+  });
+  Stats fin = read();
+  stage.store(2);
+  owner.join();
+  EXPECT_EQ(fin.cls[cls].remote_frees - end.cls[cls].remote_frees, 25u);
+  EXPECT_EQ(fin.cls[cls].frees - end.cls[cls].frees, 25u);
+  EXPECT_EQ(fin.remote_frees - end.remote_frees, 25u);
   for (int i = 60; i < 100; ++i) dealloc(blocks[i]);
   EXPECT_EQ(read().cls[cls].live_blocks, b.live_blocks);
 }

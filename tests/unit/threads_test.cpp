@@ -80,7 +80,7 @@ TEST(Threads, BlocksOutlivingTheirThreadAreFreedAndPoolsAdopted) {
   }).join();
   for (void* p : left) {
     EXPECT_EQ(static_cast<unsigned char*>(p)[31], 0x5A);
-    dealloc(p);  // the owner is gone: remote free into an abandoned pool
+    dealloc(p);  // the owner is gone: this thread takes its pools over
   }
   trim();
   size_t before = arena_stats().pools_in_use;
@@ -92,6 +92,55 @@ TEST(Threads, BlocksOutlivingTheirThreadAreFreedAndPoolsAdopted) {
     }).join();
   }
   EXPECT_LE(arena_stats().pools_in_use, before + 8);
+}
+
+TEST(Threads, FreesIntoAnExitedThreadsPoolsTakeThemOver) {
+  // The freeing thread takes each pool of the exited thread over at its
+  // first free into it; the rest of its frees are local, and the pool goes
+  // back to the arena with its last block, without waiting for an adoption.
+  // (Only a thread with a heap takes pools over: this one gets its heap here.)
+  dealloc(alloc(16));
+  size_t before = arena_stats().pools_in_use;
+  std::vector<void*> left(20000);
+  std::thread([&] {
+    for (auto& p : left) p = alloc(80);
+  }).join();
+  ASSERT_GE(arena_stats().pools_in_use, before + 20);
+  for (void* p : left) dealloc(p);
+  EXPECT_LE(arena_stats().pools_in_use, before + 1);
+}
+
+TEST(Threads, ConcurrentFreesIntoExitedThreadsPoolsKeepThemConsistent) {
+  // Four threads free disjoint quarters of an exited thread's blocks at
+  // once: one of them takes each pool over, the others free into it as
+  // remote threads. Every block comes back exactly once: after all of them
+  // are freed and the pools collected, the pool count is back where it was.
+  size_t before = arena_stats().pools_in_use;
+  constexpr int kThreads = 4, kN = 40000;
+  std::vector<unsigned char*> left(kN);
+  std::thread([&] {
+    for (int i = 0; i < kN; ++i) {
+      left[i] = static_cast<unsigned char*>(alloc(16 + (i % 7) * 24));
+      memset(left[i], i & 0xff, 16);
+    }
+  }).join();
+  std::atomic<long> bad{0};
+  std::vector<std::thread> freers;
+  for (int t = 0; t < kThreads; ++t)
+    freers.emplace_back([&, t] {
+      for (int i = t; i < kN; i += kThreads) {
+        if (left[i][15] != static_cast<unsigned char>(i & 0xff)) bad.fetch_add(1);
+        dealloc(left[i]);
+      }
+      // Allocate from whatever was taken over, then give it back.
+      std::vector<void*> mine;
+      for (int i = 0; i < 2000; ++i) mine.push_back(alloc(16 + (i % 7) * 24));
+      for (void* p : mine) dealloc(p);
+    });
+  for (auto& th : freers) th.join();
+  EXPECT_EQ(bad.load(), 0);
+  trim();
+  EXPECT_LE(arena_stats().pools_in_use, before + 1);
 }
 
 TEST(Threads, ManyShortLivedThreadsKeepMemoryFlat) {
