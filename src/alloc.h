@@ -21,9 +21,7 @@ namespace pm {
   size_t cls = c;  // one zero-extension, then every index uses it as is
   Heap* h = tl_heap;
   Pool* p = h->bins[cls];
-  if (p->free == nullptr) [[unlikely]]
-    return heap_alloc_slow(h, cls);
-  return pool_pop(h, p, cls);
+  return pool_pop(h, p, cls);  // an empty list fails pool_pop's link check
 }
 
 // malloc(n): nullptr with errno = ENOMEM on failure.

@@ -14,7 +14,9 @@
 
 namespace pm {
 
-constinit Pool g_empty_pool{};
+// Its list is empty: `free` points at its end marker, whose link (with the
+// key 0) decodes to null.
+constinit Pool g_empty_pool{Pool::Empty{}};
 
 namespace {
 
@@ -58,7 +60,7 @@ void make_current(Heap* h, unsigned cls, Pool* p) noexcept {
 }
 
 bool has_room(const Pool* p) noexcept {
-  return p->free != nullptr || p->local_free != nullptr || p->carved < p->capacity ||
+  return has_free_block(p) || p->local_free != nullptr || p->carved < p->capacity ||
          p->remote.load(std::memory_order_relaxed) != 0;
 }
 
@@ -154,10 +156,11 @@ void abandon_pool(Pool* p) noexcept {  // g_heap_lock held
 constinit Heap g_empty_heap{&g_empty_pool};
 constinit thread_local Heap* tl_heap [[gnu::tls_model("initial-exec")]] = &g_empty_heap;
 
-void* pool_pop_checked(Heap* h, Pool* p, unsigned cls) noexcept {
+void* pool_pop_checked(Heap* h, Pool* p, size_t cls) noexcept {
   Block* b = p->free;
+  if (b == end_marker(p)) return heap_alloc_slow(h, cls);
   pool_check_link(p, b, decode_link(p, b));  // returns only for the end of the list
-  p->free = nullptr;
+  p->free = end_marker(p);
   if constexpr (kHardened) b->tag = 0;
   add_used(p, 1);
   bump(h->allocs[cls]);
@@ -182,7 +185,7 @@ void* heap_alloc_slow(Heap* h, unsigned cls) noexcept {
   for (;;) {
     if (p != &g_empty_pool) {
       uint32_t carved = p->carved;
-      if (p->free != nullptr || pool_refill(p)) {
+      if (has_free_block(p) || pool_refill(p)) {
         if (p->carved != carved) stats_pool_carved(h, cls);  // live blocks may be at a new high
         return pool_pop(h, p, cls);
       }

@@ -44,7 +44,7 @@ extern constinit Heap g_empty_heap;
 extern constinit Pool g_empty_pool;
 extern constinit thread_local Heap* tl_heap [[gnu::tls_model("initial-exec")]];
 
-[[gnu::noinline]] void* pool_pop_checked(Heap* h, Pool* p, unsigned cls) noexcept;
+[[gnu::noinline]] void* pool_pop_checked(Heap* h, Pool* p, size_t cls) noexcept;
 
 // Counters with a single writer (the owner thread), read by others with
 // relaxed atomic loads. On x86-64 the owner's update is one plain add to
@@ -69,11 +69,12 @@ extern constinit thread_local Heap* tl_heap [[gnu::tls_model("initial-exec")]];
 [[gnu::always_inline]] inline bool release_one(int32_t& used) noexcept { return --used <= 0; }
 #endif
 
-// Pops the head of p->free (non-empty). The decoded link must stay in the
-// segment; anything else goes to pool_pop_checked, which aborts on a
-// corrupted list (or finishes the pop at the end of the list). Every call out
-// of this function is a tail call, so the fast path needs no stack frame.
-[[gnu::always_inline]] inline void* pool_pop(Heap* h, Pool* p, unsigned cls) noexcept {
+// Pops the head of p->free. The decoded link must stay in the segment;
+// anything else goes to pool_pop_checked, which takes the slow path when the
+// head is the end marker (an empty list), finishes the pop of a list's last
+// block, or aborts on a corrupted list. Every call out of this function is a
+// tail call, so the fast path needs no stack frame.
+[[gnu::always_inline]] inline void* pool_pop(Heap* h, Pool* p, size_t cls) noexcept {
   Block* b = p->free;
   Block* next = decode_link(p, b);
   if (((reinterpret_cast<uintptr_t>(next) ^ reinterpret_cast<uintptr_t>(b)) >> kSegmentShift) != 0) [[unlikely]]

@@ -35,7 +35,6 @@ void pool_init(Pool* p, unsigned cls) noexcept {
   p->block_size = size;
   p->capacity = kClasses.capacity[cls];
   p->carved = 0;
-  p->free = nullptr;
   p->local_free = nullptr;
   p->used = 0;
   p->remote.store(0, std::memory_order_relaxed);
@@ -45,6 +44,8 @@ void pool_init(Pool* p, unsigned cls) noexcept {
   uint64_t gen = g_pool_generation.fetch_add(1, std::memory_order_relaxed);
   p->key = mix(g_tag_secret ^ reinterpret_cast<uintptr_t>(p->start) ^ (gen << 40)) | 1;
   p->tag_key = mix(p->key ^ g_tag_secret) | 1;  // never 0, the tag of an allocated block
+  p->end = Block{encode_link(p->key, nullptr), 0};
+  p->free = end_marker(p);
   block_start_constants(size, p->capacity, &p->div_mul, &p->div_limit);
   p->shared = PoolKeys{p->start, p->div_mul, p->div_limit, p->key, p->tag_key, p->cls};
 }
@@ -70,7 +71,7 @@ uint32_t pool_collect_remote(Pool* p) noexcept {
 }
 
 bool pool_refill(Pool* p) noexcept {
-  PM_ASSERT(p->free == nullptr);
+  PM_ASSERT(!has_free_block(p));
   if (p->local_free == nullptr && p->remote.load(std::memory_order_relaxed) != 0) pool_collect_remote(p);
   if (p->local_free != nullptr) {
     p->free = p->local_free;
@@ -87,7 +88,7 @@ bool pool_refill(Pool* p) noexcept {
     if constexpr (kHardened) blk->tag = free_tag(p);
   }
   auto* last = reinterpret_cast<Block*>(b);
-  last->link = encode_link(p->key, nullptr);
+  last->link = encode_link(p->key, end_marker(p));  // its pop stays on the fast path
   if constexpr (kHardened) last->tag = free_tag(p);
   p->carved += n;
   p->free = reinterpret_cast<Block*>(first);
@@ -145,7 +146,7 @@ bool pool_check_invariants(const Pool* p) noexcept {
     return false;
   uint32_t listed = 0;
   for (const Block* list : {p->free, p->local_free}) {
-    for (const Block* b = list; b != nullptr; b = decode_link(p, b)) {
+    for (const Block* b = list; b != nullptr && b != &p->end; b = decode_link(p, b)) {
       if (not_block_start(p, reinterpret_cast<uintptr_t>(b))) return false;
       uint64_t idx = (reinterpret_cast<const char*>(b) - p->start) / p->block_size;
       if (idx >= p->carved) return false;

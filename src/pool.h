@@ -8,6 +8,10 @@
 //   `free`, `local_free` and `remote` are disjoint lists of blocks of this
 //   pool, linked through Block::link encoded with `key`; each free block
 //   carries the free tag, an allocated block does not.
+//   `free` is never null: a list ends at null or at `&end`, and `free ==
+//   &end` means it holds no block. `end.link` decodes to null, so a pop of
+//   `end` fails the fast path's link check and goes to the slow path: the
+//   fast path needs no separate test for an empty list.
 //   Only the owner touches free, local_free, used, carved; other threads only
 //   push onto `remote` and, for a parked pool, consume `notify`.
 //   `shared` holds the values of start, div_mul, div_limit, key, tag_key
@@ -50,8 +54,14 @@ struct PoolKeys {
 inline constexpr int32_t kParkBias = int32_t{1} << 30;
 
 struct Pool {
+  constexpr Pool() noexcept = default;
+  // A pool whose list is empty for good: `free` points at its own end marker
+  // (the shared empty pool that the bins of a new heap point at).
+  struct Empty {};
+  constexpr explicit Pool(Empty) noexcept : free(&end) {}
+
   // --- owner's fast path (malloc and free): one cache line ---
-  Block* free = nullptr;  // the owner pops and pushes here (LIFO)
+  Block* free = nullptr;  // the owner pops and pushes here (LIFO); &end when empty
   int32_t used = 0;       // owner only: never read by other threads
   uint8_t cls = 0;
   uint8_t slots = 0;
@@ -63,6 +73,7 @@ struct Pool {
   uint64_t div_limit = 0;
 
   // --- slow paths ---
+  Block end = {};  // the empty list's marker (see above); in the segment's header, like the pool
   Block* local_free = nullptr;  // remote frees taken over by the owner, swapped into `free` when it runs dry
   uint32_t block_size = 0;
   uint32_t capacity = 0;
@@ -87,6 +98,9 @@ struct Pool {
   std::atomic<PoolState> state{PoolState::kFree};
   PoolKeys shared;
 };
+
+[[gnu::always_inline]] inline Block* end_marker(Pool* p) noexcept { return &p->end; }
+[[gnu::always_inline]] inline bool has_free_block(const Pool* p) noexcept { return p->free != &p->end; }
 
 // A link as stored in a free block: the next block's address under a key
 // (the pool's own, or the copy in `shared` for a free by another thread).

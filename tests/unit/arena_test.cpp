@@ -34,9 +34,10 @@ TEST(Arena, RefillCarvesDisjointBlocksAndCollectsRemoteFrees) {
   pool_init(p, class_of(100));
   p->state.store(PoolState::kActive);
   std::vector<Block*> got;
-  while (p->free != nullptr || pool_refill(p)) {
+  while (has_free_block(p) || pool_refill(p)) {
     Block* b = p->free;
-    p->free = decode_link(p, b);
+    Block* next = decode_link(p, b);
+    p->free = next == nullptr ? end_marker(p) : next;
     b->tag = 0;
     p->used = p->used + 1;
     got.push_back(b);
