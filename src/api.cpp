@@ -26,7 +26,8 @@ void* alloc_large_dirty(size_t n, size_t align, size_t* dirty) noexcept {
     return check_full_alloc_large(n, align);
   void* p = n <= kMaxRequest ? large_alloc(n, align, dirty) : nullptr;
   if (p == nullptr) errno = ENOMEM;
-  else stats_large_alloc();
+  else if (profile_enabled()) [[unlikely]]
+    profile_tick();  // large.cpp counts the block itself, under its lock
   return p;
 }
 
@@ -104,8 +105,8 @@ void* resize(void* p, size_t n) noexcept {
     if (n <= old && (n > old / 2 || old <= kMinAlign)) return p;
     // A block that grows a little at a time (a string built by appends)
     // would move to the next class, 1/8 larger, on almost every step: grow
-    // it by half at least, as a large block grows, so that it moves a
-    // third as often and leaves fewer classes' pools holding its old
+    // it by half at least, as a large block grows, so that it moves about a
+    // fifth as often and leaves fewer classes' pools holding its old
     // copies.
     if (n > old && n <= kSmallMax && n < old + old / 2) want = old + old / 2 < kSmallMax ? old + old / 2 : kSmallMax;
   } else {

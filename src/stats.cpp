@@ -149,11 +149,6 @@ void stats_pool_carved(const Heap* h, unsigned cls) noexcept {
   if (allocs > frees) raise(g_peak_blocks[cls], allocs - frees);
 }
 
-void stats_large_alloc() noexcept {
-  if (profile_enabled()) [[unlikely]]
-    profile_tick();
-}
-
 void stats_count_orphan_realloc() noexcept { g_orphan_reallocs.fetch_add(1, std::memory_order_relaxed); }
 
 void stats_collect(Stats* out) noexcept {

@@ -67,8 +67,6 @@ void stats_pool_acquired() noexcept;
 // A pool of class cls carved fresh blocks: a sampling point for its peak.
 struct Heap;
 void stats_pool_carved(const Heap* h, unsigned cls) noexcept;
-// A large request succeeded (large.cpp counts it under its own lock).
-void stats_large_alloc() noexcept;
 [[gnu::cold]] void stats_count_orphan_realloc() noexcept;
 // The calling thread's own counter: a plain add, no shared cache line.
 [[gnu::always_inline]] inline void stats_count_realloc() noexcept {
