@@ -160,6 +160,8 @@ bool owns(const void* p) noexcept {
 
 size_t trim() noexcept {
   heap_collect(true);
+  if (tl_heap != &g_empty_heap) (void)large_tcache_flush(&tl_heap->large);
+  heaps_drain_large(true);
   return arena_purge(true) + large_purge(true);
 }
 

@@ -277,6 +277,9 @@ void heap_abandon(Heap* h) noexcept {
     g_retired.remote_frees[c] += h->remote_frees[c].load(std::memory_order_relaxed);
   }
   g_retired.reallocs += h->reallocs.load(std::memory_order_relaxed);
+  // Freed large blocks go to the shared cache; the counters stay here.
+  (void)large_tcache_flush(&h->large);
+  large_tcache_add(h->large, &g_retired.large);
   // Unregister and recycle the struct.
   if (h->prev_heap != nullptr) h->prev_heap->next_heap = h->next_heap;
   else g_heaps = h->next_heap;
@@ -370,6 +373,28 @@ void class_counters(unsigned cls, uint64_t* allocs, uint64_t* frees) noexcept {
   }
   *allocs = a;
   *frees = f;
+}
+
+void large_tcache_totals(TcacheTotals* out) noexcept {
+  LockGuard g(g_heap_lock);
+  *out = g_retired.large;
+  for (Heap* h = g_heaps; h != nullptr; h = h->next_heap) large_tcache_add(h->large, out);
+}
+
+void heaps_drain_large(bool force) noexcept {
+  LockGuard g(g_heap_lock);
+  Heap* mine = tl_heap;
+  bool any = false;
+  for (Heap* h = g_heaps; h != nullptr; h = h->next_heap)
+    if (h != mine) any |= large_tcache_request(&h->large, force);
+  if (!any) return;
+  // One barrier for every cache asked; without it no other thread's cache is touched.
+  bool fenced = os::barrier_all_threads();
+  for (Heap* h = g_heaps; h != nullptr; h = h->next_heap) {
+    if (h == mine || !h->large.drain.load(std::memory_order_relaxed)) continue;
+    if (fenced) (void)large_tcache_take(&h->large);
+    else large_tcache_cancel(&h->large);
+  }
 }
 
 void retired_counters(RetiredCounters* out) noexcept {

@@ -14,6 +14,7 @@
 #include <atomic>
 #include <cstdint>
 
+#include "large.h"
 #include "pool.h"
 #include "size_classes.h"
 
@@ -34,6 +35,7 @@ struct Heap {
   Pool* partial[kNumClasses] = {};
   Pool* full = nullptr;
   std::atomic<Pool*> pending{nullptr};  // parked pools that received remote frees
+  LargeTcache large;                    // freed large blocks kept for this thread
   Heap* next_heap = nullptr;            // registry of live heaps
   Heap* prev_heap = nullptr;
   int tid = 0;
@@ -125,10 +127,16 @@ struct RetiredCounters {
   uint64_t frees[kNumClasses];
   uint64_t remote_frees[kNumClasses];
   uint64_t reallocs;
+  TcacheTotals large;  // counters only: an exiting thread's cache is drained
 };
 void retired_counters(RetiredCounters* out) noexcept;
 // Requests and frees of one class, live and retired heaps together, read
 // under one lock hold (for the cheap peak sample when a pool carves).
 void class_counters(unsigned cls, uint64_t* allocs, uint64_t* frees) noexcept;
+// The thread caches of large blocks, live and retired, summed under one lock hold.
+void large_tcache_totals(TcacheTotals* out) noexcept;
+// Empties the large-block caches of the other threads: all of them (force),
+// or those unused since the last call (the purger).
+void heaps_drain_large(bool force) noexcept;
 
 }  // namespace pm

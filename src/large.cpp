@@ -7,6 +7,7 @@
 #include "addr_set.h"
 #include "check.h"
 #include "config.h"
+#include "heap.h"
 #include "lock.h"
 #include "options.h"
 #include "os.h"
@@ -31,6 +32,10 @@ uint32_t header_check(const void* user, uint64_t map_size, uint32_t offset) noex
   return static_cast<uint32_t>(x) | 1;  // never 0, so zeroed memory never passes
 }
 
+// The check word of a block held in a thread cache: the live one with bits
+// flipped (an even mask, so it stays odd and never 0).
+constexpr uint32_t kCachedFlip = 0x6A09E666u;
+
 LargeHeader* header_of(const void* p) noexcept {
   return reinterpret_cast<LargeHeader*>(const_cast<char*>(static_cast<const char*>(p)) - sizeof(LargeHeader));
 }
@@ -46,17 +51,26 @@ void* finish(char* base, size_t map_size, char* user) noexcept {
 size_t round_page(size_t n) noexcept { return (n + kPageSize - 1) & ~(kPageSize - 1); }
 
 constexpr const char* kNotAllocated = "free of a pointer that was not allocated (invalid or double free):";
+constexpr const char* kDoubleFree = "double free of large block:";
 
 // The header of a registered block; a mismatch means something wrote below
 // the block (an underflow), which no later operation could undo.
-bool header_intact(const void* p) noexcept {
+enum class HeaderState { kLive, kCached, kBroken };
+HeaderState header_state(const void* p) noexcept {
   const LargeHeader* h = header_of(p);
-  return h->check == header_check(p, h->map_size, h->offset) && h->offset >= sizeof(LargeHeader);
+  if (h->offset < sizeof(LargeHeader)) return HeaderState::kBroken;
+  uint32_t check = header_check(p, h->map_size, h->offset);
+  if (h->check == check) [[likely]]
+    return HeaderState::kLive;
+  return h->check == (check ^ kCachedFlip) ? HeaderState::kCached : HeaderState::kBroken;
 }
-void verify_header(const void* p) noexcept {
-  if (!header_intact(p)) [[unlikely]]
-    fatal("heap corruption: the header below large block was overwritten:", p);
+[[noreturn, gnu::cold]] void report_broken(const void* p) noexcept {
+  fatal("heap corruption: the header below large block was overwritten:", p);
 }
+// Between the live and the cached check word of a block whose header was
+// verified when it was freed: if it was overwritten since, the word it
+// gets is wrong and the next free reports it.
+void flip_cached(void* p) noexcept { header_of(p)->check ^= kCachedFlip; }
 
 // Guards the registry of live blocks and the cache of freed mappings.
 constinit SpinLock g_lock;
@@ -274,7 +288,183 @@ bool cache_extend(char* end, size_t extra) noexcept {
   return false;
 }
 
+
+// Blocks leaving thread caches for the shared cache (g_lock held): out of
+// the registry and the live counters (their frees were counted by the
+// thread cache), into the cache as any freed mapping.
+void release_locked(const LargeTcache::Entry* e, unsigned n, uint64_t now, Evicted* out) noexcept {
+  for (unsigned i = 0; i < n; ++i) {
+    bool known = g_live.remove(e[i].user);
+    PM_CHECK(known, "large thread cache: a held block is missing from the registry");
+    add_locked(g_live_bytes, 0 - (e[i].map_size - sizeof(LargeHeader)));
+    add_locked(g_live_map_bytes, 0 - e[i].map_size);
+    cache_put(e[i].user - sizeof(LargeHeader), e[i].map_size, now, out);
+  }
+}
+
+void release(const LargeTcache::Entry* e, unsigned n) noexcept {
+  if (n == 0) return;
+  uint64_t now = os::now_ms();
+  Evicted evicted;
+  {
+    LockGuard g(g_lock);
+    release_locked(e, n, now, &evicted);
+  }
+  evicted.unmap_all();
+}
+
+size_t tcache_budget() noexcept { return options().large_thread_cache; }
+
+// The owner's side of the protocol in large.h.
+class TcacheUse {
+ public:
+  explicit TcacheUse(LargeTcache* tc) noexcept : tc_(tc) {
+    for (;;) {
+      tc->busy.store(true, std::memory_order_relaxed);
+      std::atomic_signal_fence(std::memory_order_seq_cst);  // the barrier comes from the drainer
+      if (!tc->drain.load(std::memory_order_relaxed)) [[likely]]
+        return;
+      tc->busy.store(false, std::memory_order_release);
+      while (tc->drain.load(std::memory_order_acquire)) __builtin_ia32_pause();
+    }
+  }
+  ~TcacheUse() { tc_->busy.store(false, std::memory_order_release); }
+  TcacheUse(const TcacheUse&) = delete;
+  TcacheUse& operator=(const TcacheUse&) = delete;
+
+ private:
+  LargeTcache* tc_;
+};
+
+// Removes entry i of a cache (in use), keeping the others oldest first.
+void tcache_remove(LargeTcache* tc, unsigned i) noexcept {
+  for (unsigned j = i + 1; j < tc->count; ++j) tc->entries[j - 1] = tc->entries[j];
+  --tc->count;
+}
+
+void tcache_held(LargeTcache* tc, size_t usable, size_t bytes) noexcept {  // unsigned deltas, may wrap
+  tc->bytes += bytes;
+  add_locked(tc->held_usable, usable);
+  add_locked(tc->held_bytes, bytes);
+}
+
+// A block of `need` mapped bytes (the plain 16-byte offset) from the calling
+// thread's cache: the smallest held block that fits with at most a quarter
+// to spare, made live again. n is the request, for the statistics.
+char* tcache_take(LargeTcache* tc, size_t need, size_t n, size_t* dirty) noexcept {
+  TcacheUse use(tc);
+  int best = -1;
+  size_t best_size = need + need / 4 + 1;
+  for (unsigned i = 0; i < tc->count; ++i) {
+    size_t s = tc->entries[i].map_size;
+    bool better = s >= need && s < best_size;
+    best_size = better ? s : best_size;
+    best = better ? static_cast<int>(i) : best;
+  }
+  if (best < 0) return nullptr;
+  LargeTcache::Entry e = tc->entries[best];
+  tcache_remove(tc, static_cast<unsigned>(best));
+  flip_cached(e.user);  // the live check word again
+  tcache_held(tc, 0 - (e.map_size - sizeof(LargeHeader)), 0 - e.map_size);
+  add_locked(tc->allocs, uint64_t{1});
+  unsigned bucket = 64 - static_cast<unsigned>(__builtin_clzll(n - 1));
+  bucket = bucket < kTcacheFirstBucket ? 0 : bucket - kTcacheFirstBucket;
+  add_locked(tc->hist[bucket < kTcacheBuckets ? bucket : kTcacheBuckets - 1], uint64_t{1});
+  *dirty = e.map_size - sizeof(LargeHeader);
+  return e.user;
+}
+
+// Keeps a freed live block (plain offset, mapping of map_size) in the
+// calling thread's cache, making room by handing its oldest blocks to the
+// shared cache. False when the block is not for a thread cache.
+bool tcache_put(LargeTcache* tc, char* user, size_t map_size) noexcept {
+  size_t budget = tcache_budget();
+  if (map_size > budget) return false;
+  LargeTcache::Entry out[kTcacheEntries];
+  unsigned n_out = 0;
+  bool was_empty;
+  {
+    TcacheUse use(tc);
+    was_empty = tc->count == 0;
+    while (tc->count > 0 && (tc->count == kTcacheEntries || tc->bytes + map_size > budget)) {
+      out[n_out] = tc->entries[0];
+      tcache_held(tc, 0 - (out[n_out].map_size - sizeof(LargeHeader)), 0 - out[n_out].map_size);
+      ++n_out;
+      tcache_remove(tc, 0);
+    }
+    flip_cached(user);
+    tc->entries[tc->count++] = LargeTcache::Entry{user, map_size};
+    tcache_held(tc, map_size - sizeof(LargeHeader), map_size);
+    add_locked(tc->frees, uint64_t{1});
+  }
+  release(out, n_out);
+  // The purger drains the caches of threads gone idle.
+  if (was_empty && !g_purge_wanted.load(std::memory_order_relaxed)) g_purge_wanted.store(true, std::memory_order_relaxed);
+  return true;
+}
+
+// The calling thread's cache, or nullptr (no heap yet, or torn down).
+LargeTcache* my_tcache() noexcept {
+  Heap* h = tl_heap;
+  return h != &g_empty_heap ? &h->large : nullptr;
+}
+
 }  // namespace
+
+namespace {
+
+// Empties a cache that its owner is not using; bytes moved.
+size_t tcache_empty(LargeTcache* tc, LargeTcache::Entry* out, unsigned* n_out) noexcept {
+  *n_out = tc->count;
+  for (unsigned i = 0; i < tc->count; ++i) out[i] = tc->entries[i];
+  tc->count = 0;
+  size_t bytes = tc->bytes;
+  tcache_held(tc, 0 - tc->held_usable.load(std::memory_order_relaxed), 0 - bytes);
+  return bytes;
+}
+
+}  // namespace
+
+size_t large_tcache_flush(LargeTcache* tc) noexcept {
+  LargeTcache::Entry out[kTcacheEntries];
+  unsigned n_out;
+  size_t bytes;
+  {
+    TcacheUse use(tc);
+    bytes = tcache_empty(tc, out, &n_out);
+  }
+  release(out, n_out);
+  return bytes;
+}
+
+bool large_tcache_request(LargeTcache* tc, bool force) noexcept {
+  uint64_t uses = tc->allocs.load(std::memory_order_relaxed) + tc->frees.load(std::memory_order_relaxed);
+  bool idle = uses == tc->purger_seen;
+  tc->purger_seen = uses;
+  if (tc->held_bytes.load(std::memory_order_relaxed) == 0 || !(idle || force)) return false;
+  tc->drain.store(true, std::memory_order_relaxed);
+  return true;
+}
+
+size_t large_tcache_take(LargeTcache* tc) noexcept {
+  LargeTcache::Entry out[kTcacheEntries];
+  unsigned n_out = 0;
+  size_t bytes = 0;
+  if (!tc->busy.load(std::memory_order_acquire)) bytes = tcache_empty(tc, out, &n_out);
+  tc->drain.store(false, std::memory_order_release);
+  release(out, n_out);
+  return bytes;
+}
+
+void large_tcache_cancel(LargeTcache* tc) noexcept { tc->drain.store(false, std::memory_order_release); }
+
+void large_tcache_add(const LargeTcache& tc, TcacheTotals* out) noexcept {
+  out->allocs += tc.allocs.load(std::memory_order_relaxed);
+  out->frees += tc.frees.load(std::memory_order_relaxed);
+  out->held_usable += tc.held_usable.load(std::memory_order_relaxed);
+  out->held_bytes += tc.held_bytes.load(std::memory_order_relaxed);
+  for (unsigned b = 0; b < kTcacheBuckets; ++b) out->hist[b] += tc.hist[b].load(std::memory_order_relaxed);
+}
 
 void* large_alloc(size_t n, size_t align, size_t* dirty) noexcept {
   purger_poll();
@@ -285,6 +475,11 @@ void* large_alloc(size_t n, size_t align, size_t* dirty) noexcept {
   if (n > kMaxRequest - slack - kPageSize) return nullptr;
   size_t need = round_page(n + (align <= kPageSize ? align : kPageSize));
   if (align <= kMinAlign) {
+    if (need <= kTcacheMaxBlock) {
+      if (LargeTcache* tc = my_tcache(); tc != nullptr && tc->count != 0) {
+        if (char* user = tcache_take(tc, need, n, dirty)) return user;
+      }
+    }
     if (char* user = cache_take(need, dirty, n)) return user;
   }
   if (align > kPageSize) {
@@ -316,13 +511,11 @@ void* large_place(char* base, size_t map_size, char* user) noexcept {
 }
 
 bool large_owns(const void* p) noexcept {
-  if ((reinterpret_cast<uintptr_t>(p) & (kMinAlign - 1)) != 0) return false;
-  {
-    LockGuard g(g_lock);
-    if (!g_live.contains(p)) return false;
-  }
-  verify_header(p);
-  return true;
+  if ((reinterpret_cast<uintptr_t>(p) & (kMinAlign - 1)) != 0 || !g_live.contains(p)) return false;
+  HeaderState s = header_state(p);
+  if (s == HeaderState::kBroken) [[unlikely]]
+    report_broken(p);
+  return s == HeaderState::kLive;  // a block in a thread cache was freed
 }
 
 void large_forget(const void* p) noexcept {
@@ -340,34 +533,38 @@ size_t large_usable(const void* p) noexcept {
 }
 
 void large_free(void* p) noexcept {
-  // One critical section: the registry says p is live, its header is read
-  // (only then is it known to be mapped) and checked, p leaves the registry
-  // and its mapping enters the cache. The reports wait for the lock's release.
+  // The registry says p is live (only then is its header known to be
+  // mapped), and the header says whether it was freed already.
+  if ((reinterpret_cast<uintptr_t>(p) & (kMinAlign - 1)) != 0 || !g_live.contains(p)) [[unlikely]]
+    fatal(kNotAllocated, p);
+  HeaderState state = header_state(p);
+  if (state != HeaderState::kLive) [[unlikely]] {
+    if (state == HeaderState::kCached) fatal(kDoubleFree, p);
+    report_broken(p);
+  }
+  const LargeHeader* h = header_of(p);
+  size_t map_size = h->map_size, offset = h->offset;
+  if (offset == sizeof(LargeHeader) && map_size <= kTcacheMaxBlock) {
+    if (LargeTcache* tc = my_tcache(); tc != nullptr && tcache_put(tc, static_cast<char*>(p), map_size)) {
+      purger_poll();
+      return;
+    }
+  }
   uint64_t now = os::now_ms();
   Evicted evicted;
-  const LargeHeader* h = header_of(p);
-  bool known = false, intact = false;
-  size_t map_size = 0, offset = 0;
+  bool known;
   {
     LockGuard g(g_lock);
-    known = (reinterpret_cast<uintptr_t>(p) & (kMinAlign - 1)) == 0 && g_live.contains(p);
+    known = g_live.remove(p);  // false only when another thread freed p meanwhile
     if (known) {
-      intact = header_intact(p);
-      if (intact) {
-        map_size = h->map_size;
-        offset = h->offset;
-        g_live.remove(p);
-        add_locked(g_frees, uint64_t{1});
-        add_locked(g_live_bytes, offset - map_size);  // wraps: subtracts the usable size
-        add_locked(g_live_map_bytes, 0 - map_size);
-        cache_put(static_cast<char*>(p) - offset, map_size, now, &evicted);
-      }
+      add_locked(g_frees, uint64_t{1});
+      add_locked(g_live_bytes, offset - map_size);  // wraps: subtracts the usable size
+      add_locked(g_live_map_bytes, 0 - map_size);
+      cache_put(static_cast<char*>(p) - offset, map_size, now, &evicted);
     }
   }
   if (!known) [[unlikely]]
     fatal(kNotAllocated, p);
-  if (!intact) [[unlikely]]
-    verify_header(p);  // reports it
   evicted.unmap_all();
   purger_poll();
 }
@@ -441,15 +638,23 @@ size_t large_purge(bool force) noexcept {
 size_t large_live_bytes() noexcept { return g_live_bytes.load(std::memory_order_relaxed); }
 
 LargeStats large_stats() noexcept {
+  // Blocks in thread caches count as live in the shared counters: take
+  // them out. (Heap lock first, released, then the large lock: never both.)
+  TcacheTotals t;
+  large_tcache_totals(&t);
   LargeStats s{};
-  s.allocs = g_allocs.load(std::memory_order_relaxed);
-  s.frees = g_frees.load(std::memory_order_relaxed);
+  s.allocs = g_allocs.load(std::memory_order_relaxed) + t.allocs;
+  s.frees = g_frees.load(std::memory_order_relaxed) + t.frees;
   s.live_blocks = static_cast<size_t>(s.allocs - s.frees);
-  s.live_bytes = g_live_bytes.load(std::memory_order_relaxed);
+  size_t live = g_live_bytes.load(std::memory_order_relaxed);
+  s.live_bytes = live > t.held_usable ? live - t.held_usable : 0;
   s.peak_live_bytes = g_peak_live_bytes.load(std::memory_order_relaxed);
   for (unsigned b = 0; b < kLargeBuckets; ++b) s.hist[b] = g_hist[b].load(std::memory_order_relaxed);
+  for (unsigned b = 0; b < kTcacheBuckets; ++b) s.hist[kTcacheFirstBucket + b] += t.hist[b];
+  s.thread_cached_bytes = t.held_bytes;
+  s.thread_cache_allocs = t.allocs;
   LockGuard g(g_lock);
-  s.cached_bytes = g_cached_bytes;
+  s.cached_bytes = g_cached_bytes + t.held_bytes;
   s.mapped_bytes = g_live_map_bytes.load(std::memory_order_relaxed) + g_cached_bytes;
   return s;
 }

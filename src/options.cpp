@@ -81,6 +81,8 @@ void apply(Options& o, const char* name, const char* v) noexcept {
     }
   } else if (equals(name, "LARGE_CACHE")) {
     ok = parse_size(v, &o.large_cache);
+  } else if (equals(name, "LARGE_THREAD_CACHE")) {
+    ok = parse_size(v, &o.large_thread_cache);
   } else if (equals(name, "PROFILE")) {
     copy_path(o.profile_path, sizeof o.profile_path, v);
   } else if (equals(name, "PROFILE_INTERVAL")) {
@@ -156,6 +158,7 @@ void options_describe(Writer& w) noexcept {
   line("RESERVE").dec(o.reserve).put(" (bytes)\n");
   line("RESERVE_PREFAULT").put(o.reserve_prefault ? "1\n" : "0\n");
   line("LARGE_CACHE").dec(o.large_cache).put(" (bytes)\n");
+  line("LARGE_THREAD_CACHE").dec(o.large_thread_cache).put(" (bytes)\n");
   line("PURGE_THREAD").put(o.purge_thread == PurgeThread::kAuto ? "auto\n" : o.purge_thread == PurgeThread::kOn ? "1\n" : "0\n");
   line("PROFILE").put(o.profile_path[0] != '\0' ? o.profile_path : "(off)").put('\n');
   line("PROFILE_INTERVAL").dec(o.profile_interval_ms).put(" (ms)\n");

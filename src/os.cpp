@@ -1,6 +1,7 @@
 #include "os.h"
 
 #include <errno.h>
+#include <linux/membarrier.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
 #include <sys/random.h>
@@ -94,6 +95,28 @@ uint64_t now_ms() noexcept {
   timespec ts{};
   clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
   return static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1000000;
+}
+
+bool barrier_all_threads() noexcept {
+  // 1: registered, -1: not available; the registration is per process.
+  static constinit std::atomic<int> state{0};
+  int s = state.load(std::memory_order_acquire);
+  if (s < 0) return false;
+  int saved = errno;
+  if (s == 0) {
+    bool ok = syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+    state.store(ok ? 1 : -1, std::memory_order_release);
+    if (!ok) {
+      errno = saved;
+      return false;
+    }
+  }
+  bool ok = syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0;
+  if (!ok && errno == EPERM)  // a fork child may have to register again
+    ok = syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0 &&
+         syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0;
+  errno = saved;
+  return ok;
 }
 
 void random_bytes(void* out, size_t n) noexcept {

@@ -27,6 +27,11 @@ void prefault(void* p, size_t size) noexcept;
 void random_bytes(void* out, size_t n) noexcept;
 void write_stderr(const char* s, size_t n) noexcept;
 [[nodiscard]] int thread_id() noexcept;
+// Makes every running thread of the process execute a full memory barrier
+// (membarrier's private expedited command), so that threads may pair their
+// own plain stores and loads with it instead of a fence of their own. False
+// when the kernel does not offer it.
+[[nodiscard]] bool barrier_all_threads() noexcept;
 
 // Fault injection for tests: the next `count` calls to map*/remap fail.
 void inject_map_failures(long count) noexcept;

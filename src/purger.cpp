@@ -35,6 +35,7 @@ void* purge_loop(void*) noexcept {
     timespec ts{static_cast<time_t>(ms / 1000), static_cast<long>(ms % 1000) * 1000000L};
     nanosleep(&ts, nullptr);
     heap_collect(false);  // this thread has no heap: sweeps abandoned pools only
+    heaps_drain_large(false);  // the caches of threads that made no large request since the last pass
     arena_purge(false);
     large_purge(false);
     if (!nothing_to_purge()) continue;

@@ -65,7 +65,8 @@ void report_text(Writer& w, const Stats& s, bool at_exit) noexcept {
   w.put("Large blocks (> ").dec(kSmallMax).put(" bytes): ").dec(s.large.allocs).put(" allocated, ");
   w.dec(s.large.frees).put(" freed, ").dec(s.large.live_blocks).put(" live (").human(s.large.live_bytes);
   w.put("), peak ").human(s.large.peak_live_bytes).put(", mapped ").human(s.large.mapped_bytes);
-  w.put(" (cached ").human(s.large.cached_bytes).put(")\n");
+  w.put(" (cached ").human(s.large.cached_bytes).put(", of which ").human(s.large.thread_cached_bytes);
+  w.put(" in thread caches, which served ").dec(s.large.thread_cache_allocs).put(" requests)\n");
   w.put("Totals: live ").human(s.live_bytes).put(" (peak ").human(s.peak_live_bytes).put("), requests ");
   w.dec(s.small_allocs + s.large.allocs).put(", frees ").dec(s.small_frees + s.large.frees);
   w.put(", remote frees ").dec(s.remote_frees).put(" (").percent(s.remote_frees, s.small_frees);
@@ -102,7 +103,8 @@ void report_json(Writer& w, const Stats& s, bool at_exit, bool profile) noexcept
   w.put("\"large\":{\"requests\":").dec(s.large.allocs).put(",\"frees\":").dec(s.large.frees);
   w.put(",\"live_blocks\":").dec(s.large.live_blocks).put(",\"live_bytes\":").dec(s.large.live_bytes);
   w.put(",\"peak_live_bytes\":").dec(s.large.peak_live_bytes).put(",\"mapped_bytes\":").dec(s.large.mapped_bytes);
-  w.put(",\"cached_bytes\":").dec(s.large.cached_bytes).put(",\"histogram\":[");
+  w.put(",\"cached_bytes\":").dec(s.large.cached_bytes).put(",\"thread_cached_bytes\":").dec(s.large.thread_cached_bytes);
+  w.put(",\"thread_cache_requests\":").dec(s.large.thread_cache_allocs).put(",\"histogram\":[");
   first = true;
   for (unsigned b = 0; b < kLargeBuckets; ++b) {
     if (s.large.hist[b] == 0) continue;

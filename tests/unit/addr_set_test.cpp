@@ -1,8 +1,9 @@
 // The registry of live large blocks: a hash set of addresses checked against
 // a plain model through growth, removals that wrap around the table, and
-// use from several threads under one lock.
+// use from several threads under one lock, and lookups without it.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cstdint>
 #include <random>
 #include <set>
@@ -124,6 +125,53 @@ TEST(AddrSet, ConcurrentThreadsUnderOneLockKeepTheirOwnAddresses) {
   }
   for (auto& th : threads) th.join();
   EXPECT_EQ(s.size(), 0u);
+}
+
+// Readers take no lock: while one thread inserts and removes addresses
+// (growing and shrinking the table many times over), others must always
+// find the addresses that stay in the set and never the ones that never
+// enter it.
+TEST(AddrSet, ReadersWithoutTheLockSeeAConsistentSetThroughResizes) {
+  pm::AddrSet s;
+  constexpr int kStable = 64;
+  for (int i = 0; i < kStable; ++i) ASSERT_TRUE(s.insert(addr((uintptr_t{1} << 40) + i * 4096)));
+  std::atomic<bool> stop{false};
+  std::atomic<long> wrong{0}, looks{0};
+  std::vector<std::thread> readers;
+  for (int r = 0; r < 2; ++r) {
+    readers.emplace_back([&, r] {
+      long n = 0, bad = 0;
+      for (uintptr_t i = 0; !stop.load(std::memory_order_relaxed); ++i, ++n) {
+        uintptr_t k = (i * 7 + static_cast<uintptr_t>(r)) % kStable;
+        if (!s.contains(addr((uintptr_t{1} << 40) + k * 4096))) ++bad;
+        if (s.contains(addr((uintptr_t{3} << 40) + k * 4096))) ++bad;  // never inserted
+      }
+      wrong += bad;
+      looks += n;
+    });
+  }
+  std::mt19937_64 rng(5);
+  std::vector<uintptr_t> churn;
+  for (int round = 0; round < 40; ++round) {
+    // Up to 6000 more addresses (the table grows to 16384 slots), then all
+    // of them out again (it shrinks back to 1024).
+    for (int i = 0; i < 6000; ++i) {
+      uintptr_t key = (uintptr_t{2} << 40) + (rng() % (uintptr_t{1} << 30)) * 16;
+      if (!s.contains(addr(key))) {
+        ASSERT_TRUE(s.insert(addr(key)));
+        churn.push_back(key);
+      }
+    }
+    EXPECT_GE(s.capacity(), 8192u);
+    for (uintptr_t k : churn) ASSERT_TRUE(s.remove(addr(k)));
+    churn.clear();
+    EXPECT_EQ(s.capacity(), 1024u);
+  }
+  stop = true;
+  for (auto& th : readers) th.join();
+  EXPECT_EQ(wrong.load(), 0) << "of " << looks.load() << " lookups";
+  EXPECT_GT(looks.load(), 0);
+  EXPECT_EQ(s.size(), static_cast<size_t>(kStable));
 }
 
 }  // namespace

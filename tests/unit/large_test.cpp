@@ -1,0 +1,165 @@
+// Large blocks and the per-thread cache of freed ones: reuse without the
+// shared lock, the budget, the "cached" state that tells a freed block from
+// a live one, frees by other threads, and what a thread leaves at exit.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstdint>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+#include "alloc.h"
+#include "large.h"
+#include "options.h"
+
+namespace pm {
+namespace {
+
+// The calling thread's heap exists (the thread cache lives in it).
+void ensure_heap() { dealloc(alloc(16)); }
+
+TEST(LargeThreadCache, AFreedBlockIsReusedForARequestOfAboutItsSize) {
+  ensure_heap();
+  void* p = alloc(200000);
+  ASSERT_NE(p, nullptr);
+  memset(p, 0x5A, 200000);
+  size_t u = usable_size(p);
+  LargeStats before = large_stats();
+  dealloc(p);
+  LargeStats held = large_stats();
+  EXPECT_EQ(held.frees, before.frees + 1);
+  EXPECT_EQ(held.live_blocks, before.live_blocks - 1);
+  EXPECT_EQ(held.live_bytes + u, before.live_bytes);
+  EXPECT_GE(held.thread_cached_bytes, before.thread_cached_bytes + 200000);
+  // Up to a quarter smaller takes the same block; the stats see it live.
+  void* q = alloc(170000);
+  EXPECT_EQ(q, p);
+  EXPECT_TRUE(owns(q));
+  EXPECT_GE(usable_size(q), 200000u);
+  LargeStats again = large_stats();
+  EXPECT_EQ(again.allocs, held.allocs + 1);
+  EXPECT_EQ(again.thread_cached_bytes, before.thread_cached_bytes);
+  EXPECT_EQ(again.live_bytes, before.live_bytes);
+  dealloc(q);
+  // Much smaller does not: it would waste the rest of the block.
+  void* r = alloc(100000);
+  EXPECT_NE(r, p);
+  dealloc(r);
+}
+
+TEST(LargeThreadCache, ABlockHeldInTheCacheIsNotLive) {
+  ensure_heap();
+  void* p = alloc(300000);
+  ASSERT_TRUE(owns(p));
+  dealloc(p);
+  EXPECT_FALSE(owns(p));
+  EXPECT_EQ(usable_size(p), 0u);
+  void* q = alloc(300000);
+  EXPECT_EQ(q, p);
+  dealloc(q);
+}
+
+TEST(LargeThreadCache, StaysWithinItsBudgetAndEntryCount) {
+  ensure_heap();
+  const size_t budget = options().large_thread_cache;
+  std::vector<void*> v;
+  for (int i = 0; i < 40; ++i) v.push_back(alloc(300000 + static_cast<size_t>(i) * 8192));
+  for (void* p : v) {
+    dealloc(p);
+    LargeStats s = large_stats();
+    ASSERT_LE(s.thread_cached_bytes, budget);
+  }
+  LargeStats s = large_stats();
+  EXPECT_GT(s.thread_cached_bytes, budget / 2);
+  // Blocks above the per-block limit go to the shared cache.
+  void* big = alloc(kTcacheMaxBlock * 2);
+  size_t held = s.thread_cached_bytes;
+  dealloc(big);
+  EXPECT_EQ(large_stats().thread_cached_bytes, held);
+  // Many small large blocks: at most kTcacheEntries are held.
+  v.clear();
+  for (unsigned i = 0; i < kTcacheEntries * 3; ++i) v.push_back(alloc(70000));
+  for (void* p : v) dealloc(p);
+  EXPECT_LE(large_stats().thread_cached_bytes, kTcacheEntries * (kTcacheMaxBlock / 4));
+  EXPECT_EQ(large_stats().live_blocks, 0u);
+}
+
+TEST(LargeThreadCache, AnotherThreadsFreeGoesToItsCacheAndItsExitGivesItBack) {
+  ensure_heap();
+  std::vector<void*> mine;
+  for (int i = 0; i < 6; ++i) {
+    void* p = alloc(150000);
+    memset(p, i, 150000);
+    mine.push_back(p);
+  }
+  size_t held_before = large_stats().thread_cached_bytes;
+  size_t shared_before = large_stats().cached_bytes - held_before;
+  void* reused = nullptr;
+  std::thread([&] {
+    ensure_heap();
+    for (void* p : mine) dealloc(p);
+    // This thread's cache has them now, not the main thread's.
+    reused = alloc(150000);
+    EXPECT_GE(large_stats().thread_cached_bytes, held_before + 5 * 150000);
+    dealloc(reused);
+  }).join();
+  bool was_mine = false;
+  for (void* p : mine) was_mine |= p == reused;
+  EXPECT_TRUE(was_mine);
+  // At exit its cache went to the shared one; nothing is counted live.
+  LargeStats s = large_stats();
+  EXPECT_EQ(s.thread_cached_bytes, held_before);
+  EXPECT_GE(s.cached_bytes - s.thread_cached_bytes, shared_before + 6 * 150000);
+  EXPECT_EQ(s.live_blocks, 0u);
+  EXPECT_EQ(s.allocs, s.frees);
+}
+
+TEST(LargeThreadCache, ThreadsFreeingEachOthersBlocksKeepTheCountsExact) {
+  ensure_heap();
+  LargeStats before = large_stats();
+  constexpr int kThreads = 4, kRounds = 3000;
+  std::vector<void*> slots(64, nullptr);
+  std::vector<std::thread> threads;
+  std::atomic<long> bad{0};
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      uint64_t x = static_cast<uint64_t>(t) * 0x9E3779B97F4A7C15ull + 1;
+      for (int i = 0; i < kRounds; ++i) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        size_t n = 66000 + (x >> 8) % 400000;
+        auto* p = static_cast<unsigned char*>(alloc(n));
+        p[0] = static_cast<unsigned char>(n);
+        p[n - 1] = static_cast<unsigned char>(n >> 8);
+        // Swap into a shared slot: the block found there was made by any thread.
+        auto* old = static_cast<unsigned char*>(__atomic_exchange_n(&slots[(x >> 40) % slots.size()], p, __ATOMIC_ACQ_REL));
+        if (old != nullptr) {
+          size_t u = usable_size(old);
+          if (u < 66000) ++bad;
+          dealloc(old);
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(bad.load(), 0);
+  for (void* p : slots) dealloc(p);
+  LargeStats s = large_stats();
+  EXPECT_EQ(s.allocs - before.allocs, static_cast<uint64_t>(kThreads) * kRounds);
+  EXPECT_EQ(s.frees - before.frees, static_cast<uint64_t>(kThreads) * kRounds);
+  EXPECT_EQ(s.live_blocks, 0u);
+  EXPECT_EQ(s.live_bytes, 0u);
+}
+
+TEST(LargeThreadCache, TrimEmptiesEveryCache) {
+  ensure_heap();
+  dealloc(alloc(500000));
+  EXPECT_GT(large_stats().thread_cached_bytes, 0u);
+  trim();
+  LargeStats s = large_stats();
+  EXPECT_EQ(s.thread_cached_bytes, 0u);
+  EXPECT_EQ(s.cached_bytes, 0u);
+}
+
+}  // namespace
+}  // namespace pm
