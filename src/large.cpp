@@ -336,11 +336,8 @@ class TcacheUse {
   LargeTcache* tc_;
 };
 
-// Removes entry i of a cache (in use), keeping the others oldest first.
-void tcache_remove(LargeTcache* tc, unsigned i) noexcept {
-  for (unsigned j = i + 1; j < tc->count; ++j) tc->entries[j - 1] = tc->entries[j];
-  --tc->count;
-}
+// Removes entry i of a cache (in use); the last entry takes its place.
+void tcache_remove(LargeTcache* tc, unsigned i) noexcept { tc->entries[i] = tc->entries[--tc->count]; }
 
 void tcache_held(LargeTcache* tc, size_t usable, size_t bytes) noexcept {  // unsigned deltas, may wrap
   tc->bytes += bytes;
@@ -375,8 +372,8 @@ char* tcache_take(LargeTcache* tc, size_t need, size_t n, size_t* dirty) noexcep
 }
 
 // Keeps a freed live block (plain offset, mapping of map_size) in the
-// calling thread's cache, making room by handing its oldest blocks to the
-// shared cache. False when the block is not for a thread cache.
+// calling thread's cache, making room by handing blocks to the shared
+// cache (the first entry: the oldest unless a take moved another there). False when the block is not for a thread cache.
 bool tcache_put(LargeTcache* tc, char* user, size_t map_size) noexcept {
   size_t budget = tcache_budget();
   if (map_size > budget) return false;

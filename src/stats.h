@@ -17,8 +17,10 @@
 //     sample. For one thread the class peak is exact to within one carve
 //     batch; when threads reuse freed blocks while others are at their high,
 //     the peak reached by reuse alone is seen only at the next sampling point.
-//   peak large bytes is exact: it is updated on every large allocation and
-//   every realloc that grows a large block, under the large blocks' lock.
+//   peak large bytes is updated on every large allocation from the OS or the
+//   shared cache and every realloc that grows a large block, under the
+//   large blocks' lock; blocks held in threads' caches count as live there,
+//   so it may exceed the true peak by what those caches held.
 #pragma once
 
 #include <cstddef>

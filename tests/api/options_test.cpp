@@ -29,7 +29,7 @@ class OptionsEnv : public testing::Test {};
 TEST_F(OptionsEnv, GoodValuesApply) {
   EXPECT_EQ(parse({"POOLMALLOC_RESERVE=256M", "POOLMALLOC_RESERVE_PREFAULT=1", "POOLMALLOC_VERBOSE=yes",
                    "POOLMALLOC_STATS=json:/tmp/x.%p.json", "POOLMALLOC_PURGE_DELAY=250",
-                   "POOLMALLOC_LARGE_CACHE=1G", "POOLMALLOC_PROFILE=/tmp/p.json", "POOLMALLOC_PROFILE_INTERVAL=5",
+                   "POOLMALLOC_LARGE_CACHE=1G", "POOLMALLOC_LARGE_THREAD_CACHE=512K", "POOLMALLOC_PROFILE=/tmp/p.json", "POOLMALLOC_PROFILE_INTERVAL=5",
                    "PATH=/bin", "POOLMALLOC_CHECK=full"}),
             "");
   const Options& o = parsed;
@@ -40,6 +40,7 @@ TEST_F(OptionsEnv, GoodValuesApply) {
   EXPECT_STREQ(o.stats_path, "/tmp/x.%p.json");
   EXPECT_EQ(o.purge_delay_ms, 250u);
   EXPECT_EQ(o.large_cache, size_t{1} << 30);
+  EXPECT_EQ(o.large_thread_cache, size_t{512} << 10);
   EXPECT_STREQ(o.profile_path, "/tmp/p.json");
   EXPECT_EQ(o.profile_interval_ms, 5u);
   EXPECT_EQ(o.check, CheckLevel::kFull);
@@ -63,7 +64,8 @@ TEST_F(OptionsEnv, BadValuesWarnAndKeepDefaults) {
                  Case{"POOLMALLOC_PURGE_DELAY=soon", "PURGE_DELAY"}, Case{"POOLMALLOC_PURGE_DELAY=99999999", "PURGE_DELAY"},
                  Case{"POOLMALLOC_PROFILE_INTERVAL=0", "PROFILE_INTERVAL"},
                  Case{"POOLMALLOC_RESERVE_PREFAULT=sure", "RESERVE_PREFAULT"}, Case{"POOLMALLOC_CHECK=paranoid", "CHECK"},
-                 Case{"POOLMALLOC_LARGE_CACHE=lots", "LARGE_CACHE"}, Case{"POOLMALLOC_NO_SUCH=1", "NO_SUCH"}}) {
+                 Case{"POOLMALLOC_LARGE_CACHE=lots", "LARGE_CACHE"},
+                 Case{"POOLMALLOC_LARGE_THREAD_CACHE=4X", "LARGE_THREAD_CACHE"}, Case{"POOLMALLOC_NO_SUCH=1", "NO_SUCH"}}) {
     std::string err = parse({c.var});
     EXPECT_NE(err.find(std::string("POOLMALLOC_") + c.name), std::string::npos) << c.var << ": " << err;
     EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << c.var << ": " << err;
@@ -74,6 +76,7 @@ TEST_F(OptionsEnv, BadValuesWarnAndKeepDefaults) {
     EXPECT_EQ(o.purge_delay_ms, defaults.purge_delay_ms) << c.var;
     EXPECT_EQ(o.profile_interval_ms, defaults.profile_interval_ms) << c.var;
     EXPECT_EQ(o.large_cache, defaults.large_cache) << c.var;
+    EXPECT_EQ(o.large_thread_cache, defaults.large_thread_cache) << c.var;
   }
 }
 

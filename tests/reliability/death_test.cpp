@@ -71,14 +71,14 @@ TEST_F(Death, DoubleFreeLarge) {
       "poolmalloc: free of a pointer that was not allocated \\(invalid or double free\\): 0x");
 }
 
-// A thread with a heap keeps a freed block of up to 1 MiB in its own cache,
+// A thread with a heap keeps a freed block of up to 256 KiB in its own cache,
 // still registered: the "cached" check word in its header tells the second
 // free from a first one.
 TEST_F(Death, DoubleFreeOfLargeBlockHeldInTheThreadCache) {
   EXPECT_DEATH(
       {
         pm::dealloc(pm::alloc(16));  // the thread's heap, where its cache lives
-        void* p = pm::alloc(300000);
+        void* p = pm::alloc(200000);
         pm::dealloc(p);
         pm::dealloc(p);
       },
@@ -91,10 +91,10 @@ TEST_F(Death, LargeHeaderOverwrittenWhileCached) {
   EXPECT_DEATH(
       {
         pm::dealloc(pm::alloc(16));
-        auto* p = static_cast<unsigned char*>(pm::alloc(300000));
+        auto* p = static_cast<unsigned char*>(pm::alloc(200000));
         pm::dealloc(p);
         p[-3] ^= 0x10;  // use after free, below the block
-        void* q = pm::alloc(300000);
+        void* q = pm::alloc(200000);
         pm::dealloc(q);
       },
       "poolmalloc: heap corruption: the header below large block was overwritten: 0x");

@@ -50,12 +50,12 @@ TEST(LargeThreadCache, AFreedBlockIsReusedForARequestOfAboutItsSize) {
 
 TEST(LargeThreadCache, ABlockHeldInTheCacheIsNotLive) {
   ensure_heap();
-  void* p = alloc(300000);
+  void* p = alloc(250000);
   ASSERT_TRUE(owns(p));
   dealloc(p);
   EXPECT_FALSE(owns(p));
   EXPECT_EQ(usable_size(p), 0u);
-  void* q = alloc(300000);
+  void* q = alloc(250000);
   EXPECT_EQ(q, p);
   dealloc(q);
 }
@@ -64,7 +64,7 @@ TEST(LargeThreadCache, StaysWithinItsBudgetAndEntryCount) {
   ensure_heap();
   const size_t budget = options().large_thread_cache;
   std::vector<void*> v;
-  for (int i = 0; i < 40; ++i) v.push_back(alloc(300000 + static_cast<size_t>(i) * 8192));
+  for (int i = 0; i < 40; ++i) v.push_back(alloc(150000 + static_cast<size_t>(i) * 2048));
   for (void* p : v) {
     dealloc(p);
     LargeStats s = large_stats();
@@ -78,10 +78,12 @@ TEST(LargeThreadCache, StaysWithinItsBudgetAndEntryCount) {
   dealloc(big);
   EXPECT_EQ(large_stats().thread_cached_bytes, held);
   // Many small large blocks: at most kTcacheEntries are held.
+  trim();
+  ASSERT_EQ(large_stats().thread_cached_bytes, 0u);
   v.clear();
   for (unsigned i = 0; i < kTcacheEntries * 3; ++i) v.push_back(alloc(70000));
   for (void* p : v) dealloc(p);
-  EXPECT_LE(large_stats().thread_cached_bytes, kTcacheEntries * (kTcacheMaxBlock / 4));
+  EXPECT_EQ(large_stats().thread_cached_bytes, kTcacheEntries * size_t{18 * 4096});  // 70016 bytes in 18 pages
   EXPECT_EQ(large_stats().live_blocks, 0u);
 }
 
@@ -153,7 +155,7 @@ TEST(LargeThreadCache, ThreadsFreeingEachOthersBlocksKeepTheCountsExact) {
 
 TEST(LargeThreadCache, TrimEmptiesEveryCache) {
   ensure_heap();
-  dealloc(alloc(500000));
+  dealloc(alloc(250000));
   EXPECT_GT(large_stats().thread_cached_bytes, 0u);
   trim();
   LargeStats s = large_stats();
