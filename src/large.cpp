@@ -320,10 +320,18 @@ class TcacheUse {
  public:
   explicit TcacheUse(LargeTcache* tc) noexcept : tc_(tc) {
     for (;;) {
+#ifdef PM_SANITIZER_BUILD
+      // The sanitizers do not see membarrier: a plain sequentially
+      // consistent pair gives them the same ordering to check.
+      tc->busy.store(true, std::memory_order_seq_cst);
+      if (!tc->drain.load(std::memory_order_seq_cst)) [[likely]]
+        return;
+#else
       tc->busy.store(true, std::memory_order_relaxed);
       std::atomic_signal_fence(std::memory_order_seq_cst);  // the barrier comes from the drainer
       if (!tc->drain.load(std::memory_order_relaxed)) [[likely]]
         return;
+#endif
       tc->busy.store(false, std::memory_order_release);
       while (tc->drain.load(std::memory_order_acquire)) __builtin_ia32_pause();
     }
@@ -439,7 +447,7 @@ bool large_tcache_request(LargeTcache* tc, bool force) noexcept {
   bool idle = uses == tc->purger_seen;
   tc->purger_seen = uses;
   if (tc->held_bytes.load(std::memory_order_relaxed) == 0 || !(idle || force)) return false;
-  tc->drain.store(true, std::memory_order_relaxed);
+  tc->drain.store(true, std::memory_order_seq_cst);
   return true;
 }
 
@@ -447,7 +455,7 @@ size_t large_tcache_take(LargeTcache* tc) noexcept {
   LargeTcache::Entry out[kTcacheEntries];
   unsigned n_out = 0;
   size_t bytes = 0;
-  if (!tc->busy.load(std::memory_order_acquire)) bytes = tcache_empty(tc, out, &n_out);
+  if (!tc->busy.load(std::memory_order_seq_cst)) bytes = tcache_empty(tc, out, &n_out);
   tc->drain.store(false, std::memory_order_release);
   release(out, n_out);
   return bytes;
@@ -473,7 +481,7 @@ void* large_alloc(size_t n, size_t align, size_t* dirty) noexcept {
   size_t need = round_page(n + (align <= kPageSize ? align : kPageSize));
   if (align <= kMinAlign) {
     if (need <= kTcacheMaxBlock) {
-      if (LargeTcache* tc = my_tcache(); tc != nullptr && tc->count != 0) {
+      if (LargeTcache* tc = my_tcache(); tc != nullptr && tc->held_bytes.load(std::memory_order_relaxed) != 0) {
         if (char* user = tcache_take(tc, need, n, dirty)) return user;
       }
     }
