@@ -1,5 +1,7 @@
 #include "addr_set.h"
 
+#include <sched.h>
+
 #include "check.h"
 #include "os.h"
 
@@ -120,7 +122,7 @@ bool AddrSet::remove(const void* p) noexcept {
 bool AddrSet::contains(const void* p) const noexcept {
   auto key = reinterpret_cast<uintptr_t>(p);
   if (key == 0) return false;
-  for (;;) {
+  for (unsigned spins = 0;; ++spins) {
     uint64_t seq = seq_.load(std::memory_order_acquire);
     if ((seq & 1) == 0) {
       View v = view();
@@ -142,7 +144,10 @@ bool AddrSet::contains(const void* p) const noexcept {
       std::atomic_thread_fence(std::memory_order_acquire);
       if (seq_.load(kRelaxed) == seq) return found;
     }
-    __builtin_ia32_pause();
+    // A writer is at work (or was preempted at it): wait, yielding the CPU
+    // now and then as the spin lock does.
+    if (spins % 64 == 63) sched_yield();
+    else __builtin_ia32_pause();
   }
 }
 

@@ -313,7 +313,12 @@ void release(const LargeTcache::Entry* e, unsigned n) noexcept {
   evicted.unmap_all();
 }
 
-size_t tcache_budget() noexcept { return options().large_thread_cache; }
+// POOLMALLOC_LARGE_CACHE=0 asks for freed blocks to go back at once: no
+// thread keeps any either.
+size_t tcache_budget() noexcept {
+  const Options& o = options();
+  return o.large_thread_cache < o.large_cache ? o.large_thread_cache : o.large_cache;
+}
 
 // The owner's side of the protocol in large.h.
 class TcacheUse {

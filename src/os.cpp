@@ -1,6 +1,7 @@
 #include "os.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/membarrier.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
@@ -97,12 +98,39 @@ uint64_t now_ms() noexcept {
   return static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1000000;
 }
 
+namespace {
+
+// True when the process runs under no seccomp filter (the "Seccomp:" line
+// of /proc/thread-self/status is 0). Under a filter, a system call the filter does
+// not expect may kill the process, so membarrier is not tried there.
+bool outside_seccomp() noexcept {
+  int fd = ::open("/proc/thread-self/status", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  char buf[4096];
+  ssize_t n = ::read(fd, buf, sizeof buf - 1);
+  ::close(fd);
+  if (n <= 0) return false;
+  buf[n] = '\0';
+  const char* line = strstr(buf, "\nSeccomp:");
+  if (line == nullptr) return true;  // a kernel without seccomp
+  line += 9;
+  while (*line == ' ' || *line == '\t') ++line;
+  return *line == '0';
+}
+
+}  // namespace
+
 bool barrier_all_threads() noexcept {
   // 1: registered, -1: not available; the registration is per process.
   static constinit std::atomic<int> state{0};
   int s = state.load(std::memory_order_acquire);
   if (s < 0) return false;
   int saved = errno;
+  // Checked every time: a program may install a filter after start-up.
+  if (!outside_seccomp()) {
+    errno = saved;
+    return false;
+  }
   if (s == 0) {
     bool ok = syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
     state.store(ok ? 1 : -1, std::memory_order_release);

@@ -30,7 +30,8 @@ void write_stderr(const char* s, size_t n) noexcept;
 // Makes every running thread of the process execute a full memory barrier
 // (membarrier's private expedited command), so that threads may pair their
 // own plain stores and loads with it instead of a fence of their own. False
-// when the kernel does not offer it.
+// when the kernel does not offer it, or when the process runs under a
+// seccomp filter (which might kill it for a system call it does not expect).
 [[nodiscard]] bool barrier_all_threads() noexcept;
 
 // Fault injection for tests: the next `count` calls to map*/remap fail.

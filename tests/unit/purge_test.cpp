@@ -1,10 +1,15 @@
 // Returning memory to the OS: after the purge delay, and with the background
 // purger even when the program allocates nothing more.
 #include <dirent.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <gtest/gtest.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstddef>
 #include <cstdio>
 #include <cstdlib>
 #include <thread>
@@ -52,6 +57,14 @@ TEST(Purge, LargeBlockCacheStaysWithinItsBudget) {
   }
   LargeStats s = large_stats();
   EXPECT_GT(s.cached_bytes - s.thread_cached_bytes, 0u);
+  // No cache at all: a freed block goes back at once, a thread keeps none.
+  char e2[] = "POOLMALLOC_LARGE_CACHE=0";
+  char* env0[] = {e2, nullptr};
+  options_init(env0);
+  trim();
+  dealloc(alloc(16));
+  dealloc(alloc(200000));
+  EXPECT_EQ(large_stats().cached_bytes, 0u);
 }
 
 TEST(Purge, IdleProgramGetsMemoryBackFromThePurger) {
@@ -157,6 +170,37 @@ void auto_purger_scenario() {
 TEST(PurgeThread, AutoStartsOnlyInAThreadedProgramAndLeavesWhenIdle) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_EXIT(auto_purger_scenario(), testing::ExitedWithCode(0), "");
+}
+
+// Under a seccomp filter the purger does not call membarrier (a filter may
+// kill the process for a call it does not expect): it leaves the idle
+// thread's cache of large blocks alone. The filter here kills on
+// membarrier, for every thread of the process.
+void seccomp_scenario() {
+  char e1[] = "POOLMALLOC_PURGE_THREAD=1", e2[] = "POOLMALLOC_PURGE_DELAY=20";
+  char* env[] = {e1, e2, nullptr};
+  process_init();
+  options_init(env);
+  dealloc(alloc(16));
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) std::_Exit(30);
+  sock_filter code[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_membarrier, 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+  };
+  sock_fprog prog{static_cast<unsigned short>(sizeof code / sizeof code[0]), code};
+  if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &prog) != 0) std::_Exit(31);
+  dealloc(alloc(200000));  // into this thread's cache, then idle
+  dealloc(alloc(64));
+  usleep(300 * 1000);  // fifteen purge delays: the purger has looked many times
+  if (large_stats().thread_cached_bytes == 0) std::_Exit(32);  // drained without the barrier?
+  std::_Exit(0);
+}
+
+TEST(PurgeThread, UnderASeccompFilterTheIdleThreadsCacheIsLeftAlone) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(seccomp_scenario(), testing::ExitedWithCode(0), "");
 }
 
 // A forked child of a threaded program has one thread, although glibc still
