@@ -9,6 +9,7 @@
 #include "lock.h"
 #include "options.h"
 #include "os.h"
+#include "purger.h"
 
 namespace pm {
 
@@ -197,6 +198,7 @@ void* check_full_alloc(unsigned cls) noexcept {
   unsigned to = kUpgrade.to[cls];
   size_t size = kClasses.size[cls];
   if (to == kNoClass) return check_full_alloc_large(size, size & -size);
+  purger_poll();  // before the lock: starting the thread allocates
   LockGuard g(g_lock);
   void* b = heap_alloc_slow(&g_check_heap, to);
   if (b == nullptr) return nullptr;

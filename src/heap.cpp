@@ -178,7 +178,8 @@ void* heap_alloc_slow(Heap* h, unsigned cls) noexcept {
   if (g_check_full && h != &g_check_heap) [[unlikely]]
     return check_full_alloc(cls);
   if (h->pending.load(std::memory_order_relaxed) != nullptr) drain_pending(h);
-  purger_poll();
+  if (h != &g_check_heap) [[likely]]  // full mode holds its lock here: it polls once it is released
+    purger_poll();
   if (profile_enabled()) [[unlikely]]
     profile_tick();
   Pool* p = h->bins[cls];
@@ -223,8 +224,7 @@ void heap_free_slow(Heap* h, Pool* p) noexcept {
   }
   PM_ASSERT(p->used == 0 && h->bins[p->cls] != p);
   list_remove(&h->partial[p->cls], p);
-  release(p);
-  purger_poll();
+  release(p);  // the purger is started by allocations only (see purger.h)
 }
 
 bool heap_reclaim(Heap* h, Pool* p) noexcept {

@@ -555,10 +555,7 @@ void large_free(void* p) noexcept {
   const LargeHeader* h = header_of(p);
   size_t map_size = h->map_size, offset = h->offset;
   if (offset == sizeof(LargeHeader) && map_size <= kTcacheMaxBlock) {
-    if (LargeTcache* tc = my_tcache(); tc != nullptr && tcache_put(tc, static_cast<char*>(p), map_size)) {
-      purger_poll();
-      return;
-    }
+    if (LargeTcache* tc = my_tcache(); tc != nullptr && tcache_put(tc, static_cast<char*>(p), map_size)) return;
   }
   uint64_t now = os::now_ms();
   Evicted evicted;
@@ -575,8 +572,7 @@ void large_free(void* p) noexcept {
   }
   if (!known) [[unlikely]]
     fatal(kNotAllocated, p);
-  evicted.unmap_all();
-  purger_poll();
+  evicted.unmap_all();  // the purger is started by allocations only (see purger.h)
 }
 
 void* large_realloc(void* p, size_t n) noexcept {

@@ -18,7 +18,10 @@ namespace pm {
 extern constinit std::atomic<bool> g_purge_wanted;  // set when there is something to purge
 
 // Starts the thread if enabled, wanted and not running. Call with no lock
-// held: creating a thread allocates.
+// held: creating a thread allocates. Called from allocation slow paths
+// only, never from free: glibc frees a dead thread's TLS blocks while it
+// holds its stack-cache lock, which pthread_create takes too, so a thread
+// started from that free would wait for itself forever.
 [[gnu::cold]] void purger_start() noexcept;
 // Fork child: the thread does not exist there, and the child counts as
 // single-threaded until another of its threads sets up a heap.

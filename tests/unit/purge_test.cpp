@@ -172,6 +172,35 @@ TEST(PurgeThread, AutoStartsOnlyInAThreadedProgramAndLeavesWhenIdle) {
   EXPECT_EXIT(auto_purger_scenario(), testing::ExitedWithCode(0), "");
 }
 
+// free never starts the purger thread, however much it leaves to purge:
+// glibc frees TLS blocks under its stack-cache lock, which pthread_create
+// takes (a purger started from such a free deadlocked CPython's
+// test_threading). The next allocation slow path starts it.
+void free_never_starts_scenario() {
+  char e1[] = "POOLMALLOC_PURGE_THREAD=1";
+  char* env[] = {e1, nullptr};
+  process_init();
+  options_init(env);
+  std::vector<void*> v;
+  for (int i = 0; i < 40000; ++i) v.push_back(alloc(100));
+  void* big = alloc(8 << 20);
+  void* mid = alloc(200000);
+  if (purger_running()) std::_Exit(40);
+  for (void* p : v) dealloc(p);  // whole pools go back to the arena, dirty
+  dealloc(big);                  // into the shared cache
+  dealloc(mid);                  // into this thread's cache
+  if (arena_stats().dirty_bytes == 0 || large_stats().cached_bytes == 0) std::_Exit(41);
+  if (purger_running()) std::_Exit(42);
+  dealloc(alloc(3000));  // a class not used yet: an allocation slow path
+  if (!purger_running()) std::_Exit(43);
+  std::_Exit(0);
+}
+
+TEST(PurgeThread, FreeNeverStartsIt) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(free_never_starts_scenario(), testing::ExitedWithCode(0), "");
+}
+
 // Under a seccomp filter the purger does not call membarrier (a filter may
 // kill the process for a call it does not expect): it leaves the idle
 // thread's cache of large blocks alone. The filter here kills on
