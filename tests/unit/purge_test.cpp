@@ -162,7 +162,8 @@ void auto_purger_scenario() {
   if (purger_running()) std::_Exit(16);  // nothing left: the thread has gone
   usleep(50 * 1000);
   if (other_threads().size() != before.size()) std::_Exit(17);
-  churn_then_free(40000, 100);  // needed again: it comes back
+  churn_then_free(40000, 100);  // needed again:
+  dealloc(alloc(8 << 20));      // the next allocation off the fast path brings it back
   if (!purger_running()) std::_Exit(18);
   std::_Exit(0);
 }
@@ -249,6 +250,7 @@ void fork_child_scenario() {
 #ifndef PM_SANITIZER_BUILD  // ThreadSanitizer cannot start threads after a threaded fork
     std::thread([] { dealloc(alloc(64)); }).join();
     churn_then_free(40000, 100);
+    dealloc(alloc(8 << 20));  // an allocation off the fast path, with memory to purge
     if (!purger_running()) std::_Exit(22);
 #endif
     std::_Exit(0);
