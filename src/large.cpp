@@ -1,5 +1,6 @@
 #include "large.h"
 
+#include <sched.h>
 #include <string.h>
 
 #include <atomic>
@@ -338,7 +339,11 @@ class TcacheUse {
         return;
 #endif
       tc->busy.store(false, std::memory_order_release);
-      while (tc->drain.load(std::memory_order_acquire)) __builtin_ia32_pause();
+      // The drainer holds the flag for one barrier; yield if it was preempted.
+      for (unsigned spins = 1; tc->drain.load(std::memory_order_acquire); ++spins) {
+        if (spins % 64 == 0) sched_yield();
+        else __builtin_ia32_pause();
+      }
     }
   }
   ~TcacheUse() { tc_->busy.store(false, std::memory_order_release); }
@@ -385,8 +390,9 @@ char* tcache_take(LargeTcache* tc, size_t need, size_t n, size_t* dirty) noexcep
 }
 
 // Keeps a freed live block (plain offset, mapping of map_size) in the
-// calling thread's cache, making room by handing blocks to the shared
-// cache (the first entry: the oldest unless a take moved another there). False when the block is not for a thread cache.
+// calling thread's cache, making room by handing blocks to the shared cache
+// (the first entry: the oldest unless a take moved another there). False
+// when the block is not for a thread cache.
 bool tcache_put(LargeTcache* tc, char* user, size_t map_size) noexcept {
   size_t budget = tcache_budget();
   if (map_size > budget) return false;
