@@ -358,7 +358,6 @@ class TcacheUse {
 void tcache_remove(LargeTcache* tc, unsigned i) noexcept { tc->entries[i] = tc->entries[--tc->count]; }
 
 void tcache_held(LargeTcache* tc, size_t usable, size_t bytes) noexcept {  // unsigned deltas, may wrap
-  tc->bytes += bytes;
   add_locked(tc->held_usable, usable);
   add_locked(tc->held_bytes, bytes);
 }
@@ -402,7 +401,7 @@ bool tcache_put(LargeTcache* tc, char* user, size_t map_size) noexcept {
   {
     TcacheUse use(tc);
     was_empty = tc->count == 0;
-    while (tc->count > 0 && (tc->count == kTcacheEntries || tc->bytes + map_size > budget)) {
+    while (tc->count > 0 && (tc->count == kTcacheEntries || tc->held_bytes.load(std::memory_order_relaxed) + map_size > budget)) {
       out[n_out] = tc->entries[0];
       tcache_held(tc, 0 - (out[n_out].map_size - sizeof(LargeHeader)), 0 - out[n_out].map_size);
       ++n_out;
@@ -434,7 +433,7 @@ size_t tcache_empty(LargeTcache* tc, LargeTcache::Entry* out, unsigned* n_out) n
   *n_out = tc->count;
   for (unsigned i = 0; i < tc->count; ++i) out[i] = tc->entries[i];
   tc->count = 0;
-  size_t bytes = tc->bytes;
+  size_t bytes = tc->held_bytes.load(std::memory_order_relaxed);
   tcache_held(tc, 0 - tc->held_usable.load(std::memory_order_relaxed), 0 - bytes);
   return bytes;
 }

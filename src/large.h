@@ -55,12 +55,11 @@ struct LargeTcache {
   std::atomic<bool> busy{false};
   std::atomic<bool> drain{false};
   unsigned count = 0;
-  size_t bytes = 0;  // mapped bytes held
   Entry entries[kTcacheEntries] = {};
   std::atomic<uint64_t> allocs{0};
   std::atomic<uint64_t> frees{0};
   std::atomic<size_t> held_usable{0};
-  std::atomic<size_t> held_bytes{0};
+  std::atomic<size_t> held_bytes{0};   // their mappings: the budget is checked against it
   std::atomic<uint64_t> hist[kTcacheBuckets] = {};
   uint64_t purger_seen = 0;  // allocs + frees at the purger's last look (the purger's own)
 };

@@ -35,14 +35,6 @@ class SpinLock {
       }
     }
   }
-  // Takes the lock if it is free, without waiting.
-  [[nodiscard]] bool try_lock() noexcept {
-    if (__libc_single_threaded) {
-      elided_ = true;
-      return true;
-    }
-    return !locked_.load(std::memory_order_relaxed) && !locked_.exchange(true, std::memory_order_acquire);
-  }
   void unlock() noexcept {
     if (elided_) {
       elided_ = false;
