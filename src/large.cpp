@@ -265,7 +265,7 @@ void cache_put(char* base, size_t size, uint64_t now, Evicted* out) noexcept {
   } else {
     g_cache[g_cached++] = CacheEntry{base, size, now};
     g_cached_bytes += size;
-    g_purge_wanted.store(true, std::memory_order_relaxed);
+    purger_note();  // under the large lock
   }
 }
 
@@ -413,8 +413,13 @@ bool tcache_put(LargeTcache* tc, char* user, size_t map_size) noexcept {
     add_locked(tc->frees, uint64_t{1});
   }
   release(out, n_out);
-  // The purger drains the caches of threads gone idle.
-  if (was_empty && !g_purge_wanted.load(std::memory_order_relaxed)) g_purge_wanted.store(true, std::memory_order_relaxed);
+  // The purger drains the caches of threads gone idle. A parked purger saw
+  // every cache empty, so the first block in one is what must wake it; the
+  // fence orders the count above before the look at its state.
+  if (was_empty) {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    purger_note();
+  }
   return true;
 }
 

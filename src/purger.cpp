@@ -1,10 +1,14 @@
 #include "purger.h"
 
+#include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <sys/single_threaded.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include "heap.h"
 #include "large.h"
@@ -14,10 +18,10 @@
 namespace pm {
 
 constinit std::atomic<bool> g_purge_wanted{false};
+constinit std::atomic<uint32_t> g_purger_state{kPurgerStopped};
 
 namespace {
 
-constinit std::atomic<bool> g_running{false};
 // Set in the child of fork until a thread of the child sets up its heap:
 // glibc keeps reporting a forked child of a threaded program as threaded,
 // although only the forking thread exists there.
@@ -26,6 +30,20 @@ constinit pid_t g_fork_tid = 0;  // the thread that forked, in the child
 
 bool nothing_to_purge() noexcept {
   return arena_stats().dirty_bytes == 0 && large_stats().cached_bytes == 0;
+}
+
+// Publishes kParked, then looks: memory made purgeable before the look is
+// seen by it, memory made purgeable after it sees kParked and wakes the
+// thread (see purger.h).
+void park() noexcept {
+  g_purger_state.store(kPurgerParked, std::memory_order_seq_cst);
+  if (!nothing_to_purge()) {
+    uint32_t parked = kPurgerParked;  // unless a waker moved it already
+    g_purger_state.compare_exchange_strong(parked, kPurgerRunning, std::memory_order_relaxed);
+    return;
+  }
+  while (g_purger_state.load(std::memory_order_acquire) == kPurgerParked)
+    syscall(SYS_futex, &g_purger_state, FUTEX_WAIT_PRIVATE, kPurgerParked, nullptr, nullptr, 0);
 }
 
 void* purge_loop(void*) noexcept {
@@ -38,12 +56,7 @@ void* purge_loop(void*) noexcept {
     heaps_drain_large(false);  // the caches of threads that made no large request since the last pass
     arena_purge(false);
     large_purge(false);
-    if (!nothing_to_purge()) continue;
-    // Leave, unless memory became dirty after the flag was dropped: whoever
-    // dirtied it before that point is seen by the check below, whoever
-    // dirtied it after sees the flag down and starts a new thread.
-    g_running.store(false, std::memory_order_seq_cst);
-    if (nothing_to_purge() || g_running.exchange(true, std::memory_order_seq_cst)) return nullptr;
+    if (nothing_to_purge()) park();
   }
 }
 
@@ -54,7 +67,10 @@ void purger_start() noexcept {
   PurgeThread mode = options().purge_thread;
   if (mode == PurgeThread::kOff) return;
   if (mode == PurgeThread::kAuto && (__libc_single_threaded || g_fork_child.load(std::memory_order_relaxed))) return;
-  if (g_running.load(std::memory_order_relaxed) || g_running.exchange(true, std::memory_order_seq_cst)) return;
+  uint32_t stopped = kPurgerStopped;
+  if (g_purger_state.load(std::memory_order_relaxed) != kPurgerStopped ||
+      !g_purger_state.compare_exchange_strong(stopped, kPurgerRunning, std::memory_order_relaxed))
+    return;
   pthread_attr_t attr;
   pthread_attr_init(&attr);
   pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
@@ -65,13 +81,22 @@ void purger_start() noexcept {
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
   pthread_t t;
-  if (pthread_create(&t, &attr, purge_loop, nullptr) != 0) g_running.store(false, std::memory_order_relaxed);
+  if (pthread_create(&t, &attr, purge_loop, nullptr) != 0)
+    g_purger_state.store(kPurgerStopped, std::memory_order_relaxed);
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   pthread_attr_destroy(&attr);
 }
 
+void purger_wake() noexcept {
+  uint32_t parked = kPurgerParked;
+  if (!g_purger_state.compare_exchange_strong(parked, kPurgerRunning, std::memory_order_release)) return;
+  int saved = errno;
+  syscall(SYS_futex, &g_purger_state, FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
+  errno = saved;
+}
+
 void purger_forget() noexcept {
-  g_running.store(false, std::memory_order_relaxed);
+  g_purger_state.store(kPurgerStopped, std::memory_order_relaxed);
   g_fork_tid = gettid();
   g_fork_child.store(true, std::memory_order_release);
 }
@@ -81,6 +106,7 @@ void purger_thread_started() noexcept {
     g_fork_child.store(false, std::memory_order_relaxed);
 }
 
-bool purger_running() noexcept { return g_running.load(std::memory_order_relaxed); }
+bool purger_running() noexcept { return g_purger_state.load(std::memory_order_relaxed) != kPurgerStopped; }
+bool purger_parked() noexcept { return g_purger_state.load(std::memory_order_relaxed) == kPurgerParked; }
 
 }  // namespace pm

@@ -5,35 +5,61 @@
 // It starts when there is something to purge: with POOLMALLOC_PURGE_THREAD=
 // auto (the default) only once the program has a thread of its own besides
 // the main one (in a forked child: once the child has started one); with 1 in
-// any program; with 0 never. It runs with every signal blocked, and exits
-// once nothing is left to purge, to start again when needed.
+// any program; with 0 never. It runs with every signal blocked. Once nothing
+// is left to purge it parks on a futex, and whoever next leaves memory to
+// purge (a free included) wakes it with one system call.
 // Without it, purging happens on the allocator's own slow paths and idle
 // retention is bounded in size instead.
+//
+// States (g_purger_state): kStopped (no thread), kRunning, kParked. Only
+// purger_start moves kStopped to kRunning, only the thread itself moves
+// kRunning to kParked, and purger_wake (or the thread) moves it back.
+// No purgeable memory is missed by a parking thread: the thread publishes
+// kParked and then looks at the arena and the large caches under their
+// locks; whoever makes memory purgeable does it under the same lock (or
+// follows it with a full fence) and then reads the state.
 #pragma once
 
 #include <atomic>
+#include <cstdint>
 
 namespace pm {
 
 extern constinit std::atomic<bool> g_purge_wanted;  // set when there is something to purge
 
-// Starts the thread if enabled, wanted and not running. Call with no lock
+enum PurgerState : uint32_t { kPurgerStopped = 0, kPurgerRunning = 1, kPurgerParked = 2 };
+extern constinit std::atomic<uint32_t> g_purger_state;
+
+// Starts the thread if enabled, wanted and not started. Call with no lock
 // held: creating a thread allocates. Called from allocation slow paths
 // only, never from free: glibc frees a dead thread's TLS blocks while it
 // holds its stack-cache lock, which pthread_create takes too, so a thread
-// started from that free would wait for itself forever.
+// started from that free would wait for itself forever. Waking a parked
+// thread takes no lock and may be done anywhere.
 [[gnu::cold]] void purger_start() noexcept;
+// Moves a parked thread to running and wakes it (a futex wake).
+[[gnu::cold, gnu::noinline]] void purger_wake() noexcept;
 // Fork child: the thread does not exist there, and the child counts as
 // single-threaded until another of its threads sets up a heap.
 void purger_forget() noexcept;
 // A thread set up its heap.
 void purger_thread_started() noexcept;
-// True while the thread runs (tests, statistics).
+// True once the thread exists, parked or not (tests, statistics).
 [[nodiscard]] bool purger_running() noexcept;
+// True while the thread waits for memory to purge (tests).
+[[nodiscard]] bool purger_parked() noexcept;
 
 [[gnu::always_inline]] inline void purger_poll() noexcept {
   if (g_purge_wanted.load(std::memory_order_relaxed)) [[unlikely]]
     purger_start();
+}
+
+// Memory became purgeable. Call with the arena lock or the large lock held
+// (the locks under which the parking thread looks), or after a full fence.
+[[gnu::always_inline]] inline void purger_note() noexcept {
+  if (!g_purge_wanted.load(std::memory_order_relaxed)) g_purge_wanted.store(true, std::memory_order_relaxed);
+  if (g_purger_state.load(std::memory_order_relaxed) == kPurgerParked) [[unlikely]]
+    purger_wake();
 }
 
 }  // namespace pm

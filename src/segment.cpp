@@ -166,7 +166,7 @@ void arena_release_pool(Pool* p) noexcept {
   s->dirty_slots |= bits;
   --g_pools_in_use;
   g_slots_in_use -= slots;
-  g_purge_wanted.store(true, std::memory_order_relaxed);
+  purger_note();  // under the arena lock
   maybe_purge_locked();
 }
 

@@ -121,7 +121,7 @@ bool sig_in(unsigned long long mask, int sig) { return (mask >> (sig - 1)) & 1; 
 
 // The default (auto): a single-threaded program never gets the thread; once
 // the program has a thread of its own, the purger starts, runs with signals
-// blocked, returns everything idle and then exits until it is needed again.
+// blocked, returns everything idle and then parks until a free wakes it.
 // Runs in a fresh process: whether the process has ever had a second thread
 // is what is tested.
 void auto_purger_scenario() {
@@ -157,18 +157,27 @@ void auto_purger_scenario() {
       std::_Exit(14);
   }
   // Idle: the large cache keeps mappings ten delays, so wait well past that.
-  for (int i = 0; i < 100 && purger_running(); ++i) usleep(20 * 1000);
+  for (int i = 0; i < 100 && !purger_parked(); ++i) usleep(20 * 1000);
   if (arena_stats().dirty_bytes != 0 || large_stats().cached_bytes != 0) std::_Exit(15);
-  if (purger_running()) std::_Exit(16);  // nothing left: the thread has gone
-  usleep(50 * 1000);
-  if (other_threads().size() != before.size()) std::_Exit(17);
-  churn_then_free(40000, 100);  // needed again:
-  dealloc(alloc(8 << 20));      // the next allocation off the fast path brings it back
-  if (!purger_running()) std::_Exit(18);
+  if (!purger_parked()) std::_Exit(16);  // nothing left: the thread waits
+  if (other_threads().size() != before.size() + 1) std::_Exit(17);
+  // Memory freed with no allocation after it: the free wakes the thread,
+  // which returns it and parks again.
+  std::vector<void*> v;
+  for (int i = 0; i < 40000; ++i) v.push_back(alloc(100));
+  void* big = alloc(8 << 20);
+  for (int i = 0; i < 50 && !purger_parked(); ++i) usleep(20 * 1000);  // what the allocations left
+  if (!purger_parked()) std::_Exit(18);
+  for (void* p : v) dealloc(p);
+  dealloc(big);
+  if (purger_parked()) std::_Exit(19);  // woken by the frees
+  for (int i = 0; i < 100 && !purger_parked(); ++i) usleep(20 * 1000);
+  if (arena_stats().dirty_bytes != 0 || large_stats().cached_bytes != 0) std::_Exit(24);
+  if (!purger_parked()) std::_Exit(25);
   std::_Exit(0);
 }
 
-TEST(PurgeThread, AutoStartsOnlyInAThreadedProgramAndLeavesWhenIdle) {
+TEST(PurgeThread, AutoStartsOnlyInAThreadedProgramAndParksWhenIdle) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_EXIT(auto_purger_scenario(), testing::ExitedWithCode(0), "");
 }
