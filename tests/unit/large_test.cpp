@@ -16,8 +16,39 @@
 namespace pm {
 namespace {
 
-// The calling thread's heap exists (the thread cache lives in it).
-void ensure_heap() { dealloc(alloc(16)); }
+// The calling thread's heap exists (the thread cache lives in it), and the
+// process has had a second thread (a single-threaded one uses no thread cache).
+void ensure_heap() {
+  static bool threaded = [] {
+    std::thread([] {}).join();
+    return true;
+  }();
+  (void)threaded;
+  dealloc(alloc(16));
+}
+
+// While the process has a single thread, freed large blocks go straight to
+// the shared cache, which merges and splits them. Runs in a fresh process.
+void single_threaded_scenario() {
+  dealloc(alloc(16));
+  void* p = alloc(200000);
+  if (p == nullptr) std::_Exit(50);
+  LargeStats before = large_stats();
+  dealloc(p);
+  LargeStats after = large_stats();
+  if (after.thread_cached_bytes != 0) std::_Exit(51);
+  if (after.cached_bytes < before.cached_bytes + 200000) std::_Exit(52);
+  if (alloc(170000) != p) std::_Exit(53);  // reused from the shared cache (split to size)
+  std::thread([] {}).join();  // threaded from now on: the thread's cache takes it
+  dealloc(p);
+  if (large_stats().thread_cached_bytes < 170000) std::_Exit(54);
+  std::_Exit(0);
+}
+
+TEST(LargeThreadCache, NoneWhileTheProcessHasASingleThread) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(single_threaded_scenario(), testing::ExitedWithCode(0), "");
+}
 
 TEST(LargeThreadCache, AFreedBlockIsReusedForARequestOfAboutItsSize) {
   ensure_heap();
