@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <barrier>
 #include <cstddef>
 #include <cstdio>
 #include <cstdlib>
@@ -209,6 +210,49 @@ void free_never_starts_scenario() {
 TEST(PurgeThread, FreeNeverStartsIt) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_EXIT(free_never_starts_scenario(), testing::ExitedWithCode(0), "");
+}
+
+// No free is missed by a purger that is parking: two threads free bursts
+// of their own blocks at random points of the purger's cycle (some while it
+// looks whether anything is left), and each burst's memory must be returned
+// without any later allocation. A missed wake leaves it dirty with the
+// purger parked, and the wait below runs out.
+void park_race_scenario() {
+  char e1[] = "POOLMALLOC_PURGE_THREAD=1", e2[] = "POOLMALLOC_PURGE_DELAY=10";
+  char* env[] = {e1, e2, nullptr};
+  process_init();
+  options_init(env);
+  churn_then_free(4000, 400);
+  dealloc(alloc(3000));  // an allocation slow path with memory to purge: the purger starts
+  if (!purger_running()) std::_Exit(59);
+  constexpr int kRounds = 60, kBlocks = 3000;  // 400 bytes each: about 20 pools per burst
+  std::barrier sync(2);
+  auto burst = [&](bool main_thread) {
+    unsigned seed = main_thread ? 12345 : 777;
+    for (int round = 0; round < kRounds; ++round) {
+      std::vector<void*> v;
+      for (int i = 0; i < kBlocks; ++i) v.push_back(alloc(400));
+      seed = seed * 1103515245 + 12345;
+      usleep((seed >> 16) % 12000);  // a random point of the purger's cycle
+      sync.arrive_and_wait();
+      for (void* p : v) dealloc(p);
+      sync.arrive_and_wait();
+      if (main_thread) {
+        for (int waited = 0; arena_stats().dirty_bytes != 0 && waited < 2000; ++waited) usleep(1000);
+        if (arena_stats().dirty_bytes != 0) std::_Exit(60 + (purger_parked() ? 1 : 0));
+      }
+      sync.arrive_and_wait();
+    }
+  };
+  std::thread other(burst, false);
+  burst(true);
+  other.join();
+  std::_Exit(0);
+}
+
+TEST(PurgeThread, NoFreeIsMissedWhileThePurgerParks) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(park_race_scenario(), testing::ExitedWithCode(0), "");
 }
 
 // Under a seccomp filter the purger does not call membarrier (a filter may
