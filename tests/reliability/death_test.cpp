@@ -71,12 +71,13 @@ TEST_F(Death, DoubleFreeLarge) {
       "poolmalloc: free of a pointer that was not allocated \\(invalid or double free\\): 0x");
 }
 
-// A thread with a heap keeps a freed block of up to 256 KiB in its own cache,
-// still registered: the "cached" check word in its header tells the second
-// free from a first one.
+// A thread with a heap, in a process that has had a second thread, keeps a
+// freed block of up to 256 KiB in its own cache, still registered: the
+// "cached" check word in its header tells the second free from a first one.
 TEST_F(Death, DoubleFreeOfLargeBlockHeldInTheThreadCache) {
   EXPECT_DEATH(
       {
+        std::thread([] {}).join();   // threaded: thread caches are in use
         pm::dealloc(pm::alloc(16));  // the thread's heap, where its cache lives
         void* p = pm::alloc(200000);
         pm::dealloc(p);
@@ -90,6 +91,7 @@ TEST_F(Death, DoubleFreeOfLargeBlockHeldInTheThreadCache) {
 TEST_F(Death, LargeHeaderOverwrittenWhileCached) {
   EXPECT_DEATH(
       {
+        std::thread([] {}).join();
         pm::dealloc(pm::alloc(16));
         auto* p = static_cast<unsigned char*>(pm::alloc(200000));
         pm::dealloc(p);
