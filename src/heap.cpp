@@ -375,10 +375,11 @@ void class_counters(unsigned cls, uint64_t* allocs, uint64_t* frees) noexcept {
   *frees = f;
 }
 
-void large_tcache_totals(TcacheTotals* out) noexcept {
+void large_tcache_totals(TcacheTotals* out, void (*also)(void*), void* arg) noexcept {
   LockGuard g(g_heap_lock);
   *out = g_retired.large;
   for (Heap* h = g_heaps; h != nullptr; h = h->next_heap) large_tcache_add(h->large, out);
+  if (also != nullptr) also(arg);
 }
 
 void heaps_drain_large(bool force) noexcept {

@@ -659,24 +659,41 @@ size_t large_purge(bool force) noexcept {
 size_t large_live_bytes() noexcept { return g_live_bytes.load(std::memory_order_relaxed); }
 
 LargeStats large_stats() noexcept {
+  // The shared figures are read under the large lock, inside the heap
+  // lock that the thread caches' totals are summed under: one snapshot.
   // Blocks in thread caches count as live in the shared counters: take
-  // them out. (Heap lock first, released, then the large lock: never both.)
+  // them out.
+  struct Shared {
+    uint64_t allocs, frees, hist[kLargeBuckets];
+    size_t live, peak, cached, live_map;
+  } sh{};
   TcacheTotals t;
-  large_tcache_totals(&t);
+  large_tcache_totals(
+      &t,
+      [](void* arg) {
+        auto* x = static_cast<Shared*>(arg);
+        LockGuard g(g_lock);
+        x->allocs = g_allocs.load(std::memory_order_relaxed);
+        x->frees = g_frees.load(std::memory_order_relaxed);
+        x->live = g_live_bytes.load(std::memory_order_relaxed);
+        x->peak = g_peak_live_bytes.load(std::memory_order_relaxed);
+        for (unsigned b = 0; b < kLargeBuckets; ++b) x->hist[b] = g_hist[b].load(std::memory_order_relaxed);
+        x->cached = g_cached_bytes;
+        x->live_map = g_live_map_bytes.load(std::memory_order_relaxed);
+      },
+      &sh);
   LargeStats s{};
-  s.allocs = g_allocs.load(std::memory_order_relaxed) + t.allocs;
-  s.frees = g_frees.load(std::memory_order_relaxed) + t.frees;
+  s.allocs = sh.allocs + t.allocs;
+  s.frees = sh.frees + t.frees;
   s.live_blocks = static_cast<size_t>(s.allocs - s.frees);
-  size_t live = g_live_bytes.load(std::memory_order_relaxed);
-  s.live_bytes = live > t.held_usable ? live - t.held_usable : 0;
-  s.peak_live_bytes = g_peak_live_bytes.load(std::memory_order_relaxed);
-  for (unsigned b = 0; b < kLargeBuckets; ++b) s.hist[b] = g_hist[b].load(std::memory_order_relaxed);
+  s.live_bytes = sh.live > t.held_usable ? sh.live - t.held_usable : 0;
+  s.peak_live_bytes = sh.peak;
+  for (unsigned b = 0; b < kLargeBuckets; ++b) s.hist[b] = sh.hist[b];
   for (unsigned b = 0; b < kTcacheBuckets; ++b) s.hist[kTcacheFirstBucket + b] += t.hist[b];
   s.thread_cached_bytes = t.held_bytes;
   s.thread_cache_allocs = t.allocs;
-  LockGuard g(g_lock);
-  s.cached_bytes = g_cached_bytes + t.held_bytes;
-  s.mapped_bytes = g_live_map_bytes.load(std::memory_order_relaxed) + g_cached_bytes;
+  s.cached_bytes = sh.cached + t.held_bytes;
+  s.mapped_bytes = sh.live_map + sh.cached;
   return s;
 }
 

@@ -184,6 +184,48 @@ TEST(LargeThreadCache, ThreadsFreeingEachOthersBlocksKeepTheCountsExact) {
   EXPECT_EQ(s.live_bytes, 0u);
 }
 
+// A thread that exits hands its cache to the shared one; a statistics read
+// made meanwhile counts those blocks once (both parts are read in one
+// snapshot), so the cached total a reader sees never moves while threads
+// that only hold blocks exit.
+TEST(LargeThreadCache, AnExitingThreadsBlocksAreCountedOnceByAConcurrentRead) {
+  ensure_heap();
+  constexpr int kThreads = 8;
+  for (int attempt = 0; attempt < 6; ++attempt) {  // the window is narrow: look several times
+    trim();
+    std::atomic<int> ready{0};
+    std::atomic<bool> go{false};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&] {
+        dealloc(alloc(16));
+        dealloc(alloc(200000));  // held in this thread's cache
+        ready.fetch_add(1);
+        while (!go.load()) std::this_thread::yield();
+      });
+    }
+    while (ready.load() != kThreads) std::this_thread::yield();
+    const LargeStats quiet = large_stats();
+    ASSERT_GE(quiet.thread_cached_bytes, size_t{kThreads} * 200000);
+    std::atomic<bool> done{false};
+    std::thread joiner([&] {
+      go.store(true);
+      for (auto& th : threads) th.join();
+      done.store(true);
+    });
+    size_t reads = 0, off = 0;
+    while (!done.load()) {
+      LargeStats s = large_stats();
+      ++reads;
+      if (s.cached_bytes != quiet.cached_bytes || s.live_blocks != quiet.live_blocks) ++off;
+    }
+    joiner.join();
+    ASSERT_EQ(off, 0u) << "of " << reads << " reads, attempt " << attempt;
+    EXPECT_EQ(large_stats().cached_bytes, quiet.cached_bytes);
+  }
+  trim();
+}
+
 TEST(LargeThreadCache, TrimEmptiesEveryCache) {
   ensure_heap();
   dealloc(alloc(250000));
