@@ -379,7 +379,7 @@ void large_tcache_totals(TcacheTotals* out, void (*also)(void*), void* arg) noex
   LockGuard g(g_heap_lock);
   *out = g_retired.large;
   for (Heap* h = g_heaps; h != nullptr; h = h->next_heap) large_tcache_add(h->large, out);
-  if (also != nullptr) also(arg);
+  also(arg);
 }
 
 void heaps_drain_large(bool force) noexcept {

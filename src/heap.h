@@ -134,11 +134,11 @@ void retired_counters(RetiredCounters* out) noexcept;
 // under one lock hold (for the cheap peak sample when a pool carves).
 void class_counters(unsigned cls, uint64_t* allocs, uint64_t* frees) noexcept;
 // The thread caches of large blocks, live and retired, summed under one
-// hold of the heap registry's lock; then, still under it, `also(arg)` when
-// given (the large-block statistics read the shared cache there, so that a
-// thread exiting meanwhile, whose cache goes to the shared one, is counted
-// once). The heap lock is taken before the large lock, never after it.
-void large_tcache_totals(TcacheTotals* out, void (*also)(void*) = nullptr, void* arg = nullptr) noexcept;
+// hold of the heap registry's lock; then, still under it, `also(arg)` (the
+// large-block statistics read the shared cache there, so that a thread
+// exiting meanwhile, whose cache goes to the shared one, is counted once).
+// The heap lock is taken before the large lock, never after it.
+void large_tcache_totals(TcacheTotals* out, void (*also)(void*), void* arg) noexcept;
 // Empties the large-block caches of the other threads: all of them (force),
 // or those unused since the last call (the purger).
 void heaps_drain_large(bool force) noexcept;
