@@ -97,6 +97,7 @@ void purger_wake() noexcept {
 
 void purger_forget() noexcept {
   g_purger_state.store(kPurgerStopped, std::memory_order_relaxed);
+  g_purge_wanted.store(true, std::memory_order_relaxed);  // the parent's memory to purge came along
   g_fork_tid = gettid();
   g_fork_child.store(true, std::memory_order_release);
 }

@@ -56,10 +56,14 @@ void purger_thread_started() noexcept;
 
 // Memory became purgeable. Call with the arena lock or the large lock held
 // (the locks under which the parking thread looks), or after a full fence.
+// A parked thread is woken; a running one needs nothing; with none, the
+// next allocation slow path is asked to start it.
 [[gnu::always_inline]] inline void purger_note() noexcept {
-  if (!g_purge_wanted.load(std::memory_order_relaxed)) g_purge_wanted.store(true, std::memory_order_relaxed);
-  if (g_purger_state.load(std::memory_order_relaxed) == kPurgerParked) [[unlikely]]
+  uint32_t state = g_purger_state.load(std::memory_order_relaxed);
+  if (state == kPurgerParked) [[unlikely]]
     purger_wake();
+  else if (state == kPurgerStopped && !g_purge_wanted.load(std::memory_order_relaxed))
+    g_purge_wanted.store(true, std::memory_order_relaxed);
 }
 
 }  // namespace pm
