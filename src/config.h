@@ -13,15 +13,20 @@ inline constexpr unsigned kSegmentShift = 22;
 inline constexpr size_t kSegmentSize = size_t{1} << kSegmentShift;
 
 // A segment is cut into slots. Slot 0 holds the segment header and the pool
-// descriptors (metadata apart from user blocks); a pool spans 1, 2, 4 or 8
-// slots.
+// descriptors (metadata apart from user blocks); a pool spans 1, 2, 4, 8, 16
+// or 32 slots.
 inline constexpr unsigned kSlotShift = 16;
 inline constexpr size_t kSlotSize = size_t{1} << kSlotShift;
 inline constexpr unsigned kSlotsPerSegment = kSegmentSize / kSlotSize;
 static_assert(kSlotsPerSegment == 64, "free-slot sets are one 64-bit word");
 
 // Requests up to kSmallMax bytes come from pools; larger ones are large blocks.
-inline constexpr size_t kSmallMax = 64 * 1024;
+inline constexpr size_t kSmallMax = 256 * 1024;
+// A pool of n slots starts at a slot index that is a multiple of
+// pool_align_slots(n): its own span up to 8 slots (512 KiB), so that the
+// blocks of a power-of-two class are aligned to their size; no more above
+// that, so that a pool of 16 or 32 slots has several places in a segment.
+constexpr unsigned pool_align_slots(unsigned slots) noexcept { return slots < 8 ? slots : 8; }
 inline constexpr size_t kMinAlign = 16;  // x86-64 alignof(max_align_t)
 inline constexpr size_t kPageSize = 4096;
 

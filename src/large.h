@@ -6,7 +6,7 @@
 // Recently freed mappings are kept in a small cache and reused without
 // system calls.
 //
-// Each thread heap also keeps a few freed blocks of up to 256 KiB in its own
+// Each thread heap also keeps a few freed blocks of up to 1 MiB in its own
 // cache (LargeTcache), so that a thread that frees and asks again for such
 // blocks takes no shared lock: a block in a thread cache stays in the
 // registry, and its header is rewritten with a "cached" check word, which
@@ -23,10 +23,10 @@ namespace pm {
 // Blocks a thread cache holds: at most this many, each mapping at most
 // kTcacheMaxBlock bytes, together at most POOLMALLOC_LARGE_THREAD_CACHE.
 inline constexpr unsigned kTcacheEntries = 16;
-inline constexpr size_t kTcacheMaxBlock = (size_t{256} << 10) + 4096;
-// Requests served by thread caches, by power of two from 128 KiB (the
-// large histogram's buckets 17 to 19).
-inline constexpr unsigned kTcacheFirstBucket = 17;
+inline constexpr size_t kTcacheMaxBlock = (size_t{1} << 20) + 4096;
+// Requests served by thread caches, by power of two from 512 KiB (the
+// large histogram's buckets 19 to 21).
+inline constexpr unsigned kTcacheFirstBucket = 19;
 inline constexpr unsigned kTcacheBuckets = 3;
 
 // Counters and holdings of thread caches, summed.

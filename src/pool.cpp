@@ -9,10 +9,12 @@ constinit uintptr_t g_tag_secret = 0;
 
 namespace {
 
-// How many fresh blocks one refill carves: about a page, at least 16.
+// How many fresh blocks one refill carves: about two pages' worth, at least
+// one. Carving writes a link into every block it carves, so carving more
+// would fault in a page of each block of a big class before it is asked for.
 uint32_t carve_count(const Pool* p) noexcept {
   uint32_t want = static_cast<uint32_t>(kPageSize * 2 / p->block_size);
-  if (want < 16) want = 16;
+  if (want < 1) want = 1;
   uint32_t left = p->capacity - p->carved;
   return want < left ? want : left;
 }

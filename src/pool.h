@@ -130,7 +130,7 @@ struct Pool {
 // n * M <= (capacity - 1) * e holds exactly for the offsets of the blocks
 // 0 .. capacity - 1, because (capacity - 1) * e < M for every class. For a
 // power of two e = 0: every multiple passes, and the pool ends right after
-// its last block. Offsets are below 2^19 (at most eight 64 KiB slots).
+// its last block. Offsets are below 2^21 (at most 32 slots of 64 KiB).
 [[gnu::always_inline]] inline bool not_block_start(const char* start, uint64_t div_mul, uint64_t div_limit,
                                                    uintptr_t addr) noexcept {
   uint64_t off = addr - reinterpret_cast<uintptr_t>(start);

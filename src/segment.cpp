@@ -67,10 +67,11 @@ void segment_destroy(Segment* s) noexcept {
   os::unmap(s, kSegmentSize);
 }
 
-// Lowest index i, aligned to `n`, such that slots i..i+n-1 are all in `set`; -1 if none.
+// Lowest index i, a multiple of pool_align_slots(n), such that slots
+// i..i+n-1 are all in `set`; -1 if none.
 int find_run(uint64_t set, unsigned n) noexcept {
   uint64_t mask = (n == 64) ? ~uint64_t{0} : (uint64_t{1} << n) - 1;
-  for (unsigned i = 0; i < kSlotsPerSegment; i += n)
+  for (unsigned i = 0; i + n <= kSlotsPerSegment; i += pool_align_slots(n))
     if (((set >> i) & mask) == mask) return static_cast<int>(i);
   return -1;
 }
@@ -131,8 +132,7 @@ Pool* arena_acquire_pool(unsigned slots, bool* new_high) noexcept {
   if (at < 0) {
     found = segment_create();
     if (found == nullptr) return nullptr;
-    at = 1;
-    while (at % static_cast<int>(slots) != 0) ++at;
+    at = static_cast<int>(pool_align_slots(slots));  // the first aligned index after the header's slot 0
   }
   uint64_t bits = ((uint64_t{1} << slots) - 1) << at;
   found->free_slots &= ~bits;

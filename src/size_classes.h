@@ -38,7 +38,9 @@ consteval SizeClassTable make_size_classes() {
     for (unsigned i = 1; i <= kStepsPerDoubling; ++i)
       t.size[c++] = static_cast<uint32_t>(base + i * (base / kStepsPerDoubling));
   for (unsigned k = 0; k < kNumClasses; ++k) {
-    // At least eight blocks a pool, so large classes do not churn pools.
+    // At least eight blocks a pool, so large classes do not churn pools
+    // (the part of a pool past its last carved block costs address space,
+    // not memory: carving is lazy).
     unsigned slots = 1;
     while (slots * kSlotSize < 8 * size_t{t.size[k]}) slots *= 2;
     t.slots[k] = static_cast<uint8_t>(slots);
@@ -54,7 +56,7 @@ consteval SizeClassTable make_size_classes() {
 
 inline constexpr SizeClassTable kClasses = make_size_classes();
 
-static_assert(kNumClasses == 80);
+static_assert(kNumClasses == 96);
 static_assert(kClasses.size[kNumClasses - 1] == kSmallMax);
 static_assert(kClasses.by_granule[0] == 0 && kClasses.size[0] == kMinAlign);
 
@@ -65,7 +67,12 @@ consteval bool classes_are_sound() {
     // Waste bound: above 128 bytes the next class is at most 1/8 larger.
     if (k > 0 && kClasses.size[k - 1] >= 128 && (kClasses.size[k] - kClasses.size[k - 1]) * 8 > kClasses.size[k - 1])
       return false;
-    if (kClasses.capacity[k] < 8 || kClasses.slots[k] > 8) return false;
+    if (kClasses.capacity[k] < 8 || kClasses.slots[k] > 32) return false;
+    // A pool starts on a multiple of pool_align_slots (arena_acquire_pool),
+    // so its blocks have the alignment of their size's lowest set bit as
+    // long as that is a multiple of it: aligned allocation relies on that.
+    uint32_t low = kClasses.size[k] & -kClasses.size[k];
+    if (pool_align_slots(kClasses.slots[k]) * kSlotSize % low != 0) return false;
   }
   for (size_t p = kMinAlign; p <= kSmallMax; p *= 2)
     if (kClasses.size[kClasses.by_granule[p / kMinAlign]] != p) return false;

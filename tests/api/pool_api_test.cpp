@@ -145,8 +145,8 @@ TEST(Range, AtLeastGivesTheUsableSize) {
   auto z = poolmalloc::allocate_at_least(0);
   EXPECT_GE(z.size, 1u);
   poolmalloc::deallocate(z.ptr);
-  auto big = poolmalloc::allocate_at_least(100000);
-  EXPECT_GE(big.size, 100000u);
+  auto big = poolmalloc::allocate_at_least(300000);
+  EXPECT_GE(big.size, 300000u);
   memset(big.ptr, 1, big.size);
   poolmalloc::deallocate(big.ptr);
 }
@@ -159,17 +159,17 @@ TEST(Range, SatisfiableRanges) {
   auto exact = poolmalloc::allocate_range(64, 64);
   EXPECT_EQ(exact.size, 64u);
   poolmalloc::deallocate(exact.ptr);
-  // Large: the smallest block for 70000 bytes is 73728 (page-aligned, no header room lost).
-  auto l = poolmalloc::allocate_range(70000, 73728);
+  // Large: the smallest block for 300000 bytes is 303104, 74 pages (page-aligned, no header room lost).
+  auto l = poolmalloc::allocate_range(300000, 303104);
   ASSERT_NE(l.ptr, nullptr);
-  EXPECT_GE(l.size, 70000u);
-  EXPECT_LE(l.size, 73728u);
+  EXPECT_GE(l.size, 300000u);
+  EXPECT_LE(l.size, 303104u);
   memset(l.ptr, 7, l.size);
   poolmalloc::deallocate(l.ptr);
 }
 
 TEST(Range, ImpossibleRangesGiveNull) {
-  for (auto [lo, hi] : {std::pair<size_t, size_t>{17, 20}, {200, 100}, {40961, 40962}, {33000, 33001}, {73729, 73730},
+  for (auto [lo, hi] : {std::pair<size_t, size_t>{17, 20}, {200, 100}, {40961, 40962}, {33000, 33001}, {73729, 73730}, {303105, 303106},
                         {SIZE_MAX / 2, SIZE_MAX}}) {
     auto a = poolmalloc::allocate_range(lo, hi);
     EXPECT_EQ(a.ptr, nullptr) << lo << ".." << hi;
@@ -203,7 +203,7 @@ TEST(Pmr, PoolResourceServesAndReleases) {
     std::pmr::list<std::pmr::string> l(&pools);
     for (int i = 0; i < 2000; ++i) l.emplace_back(40, static_cast<char>('a' + i % 26));
     std::pmr::vector<char> big(&pools);
-    big.resize(100000);  // above the pooled sizes: from resource()
+    big.resize(300000);  // above the pooled sizes: from resource()
     EXPECT_EQ(l.back().size(), 40u);
     const auto* node_pool = pools.pool_for(sizeof(std::pmr::string) + 2 * sizeof(void*));
     ASSERT_NE(node_pool, nullptr);
@@ -241,8 +241,8 @@ TEST(Api, VersionAndPurge) {
   poolmalloc_free(p);
   (void)poolmalloc::purge();
   auto s = poolmalloc::stats();
-  EXPECT_EQ(s.num_classes, 80u);
-  EXPECT_EQ(s.small_max, 65536u);
+  EXPECT_EQ(s.num_classes, 96u);
+  EXPECT_EQ(s.small_max, 262144u);
   EXPECT_EQ(poolmalloc_stats_get(nullptr), -1);
 }
 

@@ -26,7 +26,7 @@ static void work(void) {
   for (int i = 1; i <= 50; ++i) r = realloc(r, (size_t)i * 1000);
   free(r);
   for (int i = 0; i < 10; ++i) leaks[i] = memset(malloc(100), i, 100);
-  leaks[10] = memset(malloc(100000), 1, 100000);
+  leaks[10] = memset(malloc(300000), 1, 300000);
 }
 
 int main(int argc, char** argv) {

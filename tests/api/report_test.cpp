@@ -50,7 +50,7 @@ std::string write_file(const char* name, F fn) {
 
 TEST(Report, JsonParsesAndCarriesTheFigures) {
   void* small = alloc(100);
-  void* large = alloc(200000);
+  void* large = alloc(600000);
   Stats s;
   stats_collect(&s);
   std::string path = write_file("stats.json", [&](Writer& w) { report_json(w, s, true, false); });

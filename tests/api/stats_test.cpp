@@ -108,8 +108,8 @@ TEST(Stats, PeakIsSampledWhenPoolsCarve) {
 
 TEST(Stats, LargeBlocksAndHistogram) {
   Stats b = read();
-  void* p1 = alloc(100000);
-  void* p2 = alloc(100000);
+  void* p1 = alloc(300000);
+  void* p2 = alloc(300000);
   void* p3 = alloc(1 << 20);
   dealloc(p1);
   Stats a = read();
@@ -117,7 +117,7 @@ TEST(Stats, LargeBlocksAndHistogram) {
   EXPECT_EQ(a.large.frees - b.large.frees, 1u);
   EXPECT_EQ(a.large.live_blocks - b.large.live_blocks, 2u);
   EXPECT_EQ(a.large.live_bytes - b.large.live_bytes, usable_size(p2) + usable_size(p3));
-  EXPECT_EQ(a.large.hist[17] - b.large.hist[17], 2u);  // (64 KiB, 128 KiB]
+  EXPECT_EQ(a.large.hist[19] - b.large.hist[19], 2u);  // (256 KiB, 512 KiB]
   EXPECT_EQ(a.large.hist[20] - b.large.hist[20], 1u);  // (512 KiB, 1 MiB]
   EXPECT_GE(a.large.peak_live_bytes, a.large.live_bytes + usable_size(p2));  // p1 was live too
   EXPECT_EQ(a.live_bytes, a.small_live_bytes + a.large.live_bytes);
@@ -131,7 +131,7 @@ TEST(Stats, LargePeakFollowsReallocGrowth) {
   // when the block is gone before anyone reads the statistics.
   Stats b = read();
   size_t big = b.large.peak_live_bytes + (size_t{48} << 20);  // beyond any earlier peak
-  void* p = alloc(100000);
+  void* p = alloc(300000);
   ASSERT_NE(p, nullptr);
   p = resize(p, big);
   ASSERT_NE(p, nullptr);

@@ -132,24 +132,24 @@ TEST_F(Full, ReallocOfFreedBlock) {
 
 TEST_F(Full, LargeOverflowHitsGuardPage) {
   EXPECT_FAULT({
-    auto* p = static_cast<volatile char*>(pm::alloc(100000));
-    p[100000 + 8] = 'x';
+    auto* p = static_cast<volatile char*>(pm::alloc(300000));
+    p[300000 + 8] = 'x';
   });
 }
 
 TEST_F(Full, LargeOverflowIntoAlignmentGap) {
   EXPECT_DEATH(
       {
-        auto* p = static_cast<char*>(pm::alloc(100001));
-        p[100001] = 'x';
+        auto* p = static_cast<char*>(pm::alloc(300001));
+        p[300001] = 'x';
         pm::dealloc(p);
       },
-      "poolmalloc: heap overflow: canary after the block was overwritten, block 0x[0-9a-f]+ \\(size class 100001 bytes\\)");
+      "poolmalloc: heap overflow: canary after the block was overwritten, block 0x[0-9a-f]+ \\(size class 300001 bytes\\)");
 }
 
 TEST_F(Full, LargeUseAfterFreeFaults) {
   EXPECT_FAULT({
-    auto* p = static_cast<volatile char*>(pm::alloc(200000));
+    auto* p = static_cast<volatile char*>(pm::alloc(600000));
     pm::dealloc(const_cast<char*>(p));
     (void)p[1000];
   });
@@ -158,7 +158,7 @@ TEST_F(Full, LargeUseAfterFreeFaults) {
 TEST_F(Full, LargeDoubleFree) {
   EXPECT_DEATH(
       {
-        void* p = pm::alloc(200000);
+        void* p = pm::alloc(600000);
         pm::dealloc(p);
         pm::dealloc(p);
       },

@@ -72,14 +72,14 @@ TEST_F(Death, DoubleFreeLarge) {
 }
 
 // A thread with a heap, in a process that has had a second thread, keeps a
-// freed block of up to 256 KiB in its own cache, still registered: the
+// freed block of up to 1 MiB in its own cache, still registered: the
 // "cached" check word in its header tells the second free from a first one.
 TEST_F(Death, DoubleFreeOfLargeBlockHeldInTheThreadCache) {
   EXPECT_DEATH(
       {
         std::thread([] {}).join();   // threaded: thread caches are in use
         pm::dealloc(pm::alloc(16));  // the thread's heap, where its cache lives
-        void* p = pm::alloc(200000);
+        void* p = pm::alloc(600000);
         pm::dealloc(p);
         pm::dealloc(p);
       },
@@ -93,10 +93,10 @@ TEST_F(Death, LargeHeaderOverwrittenWhileCached) {
       {
         std::thread([] {}).join();
         pm::dealloc(pm::alloc(16));
-        auto* p = static_cast<unsigned char*>(pm::alloc(200000));
+        auto* p = static_cast<unsigned char*>(pm::alloc(600000));
         pm::dealloc(p);
         p[-3] ^= 0x10;  // use after free, below the block
-        void* q = pm::alloc(200000);
+        void* q = pm::alloc(600000);
         pm::dealloc(q);
       },
       "poolmalloc: heap corruption: the header below large block was overwritten: 0x");
@@ -130,7 +130,7 @@ TEST_F(Death, FreeOfPointerIntoUnmappedMemory) {
 TEST_F(Death, LargeHeaderOverwritten) {
   EXPECT_DEATH(
       {
-        auto* p = static_cast<unsigned char*>(pm::alloc(100000));
+        auto* p = static_cast<unsigned char*>(pm::alloc(300000));
         p[-4] ^= 0x40;  // an underflow hits the word that checks the header
         pm::dealloc(p);
       },
@@ -159,7 +159,7 @@ TEST_F(Death, InteriorFreeFromOtherThread) {
 TEST_F(Death, InteriorFreeLarge) {
   EXPECT_DEATH(
       {
-        auto* p = static_cast<char*>(pm::alloc(100000));
+        auto* p = static_cast<char*>(pm::alloc(300000));
         pm::dealloc(p + 4096);
       },
       kInvalid);

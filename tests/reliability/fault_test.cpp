@@ -106,7 +106,7 @@ TEST_F(Fault, MapFailureInLargeAlignedZeroedAndRealloc) {
         pm::os::inject_map_failures(1);
         REQUIRE(is_enomem_null(pm::alloc(3 << 20)));
         pm::os::inject_map_failures(1);
-        REQUIRE(is_enomem_null(pm::alloc_aligned(1 << 16, 100000)));
+        REQUIRE(is_enomem_null(pm::alloc_aligned(1 << 16, 300000)));
         pm::os::inject_map_failures(1);
         REQUIRE(is_enomem_null(pm::alloc_zeroed(5, 1 << 20)));
         // Realloc of a large block: mremap fails, then every fresh mapping
@@ -131,7 +131,7 @@ TEST_F(Fault, MapFailureInLargeAlignedZeroedAndRealloc) {
         REQUIRE(q != nullptr && holds(q, 1 << 20, 0x33));
         void* t = pm::resize(s, 7 << 20);
         REQUIRE(t != nullptr && holds(t, 500, 0x44));
-        void* a = pm::alloc_aligned(1 << 16, 100000);
+        void* a = pm::alloc_aligned(1 << 16, 300000);
         REQUIRE(a != nullptr && reinterpret_cast<uintptr_t>(a) % (1 << 16) == 0);
         pm::dealloc(q);
         pm::dealloc(t);
@@ -146,11 +146,11 @@ TEST_F(Fault, MapFailureInLargeAlignedZeroedAndRealloc) {
 TEST_F(Fault, FirstAllocationOfTheProcessIsLarge) {
   EXPECT_EXIT(
       {
-        void* big = pm::alloc(100000);
-        void* aligned = pm::alloc_aligned(1 << 16, 200000);
+        void* big = pm::alloc(300000);
+        void* aligned = pm::alloc_aligned(1 << 16, 600000);
         REQUIRE(big != nullptr && aligned != nullptr);
         void* small = pm::alloc(10);
-        REQUIRE(pm::usable_size(big) >= 100000);
+        REQUIRE(pm::usable_size(big) >= 300000);
         pm::dealloc(big);
         pm::dealloc(aligned);
         pm::dealloc(small);

@@ -31,17 +31,17 @@ void ensure_heap() {
 // the shared cache, which merges and splits them. Runs in a fresh process.
 void single_threaded_scenario() {
   dealloc(alloc(16));
-  void* p = alloc(200000);
+  void* p = alloc(600000);
   if (p == nullptr) std::_Exit(50);
   LargeStats before = large_stats();
   dealloc(p);
   LargeStats after = large_stats();
   if (after.thread_cached_bytes != 0) std::_Exit(51);
-  if (after.cached_bytes < before.cached_bytes + 200000) std::_Exit(52);
-  if (alloc(170000) != p) std::_Exit(53);  // reused from the shared cache (split to size)
+  if (after.cached_bytes < before.cached_bytes + 600000) std::_Exit(52);
+  if (alloc(510000) != p) std::_Exit(53);  // reused from the shared cache (split to size)
   std::thread([] {}).join();  // threaded from now on: the thread's cache takes it
   dealloc(p);
-  if (large_stats().thread_cached_bytes < 170000) std::_Exit(54);
+  if (large_stats().thread_cached_bytes < 510000) std::_Exit(54);
   std::_Exit(0);
 }
 
@@ -52,9 +52,9 @@ TEST(LargeThreadCache, NoneWhileTheProcessHasASingleThread) {
 
 TEST(LargeThreadCache, AFreedBlockIsReusedForARequestOfAboutItsSize) {
   ensure_heap();
-  void* p = alloc(200000);
+  void* p = alloc(600000);
   ASSERT_NE(p, nullptr);
-  memset(p, 0x5A, 200000);
+  memset(p, 0x5A, 600000);
   size_t u = usable_size(p);
   LargeStats before = large_stats();
   dealloc(p);
@@ -62,31 +62,31 @@ TEST(LargeThreadCache, AFreedBlockIsReusedForARequestOfAboutItsSize) {
   EXPECT_EQ(held.frees, before.frees + 1);
   EXPECT_EQ(held.live_blocks, before.live_blocks - 1);
   EXPECT_EQ(held.live_bytes + u, before.live_bytes);
-  EXPECT_GE(held.thread_cached_bytes, before.thread_cached_bytes + 200000);
+  EXPECT_GE(held.thread_cached_bytes, before.thread_cached_bytes + 600000);
   // Up to a quarter smaller takes the same block; the stats see it live.
-  void* q = alloc(170000);
+  void* q = alloc(510000);
   EXPECT_EQ(q, p);
   EXPECT_TRUE(owns(q));
-  EXPECT_GE(usable_size(q), 200000u);
+  EXPECT_GE(usable_size(q), 600000u);
   LargeStats again = large_stats();
   EXPECT_EQ(again.allocs, held.allocs + 1);
   EXPECT_EQ(again.thread_cached_bytes, before.thread_cached_bytes);
   EXPECT_EQ(again.live_bytes, before.live_bytes);
   dealloc(q);
   // Much smaller does not: it would waste the rest of the block.
-  void* r = alloc(100000);
+  void* r = alloc(300000);
   EXPECT_NE(r, p);
   dealloc(r);
 }
 
 TEST(LargeThreadCache, ABlockHeldInTheCacheIsNotLive) {
   ensure_heap();
-  void* p = alloc(250000);
+  void* p = alloc(1000000);
   ASSERT_TRUE(owns(p));
   dealloc(p);
   EXPECT_FALSE(owns(p));
   EXPECT_EQ(usable_size(p), 0u);
-  void* q = alloc(250000);
+  void* q = alloc(1000000);
   EXPECT_EQ(q, p);
   dealloc(q);
 }
@@ -95,7 +95,7 @@ TEST(LargeThreadCache, StaysWithinItsBudgetAndEntryCount) {
   ensure_heap();
   const size_t budget = options().large_thread_cache;
   std::vector<void*> v;
-  for (int i = 0; i < 40; ++i) v.push_back(alloc(150000 + static_cast<size_t>(i) * 2048));
+  for (int i = 0; i < 40; ++i) v.push_back(alloc(300000 + static_cast<size_t>(i) * 8192));
   for (void* p : v) {
     dealloc(p);
     LargeStats s = large_stats();
@@ -108,22 +108,29 @@ TEST(LargeThreadCache, StaysWithinItsBudgetAndEntryCount) {
   size_t held = s.thread_cached_bytes;
   dealloc(big);
   EXPECT_EQ(large_stats().thread_cached_bytes, held);
-  // Many small large blocks: at most kTcacheEntries are held.
+  // Many small large blocks, with a budget that does not bind: at most
+  // kTcacheEntries are held.
+  char e1[] = "POOLMALLOC_LARGE_THREAD_CACHE=16M";
+  char* env[] = {e1, nullptr};
+  options_init(env);
   trim();
   ASSERT_EQ(large_stats().thread_cached_bytes, 0u);
   v.clear();
-  for (unsigned i = 0; i < kTcacheEntries * 3; ++i) v.push_back(alloc(70000));
+  for (unsigned i = 0; i < kTcacheEntries * 3; ++i) v.push_back(alloc(270000));
   for (void* p : v) dealloc(p);
-  EXPECT_EQ(large_stats().thread_cached_bytes, kTcacheEntries * size_t{18 * 4096});  // 70016 bytes in 18 pages
+  EXPECT_EQ(large_stats().thread_cached_bytes, kTcacheEntries * size_t{66 * 4096});  // 270016 bytes in 66 pages
   EXPECT_EQ(large_stats().live_blocks, 0u);
+  char* none[] = {nullptr};
+  options_init(none);
+  trim();
 }
 
 TEST(LargeThreadCache, AnotherThreadsFreeGoesToItsCacheAndItsExitGivesItBack) {
   ensure_heap();
   std::vector<void*> mine;
   for (int i = 0; i < 6; ++i) {
-    void* p = alloc(150000);
-    memset(p, i, 150000);
+    void* p = alloc(300000);
+    memset(p, i, 300000);
     mine.push_back(p);
   }
   size_t held_before = large_stats().thread_cached_bytes;
@@ -133,8 +140,8 @@ TEST(LargeThreadCache, AnotherThreadsFreeGoesToItsCacheAndItsExitGivesItBack) {
     ensure_heap();
     for (void* p : mine) dealloc(p);
     // This thread's cache has them now, not the main thread's.
-    reused = alloc(150000);
-    EXPECT_GE(large_stats().thread_cached_bytes, held_before + 5 * 150000);
+    reused = alloc(300000);
+    EXPECT_GE(large_stats().thread_cached_bytes, held_before + 5 * 300000);
     dealloc(reused);
   }).join();
   bool was_mine = false;
@@ -143,7 +150,7 @@ TEST(LargeThreadCache, AnotherThreadsFreeGoesToItsCacheAndItsExitGivesItBack) {
   // At exit its cache went to the shared one; nothing is counted live.
   LargeStats s = large_stats();
   EXPECT_EQ(s.thread_cached_bytes, held_before);
-  EXPECT_GE(s.cached_bytes - s.thread_cached_bytes, shared_before + 6 * 150000);
+  EXPECT_GE(s.cached_bytes - s.thread_cached_bytes, shared_before + 6 * 300000);
   EXPECT_EQ(s.live_blocks, 0u);
   EXPECT_EQ(s.allocs, s.frees);
 }
@@ -160,7 +167,7 @@ TEST(LargeThreadCache, ThreadsFreeingEachOthersBlocksKeepTheCountsExact) {
       uint64_t x = static_cast<uint64_t>(t) * 0x9E3779B97F4A7C15ull + 1;
       for (int i = 0; i < kRounds; ++i) {
         x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-        size_t n = 66000 + (x >> 8) % 400000;
+        size_t n = 264000 + (x >> 8) % 800000;
         auto* p = static_cast<unsigned char*>(alloc(n));
         p[0] = static_cast<unsigned char>(n);
         p[n - 1] = static_cast<unsigned char>(n >> 8);
@@ -168,7 +175,7 @@ TEST(LargeThreadCache, ThreadsFreeingEachOthersBlocksKeepTheCountsExact) {
         auto* old = static_cast<unsigned char*>(__atomic_exchange_n(&slots[(x >> 40) % slots.size()], p, __ATOMIC_ACQ_REL));
         if (old != nullptr) {
           size_t u = usable_size(old);
-          if (u < 66000) ++bad;
+          if (u < 264000) ++bad;
           dealloc(old);
         }
       }
@@ -199,14 +206,14 @@ TEST(LargeThreadCache, AnExitingThreadsBlocksAreCountedOnceByAConcurrentRead) {
     for (int t = 0; t < kThreads; ++t) {
       threads.emplace_back([&] {
         dealloc(alloc(16));
-        dealloc(alloc(200000));  // held in this thread's cache
+        dealloc(alloc(600000));  // held in this thread's cache
         ready.fetch_add(1);
         while (!go.load()) std::this_thread::yield();
       });
     }
     while (ready.load() != kThreads) std::this_thread::yield();
     const LargeStats quiet = large_stats();
-    ASSERT_GE(quiet.thread_cached_bytes, size_t{kThreads} * 200000);
+    ASSERT_GE(quiet.thread_cached_bytes, size_t{kThreads} * 600000);
     std::atomic<bool> done{false};
     std::thread joiner([&] {
       go.store(true);
@@ -228,7 +235,7 @@ TEST(LargeThreadCache, AnExitingThreadsBlocksAreCountedOnceByAConcurrentRead) {
 
 TEST(LargeThreadCache, TrimEmptiesEveryCache) {
   ensure_heap();
-  dealloc(alloc(250000));
+  dealloc(alloc(1000000));
   EXPECT_GT(large_stats().thread_cached_bytes, 0u);
   trim();
   LargeStats s = large_stats();

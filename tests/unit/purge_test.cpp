@@ -64,7 +64,7 @@ TEST(Purge, LargeBlockCacheStaysWithinItsBudget) {
   options_init(env0);
   trim();
   dealloc(alloc(16));
-  dealloc(alloc(200000));
+  dealloc(alloc(600000));
   EXPECT_EQ(large_stats().cached_bytes, 0u);
 }
 
@@ -77,14 +77,14 @@ TEST(Purge, IdleProgramGetsMemoryBackFromThePurger) {
   std::vector<void*> v;
   for (int i = 0; i < 40000; ++i) v.push_back(alloc(100));
   void* big = alloc(8 << 20);
-  void* mid = alloc(200000);  // freed into this thread's own cache of large blocks
+  void* mid = alloc(600000);  // freed into this thread's own cache of large blocks
   for (void* p : v) dealloc(p);
   dealloc(big);
   dealloc(mid);
   dealloc(alloc(64));  // a slow-path visit starts the purger
   ArenaStats before = arena_stats();
   EXPECT_GT(before.dirty_bytes + large_stats().cached_bytes, 0u);
-  EXPECT_GE(large_stats().thread_cached_bytes, 200000u);
+  EXPECT_GE(large_stats().thread_cached_bytes, 600000u);
   // Idle for eighteen purge delays: pool slots go after one, a thread
   // cache is drained after two purger passes without use, and cached
   // mappings go after ten.
@@ -195,7 +195,7 @@ void free_never_starts_scenario() {
   std::vector<void*> v;
   for (int i = 0; i < 40000; ++i) v.push_back(alloc(100));
   void* big = alloc(8 << 20);
-  void* mid = alloc(200000);
+  void* mid = alloc(600000);
   if (purger_running()) std::_Exit(40);
   for (void* p : v) dealloc(p);  // whole pools go back to the arena, dirty
   dealloc(big);                  // into the shared cache
@@ -275,7 +275,7 @@ void seccomp_scenario() {
   };
   sock_fprog prog{static_cast<unsigned short>(sizeof code / sizeof code[0]), code};
   if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &prog) != 0) std::_Exit(31);
-  dealloc(alloc(200000));  // into this thread's cache, then idle
+  dealloc(alloc(600000));  // into this thread's cache, then idle
   dealloc(alloc(64));
   usleep(300 * 1000);  // fifteen purge delays: the purger has looked many times
   if (large_stats().thread_cached_bytes == 0) std::_Exit(32);  // drained without the barrier?
