@@ -26,7 +26,8 @@ constexpr unsigned kNoClass = 0xff;
 
 // The class that serves class c in full mode: room for 16 more bytes, and a
 // size with at least the alignment of class c's size. kNoClass: none, the
-// request becomes a guarded large block.
+// request becomes a guarded large block; so do the classes of a slot and
+// more, so that an overflow of a block that big faults at once.
 struct Upgrade {
   uint8_t to[kNumClasses];
 };
@@ -36,6 +37,7 @@ consteval Upgrade make_upgrade() {
     uint32_t s = kClasses.size[c];
     uint32_t align = s & -s;
     u.to[c] = kNoClass;
+    if (s >= kSlotSize) continue;
     for (unsigned d = c + 1; d < kNumClasses; ++d)
       if (kClasses.size[d] >= s + 16 && kClasses.size[d] % align == 0) {
         u.to[c] = static_cast<uint8_t>(d);

@@ -137,6 +137,24 @@ TEST_F(Full, LargeOverflowHitsGuardPage) {
   });
 }
 
+// Blocks of a slot (64 KiB) and more come from pools in the default mode;
+// in full mode they are guarded mappings, as above: a write a few pages
+// past the block's end faults at once, where past a pool block it would
+// land in the next block.
+TEST_F(Full, BlocksOfASlotOrMoreAreGuardedMappings) {
+  for (size_t n : {size_t{65536}, size_t{100000}, pm::kSmallMax}) {
+    void* p = pm::alloc(n);
+    EXPECT_FALSE(pm::in_segment(p)) << n;
+    EXPECT_TRUE(pm::owns(p)) << n;
+    pm::dealloc(p);
+  }
+  EXPECT_FAULT({
+    auto* p = static_cast<volatile char*>(pm::alloc(100000));
+    size_t end = pm::usable_size(const_cast<char*>(p));
+    for (size_t i = end; i < end + 4 * pm::kPageSize; i += pm::kPageSize) p[i] = 'x';
+  });
+}
+
 TEST_F(Full, LargeOverflowIntoAlignmentGap) {
   EXPECT_DEATH(
       {

@@ -108,21 +108,29 @@ TEST(LargeThreadCache, StaysWithinItsBudgetAndEntryCount) {
   size_t held = s.thread_cached_bytes;
   dealloc(big);
   EXPECT_EQ(large_stats().thread_cached_bytes, held);
-  // Many small large blocks, with a budget that does not bind: at most
-  // kTcacheEntries are held.
-  char e1[] = "POOLMALLOC_LARGE_THREAD_CACHE=16M";
-  char* env[] = {e1, nullptr};
+}
+
+// Many small large blocks, with a budget that does not bind: at most
+// kTcacheEntries are held. A fresh process, whose options are set before it
+// has a second thread (and no purger, which could drain the cache).
+void entry_count_scenario() {
+  char e1[] = "POOLMALLOC_LARGE_THREAD_CACHE=16M", e2[] = "POOLMALLOC_PURGE_THREAD=0";
+  char* env[] = {e1, e2, nullptr};
+  process_init();
   options_init(env);
-  trim();
-  ASSERT_EQ(large_stats().thread_cached_bytes, 0u);
-  v.clear();
+  ensure_heap();
+  std::vector<void*> v;
   for (unsigned i = 0; i < kTcacheEntries * 3; ++i) v.push_back(alloc(270000));
   for (void* p : v) dealloc(p);
-  EXPECT_EQ(large_stats().thread_cached_bytes, kTcacheEntries * size_t{66 * 4096});  // 270016 bytes in 66 pages
-  EXPECT_EQ(large_stats().live_blocks, 0u);
-  char* none[] = {nullptr};
-  options_init(none);
-  trim();
+  // 270016 bytes in 66 pages each.
+  if (large_stats().thread_cached_bytes != kTcacheEntries * size_t{66 * 4096}) std::_Exit(60);
+  if (large_stats().live_blocks != 0) std::_Exit(61);
+  std::_Exit(0);
+}
+
+TEST(LargeThreadCache, HoldsAtMostItsEntryCount) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(entry_count_scenario(), testing::ExitedWithCode(0), "");
 }
 
 TEST(LargeThreadCache, AnotherThreadsFreeGoesToItsCacheAndItsExitGivesItBack) {
