@@ -107,8 +107,11 @@ void* resize(void* p, size_t n) noexcept {
     // would move to the next class, 1/8 larger, on almost every step: grow
     // it by half at least, as a large block grows, so that it moves about a
     // fifth as often and leaves fewer classes' pools holding its old
-    // copies.
-    if (n > old && n <= kSmallMax && n < old + old / 2) want = old + old / 2 < kSmallMax ? old + old / 2 : kSmallMax;
+    // copies. The growth stops at the end of a tier (one slot, then the
+    // largest class), so that a buffer of a few tens of KiB does not land
+    // in the multi-slot classes for the sake of a guess.
+    size_t tier = old < kSlotSize ? kSlotSize : kSmallMax;
+    if (n > old && n <= tier && n < old + old / 2) want = old + old / 2 < tier ? old + old / 2 : tier;
   } else {
     if (!large_owns(p)) [[unlikely]]
       fatal("realloc of a pointer that was not allocated:", p);

@@ -198,7 +198,8 @@ TEST(Alloc, CarvingABigClassTouchesOnlyTheBlocksHandedOut) {
 
 TEST(Alloc, ReallocGrowingByAppendsMovesOnlyWhenFullAndByHalf) {
   // A block grown one byte at a time moves only when it is full, and then
-  // into a block at least half as large again, never to the next class alone.
+  // into a block at least half as large again (or to the end of its tier:
+  // one slot, then the largest class), never to the next class alone.
   size_t n = 200;
   auto* p = static_cast<unsigned char*>(alloc(n));
   fill(p, n, 1);
@@ -210,8 +211,10 @@ TEST(Alloc, ReallocGrowingByAppendsMovesOnlyWhenFullAndByHalf) {
     if (q != p) {
       ++moves;
       EXPECT_EQ(n, before) << "moved before the block was full";
-      size_t want = before + before / 2 < kSmallMax ? before + before / 2 : kSmallMax;
+      size_t tier = before < kSlotSize ? kSlotSize : kSmallMax;  // growth stops at a tier's end
+      size_t want = before + before / 2 < tier ? before + before / 2 : tier;
       EXPECT_GE(usable_size(q), want) << "grew from " << before;
+      EXPECT_LE(usable_size(q), tier) << "grew from " << before;
       ASSERT_TRUE(check(q, n, 1)) << n;
     }
     q[n] = static_cast<unsigned char>(1 + n * 7);
