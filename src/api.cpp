@@ -31,6 +31,20 @@ void* alloc_large_dirty(size_t n, size_t align, size_t* dirty) noexcept {
   return p;
 }
 
+// realloc may hand the block back unmoved, so it checks the pointer as free
+// would: a block of a pool in use, at a block start, not freed. The pool may
+// be another thread's: only its shared keys are read, as by a remote free.
+void check_realloc_block(const Pool* pool, const void* p) noexcept {
+  const PoolKeys& k = pool->shared;
+  if (pool->state.load(std::memory_order_acquire) == PoolState::kFree ||
+      not_block_start(k.start, k.div_mul, k.div_limit, reinterpret_cast<uintptr_t>(p))) [[unlikely]]
+    fatal("realloc of a pointer that was not allocated (interior or foreign):", p);
+  if constexpr (kHardened) {
+    if (static_cast<const Block*>(p)->tag == k.tag_key) [[unlikely]]
+      fatal("realloc of a freed block:", p, pool->block_size);
+  }
+}
+
 }  // namespace
 
 void* alloc_large(size_t n, size_t align) noexcept {
@@ -100,7 +114,9 @@ void* resize(void* p, size_t n) noexcept {
   size_t old;
   size_t want = n;
   if (in_segment(p)) {
-    old = class_size(pool_of(p)->cls);  // the line free and malloc keep hot
+    Pool* pool = pool_of(p);
+    check_realloc_block(pool, p);
+    old = class_size(pool->cls);  // the line free and malloc keep hot
     // Stay put while the block fits and is not more than twice too big.
     if (n <= old && (n > old / 2 || old <= kMinAlign)) return p;
     // A block that grows a little at a time (a string built by appends)

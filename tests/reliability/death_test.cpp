@@ -226,6 +226,53 @@ TEST_F(Death, ReallocOfForeignPointer) {
       "poolmalloc: realloc of a pointer that was not allocated: 0x");
 }
 
+// realloc can return the block unmoved (here: same size), so it must check
+// the pointer itself rather than leave it to a free that never comes.
+TEST_F(Death, ReallocOfFreedBlock) {
+  if constexpr (!pm::kHardened) GTEST_SKIP() << "built with -Dhardening=false: no double-free tag";
+  EXPECT_DEATH(
+      {
+        void* keep = pm::alloc(64);  // the pool stays in use after the free
+        void* p = pm::alloc(64);
+        pm::dealloc(p);
+        (void)pm::resize(p, 64);
+        pm::dealloc(keep);
+      },
+      "poolmalloc: realloc of a freed block: 0x[0-9a-f]+ \\(size class 64 bytes\\)");
+}
+
+TEST_F(Death, ReallocOfFreedBlockOfAnotherThread) {
+  if constexpr (!pm::kHardened) GTEST_SKIP() << "built with -Dhardening=false: no double-free tag";
+  EXPECT_DEATH(
+      {
+        void* keep = pm::alloc(64);
+        void* p = pm::alloc(64);
+        pm::dealloc(p);
+        std::thread([p] { (void)pm::resize(p, 40); }).join();
+        pm::dealloc(keep);
+      },
+      "poolmalloc: realloc of a freed block: 0x[0-9a-f]+ \\(size class 64 bytes\\)");
+}
+
+TEST_F(Death, ReallocOfInteriorPointer) {
+  EXPECT_DEATH(
+      {
+        auto* p = static_cast<char*>(pm::alloc(64));
+        (void)pm::resize(p + 16, 32);
+      },
+      "poolmalloc: realloc of a pointer that was not allocated \\(interior or foreign\\): 0x");
+}
+
+TEST_F(Death, ReallocIntoUnusedSlot) {
+  EXPECT_DEATH(
+      {
+        auto* p = static_cast<char*>(pm::alloc(64));
+        char* seg = reinterpret_cast<char*>(reinterpret_cast<uintptr_t>(p) & ~(pm::kSegmentSize - 1));
+        (void)pm::resize(seg + pm::kSegmentSize - pm::kSlotSize, 16);
+      },
+      "poolmalloc: realloc of a pointer that was not allocated \\(interior or foreign\\): 0x");
+}
+
 TEST_F(Death, CorruptedFreeList) {
   EXPECT_DEATH(
       {
