@@ -36,6 +36,7 @@ constinit thread_local bool tl_heap_done [[gnu::tls_model("initial-exec")]] = fa
 
 void thread_done(void* arg) noexcept {
   auto* h = static_cast<Heap*>(arg);
+  purger_start_at_thread_exit();  // while h is still this thread's heap
   if (tl_heap == h) tl_heap = &g_empty_heap;
   tl_heap_done = true;
   heap_abandon(h);

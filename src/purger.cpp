@@ -87,6 +87,15 @@ void purger_start() noexcept {
   pthread_attr_destroy(&attr);
 }
 
+void purger_start_at_thread_exit() noexcept {
+  if (g_purger_state.load(std::memory_order_relaxed) != kPurgerStopped) return;
+  bool wanted = g_purge_wanted.load(std::memory_order_relaxed);
+  purger_start();
+  // Declined (turned off, or a forked child's own thread): a slow path may
+  // still be asked to start it for what is already purgeable.
+  if (wanted && !purger_running()) g_purge_wanted.store(true, std::memory_order_relaxed);
+}
+
 void purger_wake() noexcept {
   uint32_t parked = kPurgerParked;
   if (!g_purger_state.compare_exchange_strong(parked, kPurgerRunning, std::memory_order_release)) return;

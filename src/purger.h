@@ -2,7 +2,9 @@
 // returns freed pool slots and old cached large mappings to the OS, so that a
 // program that goes idle gives memory back within about one purge delay.
 //
-// It starts when there is something to purge: with POOLMALLOC_PURGE_THREAD=
+// It starts when there is something to purge, or when a thread that
+// allocated exits (its pools go back then, maybe with no allocation after
+// them): with POOLMALLOC_PURGE_THREAD=
 // auto (the default) only once the program has a thread of its own besides
 // the main one (in a forked child: once the child has started one); with 1 in
 // any program; with 0 never. It runs with every signal blocked. Once nothing
@@ -37,6 +39,13 @@ extern constinit std::atomic<uint32_t> g_purger_state;
 // started from that free would wait for itself forever. Waking a parked
 // thread takes no lock and may be done anywhere.
 [[gnu::cold]] void purger_start() noexcept;
+// A thread with a heap is exiting: its pools are about to go back to the
+// arena, and nothing may allocate after it (a program whose last worker
+// exits and which then waits). Starts the thread as purger_start would, so
+// that what the exit frees is returned within the purge delay. Called from
+// the heap's key destructor, where glibc holds none of its locks, before
+// the heap is torn down (pthread_create allocates).
+void purger_start_at_thread_exit() noexcept;
 // Moves a parked thread to running and wakes it (a futex wake).
 [[gnu::cold, gnu::noinline]] void purger_wake() noexcept;
 // Fork child: the thread does not exist there, and the child counts as

@@ -183,6 +183,32 @@ TEST(PurgeThread, AutoStartsOnlyInAThreadedProgramAndParksWhenIdle) {
   EXPECT_EXIT(auto_purger_scenario(), testing::ExitedWithCode(0), "");
 }
 
+// The last allocating thread exits and the program then only waits: the
+// exit hands the thread's pools back to the arena with no allocation after
+// it, so the purger must already be there to return them.
+void thread_exit_scenario() {
+  char e1[] = "POOLMALLOC_PURGE_DELAY=40";
+  char* env[] = {e1, nullptr};
+  process_init();
+  options_init(env);
+  std::thread([] {
+    void* p[8];
+    for (void*& q : p) q = alloc(200000);  // a pool of eight 208 KiB blocks
+    for (void* q : p) dealloc(q);          // the class's current pool keeps them
+  }).join();
+  for (int i = 0; i < 100 && (arena_stats().dirty_bytes != 0 || arena_stats().pools_in_use != 0); ++i)
+    usleep(20 * 1000);
+  if (arena_stats().pools_in_use != 0) std::_Exit(70);  // the exit gave the pool back
+  if (arena_stats().dirty_bytes != 0) std::_Exit(71);   // and it was returned
+  if (!purger_running()) std::_Exit(72);
+  std::_Exit(0);
+}
+
+TEST(PurgeThread, PoolsFreedByAThreadsExitAreReturnedWithNoAllocationAfter) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(thread_exit_scenario(), testing::ExitedWithCode(0), "");
+}
+
 // free never starts the purger thread, however much it leaves to purge:
 // glibc frees TLS blocks under its stack-cache lock, which pthread_create
 // takes (a purger started from such a free deadlocked CPython's

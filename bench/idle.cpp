@@ -1,0 +1,54 @@
+// Idle return: a worker thread allocates and writes a batch of blocks, frees
+// them and waits; then it exits, and the main thread only waits, allocating
+// nothing. Prints the process's RSS at each step: what an allocator keeps
+// for a live idle thread, and what it gives back once the thread is gone
+// and nothing asks it for memory again.
+#include <chrono>
+#include <fstream>
+#include <string>
+#include <thread>
+
+#include "common.hpp"
+
+namespace {
+
+long rss_kib() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.starts_with("VmRSS:")) return std::strtol(line.c_str() + 6, nullptr, 10);
+  return -1;
+}
+
+void pause_ms(long ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  bench::Args args(argc, argv);
+  const long size = args.num("size", 200'000, 200'000);
+  const long blocks = args.num("blocks", 8, 8);
+  const long idle_ms = args.num("idle-ms", 2000, 300);
+  args.done();
+  if (size < 16 || blocks < 1) bench::fail("--size must be at least 16 and --blocks at least 1");
+
+  const long start = rss_kib();
+  long freed = 0, worker_idle = 0;
+  std::thread([&] {
+    std::vector<bench::Block> held(static_cast<std::size_t>(blocks));
+    bench::Rng rng(5);
+    for (auto& b : held) {
+      b.make(static_cast<std::size_t>(size), rng.next());
+      std::memset(static_cast<char*>(b.p) + 8, 1, b.n - 16);  // every page resident
+    }
+    for (auto& b : held) b.drop();
+    freed = rss_kib();
+    pause_ms(idle_ms);
+    worker_idle = rss_kib();
+  }).join();
+  pause_ms(idle_ms);
+  const long end = rss_kib();
+  std::printf("start: %ld kB\nafter-free: %ld kB\nworker-idle: %ld kB\nafter-exit-idle: %ld kB\n", start, freed,
+              worker_idle, end);
+  bench::report(static_cast<double>(end - start), "kB kept");
+}
