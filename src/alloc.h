@@ -31,6 +31,19 @@ namespace pm {
   return alloc_large(n, kMinAlign);
 }
 
+// The second half of a free into a pool of the calling thread's heap h, once
+// the block is known to be a live block of p.
+[[gnu::always_inline]] inline void push_local(Heap* h, Pool* p, Block* b) noexcept {
+  if constexpr (kHardened) b->tag = free_tag(p);
+  // LIFO: the block just freed is the next one handed out, while it is
+  // still in this core's cache.
+  b->link = encode_link(p->key, p->free);
+  p->free = b;
+  bump(h->frees[p->cls]);
+  if (release_one(p->used)) [[unlikely]]
+    heap_free_slow(h, p);
+}
+
 // free(p): p may be null, a pool block or a large block; anything else aborts.
 [[gnu::always_inline]] inline void dealloc(void* ptr) noexcept {
   if (!in_segment(ptr)) [[unlikely]] {
@@ -45,20 +58,12 @@ namespace pm {
     return;
   }
   if constexpr (kHardened) {
-    uintptr_t tag = free_tag(p);
-    if (b->tag == tag) [[unlikely]]
+    if (b->tag == free_tag(p)) [[unlikely]]
       return report_double_free(p, b);
     if (not_block_start(p, reinterpret_cast<uintptr_t>(b))) [[unlikely]]
       return report_invalid_free(p, b);
-    b->tag = tag;
   }
-  // LIFO: the block just freed is the next one handed out, while it is
-  // still in this core's cache.
-  b->link = encode_link(p->key, p->free);
-  p->free = b;
-  bump(h->frees[p->cls]);
-  if (release_one(p->used)) [[unlikely]]
-    heap_free_slow(h, p);
+  push_local(h, p, b);
 }
 
 // calloc: nullptr with ENOMEM on overflow or exhaustion.

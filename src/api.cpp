@@ -113,8 +113,9 @@ void* resize(void* p, size_t n) noexcept {
   }
   size_t old;
   size_t want = n;
+  Pool* pool = nullptr;
   if (in_segment(p)) {
-    Pool* pool = pool_of(p);
+    pool = pool_of(p);
     check_realloc_block(pool, p);
     old = class_size(pool->cls);  // the line free and malloc keep hot
     // Stay put while the block fits and is not more than twice too big.
@@ -139,7 +140,16 @@ void* resize(void* p, size_t n) noexcept {
   void* q = alloc(want);
   if (q == nullptr) return nullptr;  // errno set; p untouched
   memcpy(q, p, n < old ? n : old);
-  dealloc(p);
+  if (pool == nullptr) {
+    dealloc(p);
+  } else {  // checked above: only the push is left
+    auto* b = static_cast<Block*>(p);
+    Heap* h = tl_heap;
+    if (owned_by(pool, h)) [[likely]]
+      push_local(h, pool, b);
+    else
+      dealloc_remote(h, pool, b);
+  }
   return q;
 }
 
