@@ -74,9 +74,17 @@ void dealloc_remote(Heap* h, Pool* p, Block* b) noexcept {
   }
   unsigned cls = p->shared.cls;
   pool_free_remote(p, b);
-  if (h == &g_empty_heap) {
-    g_orphan_frees[cls].fetch_add(1, std::memory_order_relaxed);
-    return;
+  if (h == &g_empty_heap) [[unlikely]] {
+    // A thread that frees what others allocated but has not allocated yet
+    // (a consumer that only frees) gets a heap for its counters: one shared
+    // atomic counter would make every such free of every such thread wait
+    // on the same cache line. Only a thread whose heap is already torn down
+    // (a free by a late destructor) counts here.
+    h = thread_heap_for_reclaim();
+    if (h == nullptr) {
+      g_orphan_frees[cls].fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
   }
   bump(h->frees[cls]);
   bump(h->remote_frees[cls]);

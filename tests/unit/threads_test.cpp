@@ -232,5 +232,22 @@ TEST(Threads, FirstCallOfAThreadIsFree) {
   dealloc(q);
 }
 
+// A thread that only frees what another allocated gets a heap of its own at
+// its first such free, so that its frees are counted in its own counters
+// (a counter shared by every such thread made their frees contend on one
+// cache line).
+TEST(Threads, AThreadThatOnlyFreesGetsItsOwnCounters) {
+  std::vector<void*> v;
+  for (int i = 0; i < 1000; ++i) v.push_back(alloc(48));
+  size_t before = heaps_live();
+  size_t during = 0;
+  std::thread([&] {
+    for (void* p : v) dealloc(p);
+    during = heaps_live();
+  }).join();
+  EXPECT_EQ(during, before + 1);
+  EXPECT_EQ(heaps_live(), before);  // torn down at its exit
+}
+
 }  // namespace
 }  // namespace pm
