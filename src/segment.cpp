@@ -69,12 +69,6 @@ void segment_destroy(Segment* s) noexcept {
 
 // Lowest index i, a multiple of pool_align_slots(n), such that slots
 // i..i+n-1 are all in `set`; -1 if none.
-int find_run(uint64_t set, unsigned n) noexcept {
-  uint64_t mask = (n == 64) ? ~uint64_t{0} : (uint64_t{1} << n) - 1;
-  for (unsigned i = 0; i + n <= kSlotsPerSegment; i += pool_align_slots(n))
-    if (((set >> i) & mask) == mask) return static_cast<int>(i);
-  return -1;
-}
 
 size_t purge_locked(bool force, uint64_t now) noexcept {
   size_t purged = 0;
@@ -117,6 +111,31 @@ void maybe_purge_locked() noexcept {
 
 }  // namespace
 
+int arena_find_run(uint64_t set, unsigned n) noexcept {
+  if (n == 0 || n > kSlotsPerSegment) return -1;
+  // Bit i of `starts`: slots i .. i + have - 1 are all in the set, growing
+  // `have` to n by doubling (bits shifted in from the top are zero, so no
+  // run reaches past the last slot).
+  uint64_t starts = set;
+  for (unsigned have = 1; have < n && starts != 0;) {
+    unsigned step = have < n - have ? have : n - have;
+    starts &= starts >> step;
+    have += step;
+  }
+  // Only the indices a pool of n slots may start at: the multiples of a.
+  // For a dividing 64 (every pool size is a power of two) those bits are
+  // ~0 / (2^a - 1): 0x5555... for a = 2, 0x1111... for 4.
+  unsigned a = pool_align_slots(n);
+  uint64_t every = 0;
+  if (kSlotsPerSegment % a == 0) {
+    every = ~uint64_t{0} / ((uint64_t{1} << a) - 1);
+  } else {
+    for (unsigned i = 0; i < kSlotsPerSegment; i += a) every |= uint64_t{1} << i;
+  }
+  starts &= every;
+  return starts == 0 ? -1 : __builtin_ctzll(starts);
+}
+
 Pool* arena_acquire_pool(unsigned slots, bool* new_high) noexcept {
   LockGuard g(g_arena_lock);
   maybe_purge_locked();
@@ -124,10 +143,10 @@ Pool* arena_acquire_pool(unsigned slots, bool* new_high) noexcept {
   int at = -1;
   // Prefer runs that are still resident (dirty), then any free run.
   for (Segment* s = g_segments; s != nullptr && at < 0; s = s->next) {
-    if ((at = find_run(s->dirty_slots, slots)) >= 0) found = s;
+    if ((at = arena_find_run(s->dirty_slots, slots)) >= 0) found = s;
   }
   for (Segment* s = g_segments; s != nullptr && at < 0; s = s->next) {
-    if ((at = find_run(s->free_slots, slots)) >= 0) found = s;
+    if ((at = arena_find_run(s->free_slots, slots)) >= 0) found = s;
   }
   if (at < 0) {
     found = segment_create();

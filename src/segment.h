@@ -60,6 +60,9 @@ extern constinit uint8_t g_segment_map[kSegmentMapSize];
 // `new_high`, when given, says whether pools now hold more slots than ever
 // before in this process.
 [[nodiscard]] Pool* arena_acquire_pool(unsigned slots, bool* new_high = nullptr) noexcept;
+// The lowest index at which a pool of n slots may start (a multiple of
+// pool_align_slots(n)) whose n slots are all in `set`, or -1.
+[[nodiscard]] int arena_find_run(uint64_t set, unsigned n) noexcept;
 void arena_release_pool(Pool* p) noexcept;
 // Purge free slots that have been dirty longer than the purge delay; all of
 // them when `force`. Returns bytes purged.

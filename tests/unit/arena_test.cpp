@@ -12,6 +12,33 @@
 namespace pm {
 namespace {
 
+// The run search against the plain scan it replaces, on random and
+// structured slot sets, for every pool size.
+TEST(Arena, FindRunMatchesAPlainScan) {
+  auto plain = [](uint64_t set, unsigned n) {
+    uint64_t mask = (n == 64) ? ~uint64_t{0} : (uint64_t{1} << n) - 1;
+    for (unsigned i = 0; i + n <= kSlotsPerSegment; i += pool_align_slots(n))
+      if (((set >> i) & mask) == mask) return static_cast<int>(i);
+    return -1;
+  };
+  uint64_t x = 0x9E3779B97F4A7C15ull;
+  auto next = [&x] {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return x;
+  };
+  std::vector<uint64_t> sets = {0, ~uint64_t{0}, ~uint64_t{1}, uint64_t{1} << 63, 0xFFFF0000FFFF0000ull};
+  for (int i = 0; i < 20000; ++i) {
+    uint64_t r = next();
+    sets.push_back(r);
+    sets.push_back(r | next() | next());  // denser, so that long runs occur
+    sets.push_back(~(uint64_t{1} << (r % 64)) & ~uint64_t{1});
+  }
+  for (uint64_t set : sets)
+    for (unsigned n : {1u, 2u, 3u, 4u, 5u, 8u, 16u, 32u, 63u, 64u}) ASSERT_EQ(arena_find_run(set, n), plain(set, n)) << std::hex << set << " n " << std::dec << n;
+}
+
 TEST(Arena, PoolsLieInMappedSegmentsAndAreFoundFromAnyAddress) {
   process_init();
   Pool* p = arena_acquire_pool(2);
