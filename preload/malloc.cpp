@@ -28,9 +28,13 @@ size_t page_size() noexcept { return static_cast<size_t>(sysconf(_SC_PAGESIZE));
 extern "C" {
 
 #define PM_EXPORT __attribute__((visibility("default")))
+// malloc and free each start on their own cache line, so that where the
+// linker happens to place them does not move their speed from one build
+// to the next (a 16-byte shift of both measured 10 % on frag).
+#define PM_HOT_ENTRY PM_EXPORT __attribute__((aligned(64)))
 
-PM_EXPORT void* malloc(size_t n) noexcept { return pm::alloc(n); }
-PM_EXPORT void free(void* p) noexcept { pm::dealloc(p); }
+PM_HOT_ENTRY void* malloc(size_t n) noexcept { return pm::alloc(n); }
+PM_HOT_ENTRY void free(void* p) noexcept { pm::dealloc(p); }
 PM_EXPORT void* calloc(size_t count, size_t size) noexcept { return pm::alloc_zeroed(count, size); }
 PM_EXPORT void* realloc(void* p, size_t n) noexcept { return pm::resize(p, n); }
 

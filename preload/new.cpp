@@ -65,9 +65,13 @@ inline void* new_nothrow(size_t n, size_t align) noexcept {
 }  // namespace
 
 #define PM_EXPORT __attribute__((visibility("default")))
+// The entry points every C++ program calls most: each starts on its own
+// cache line, so that where the linker happens to place them does not move
+// their speed from one build to the next.
+#define PM_HOT_ENTRY PM_EXPORT __attribute__((aligned(64)))
 
-PM_EXPORT void* operator new(size_t n) { return new_impl(n); }
-PM_EXPORT void* operator new[](size_t n) { return new_impl(n); }
+PM_HOT_ENTRY void* operator new(size_t n) { return new_impl(n); }
+PM_HOT_ENTRY void* operator new[](size_t n) { return new_impl(n); }
 PM_EXPORT void* operator new(size_t n, const std::nothrow_t&) noexcept { return new_nothrow(n, 0); }
 PM_EXPORT void* operator new[](size_t n, const std::nothrow_t&) noexcept { return new_nothrow(n, 0); }
 PM_EXPORT void* operator new(size_t n, std::align_val_t a) { return new_aligned(n, a); }
@@ -79,12 +83,12 @@ PM_EXPORT void* operator new[](size_t n, std::align_val_t a, const std::nothrow_
   return new_nothrow(n, static_cast<size_t>(a));
 }
 
-PM_EXPORT void operator delete(void* p) noexcept { pm::dealloc(p); }
-PM_EXPORT void operator delete[](void* p) noexcept { pm::dealloc(p); }
+PM_HOT_ENTRY void operator delete(void* p) noexcept { pm::dealloc(p); }
+PM_HOT_ENTRY void operator delete[](void* p) noexcept { pm::dealloc(p); }
 PM_EXPORT void operator delete(void* p, const std::nothrow_t&) noexcept { pm::dealloc(p); }
 PM_EXPORT void operator delete[](void* p, const std::nothrow_t&) noexcept { pm::dealloc(p); }
-PM_EXPORT void operator delete(void* p, size_t) noexcept { pm::dealloc(p); }
-PM_EXPORT void operator delete[](void* p, size_t) noexcept { pm::dealloc(p); }
+PM_HOT_ENTRY void operator delete(void* p, size_t) noexcept { pm::dealloc(p); }
+PM_HOT_ENTRY void operator delete[](void* p, size_t) noexcept { pm::dealloc(p); }
 PM_EXPORT void operator delete(void* p, std::align_val_t) noexcept { pm::dealloc(p); }
 PM_EXPORT void operator delete[](void* p, std::align_val_t) noexcept { pm::dealloc(p); }
 PM_EXPORT void operator delete(void* p, size_t, std::align_val_t) noexcept { pm::dealloc(p); }

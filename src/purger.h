@@ -34,7 +34,8 @@ extern constinit std::atomic<uint32_t> g_purger_state;
 
 // Starts the thread if enabled, wanted and not started. Call with no lock
 // held: creating a thread allocates. Called from allocation slow paths
-// only, never from free: glibc frees a dead thread's TLS blocks while it
+// and a heap's thread-exit destructor only, never from free: glibc frees a
+// dead thread's TLS blocks while it
 // holds its stack-cache lock, which pthread_create takes too, so a thread
 // started from that free would wait for itself forever. Waking a parked
 // thread takes no lock and may be done anywhere.
