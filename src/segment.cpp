@@ -20,6 +20,7 @@ constinit Segment* g_segments = nullptr;  // all segments, most recently created
 constinit size_t g_segment_count = 0;
 constinit size_t g_pools_in_use = 0;
 constinit size_t g_slots_high = 0;  // most slots ever held by pools at once
+constinit size_t g_slots_reported = 0;  // the high last reported through `new_high`
 constinit size_t g_slots_in_use = 0;
 constinit size_t g_dirty_count = 0;  // free slots not yet purged
 // Dirty memory kept for reuse is bounded in size, not only in time, so a
@@ -162,8 +163,14 @@ Pool* arena_acquire_pool(unsigned slots, bool* new_high) noexcept {
   for (unsigned i = 0; i < slots; ++i) found->pool_of[at + i] = p;
   ++g_pools_in_use;
   g_slots_in_use += slots;
-  if (new_high != nullptr) *new_high = g_slots_in_use > g_slots_high;
   if (g_slots_in_use > g_slots_high) g_slots_high = g_slots_in_use;
+  // A new high worth a statistics sample: one sixty-fourth above the last
+  // (every new high up to 64 slots), so that a heap growing to N slots takes
+  // O(log N) samples, not one per pool.
+  if (new_high != nullptr) {
+    *new_high = g_slots_in_use > g_slots_reported + g_slots_reported / 64;
+    if (*new_high) g_slots_reported = g_slots_in_use;
+  }
   return p;
 }
 

@@ -58,7 +58,7 @@ extern constinit uint8_t g_segment_map[kSegmentMapSize];
 
 // The arena: slots for pools, under one lock (slow path only).
 // `new_high`, when given, says whether pools now hold more slots than ever
-// before in this process.
+// before in this process, by a sixty-fourth above the last time it said so.
 [[nodiscard]] Pool* arena_acquire_pool(unsigned slots, bool* new_high = nullptr) noexcept;
 // The lowest index at which a pool of n slots may start (a multiple of
 // pool_align_slots(n)) whose n slots are all in `set`, or -1.
