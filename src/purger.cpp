@@ -1,5 +1,7 @@
 #include "purger.h"
 
+#include <dirent.h>
+#include <fcntl.h>
 #include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
@@ -32,9 +34,67 @@ bool nothing_to_purge() noexcept {
   return arena_stats().dirty_bytes == 0 && large_stats().cached_bytes == 0;
 }
 
+// Whether the task `name` (a directory of /proc/self/task) still runs: not
+// gone, not a zombie (the main thread stays one after pthread_exit until the
+// whole process ends).
+bool task_runs(int dir, const char* name) noexcept {
+  char path[48] = {};
+  size_t len = 0;
+  for (; name[len] != '\0' && len < 24; ++len) path[len] = name[len];
+  const char kStat[] = "/stat";
+  for (size_t i = 0; i < sizeof kStat; ++i) path[len + i] = kStat[i];
+  int fd = ::openat(dir, path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;  // ended meanwhile
+  char buf[512];
+  ssize_t n = ::read(fd, buf, sizeof buf - 1);
+  ::close(fd);
+  if (n <= 0) return false;
+  buf[n] = '\0';
+  // "tid (comm) S ...": the state follows the last ')', as comm may hold one.
+  const char* close_paren = nullptr;
+  for (const char* c = buf; *c != '\0'; ++c)
+    if (*c == ')') close_paren = c;
+  if (close_paren == nullptr || close_paren[1] == '\0' || close_paren[2] == '\0') return true;
+  char state = close_paren[2];
+  return state != 'Z' && state != 'X';
+}
+
+// True when every other thread of the process has ended. A process lives as
+// long as one of its threads runs: a program whose last thread leaves by
+// pthread_exit would otherwise be kept alive by the purger for good. Reads
+// /proc with system calls only (nothing here may allocate); stops at the
+// first thread found running, usually the first entry. Without /proc it
+// answers false.
+bool alone() noexcept {
+  int dir = ::open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir < 0) return false;
+  const pid_t me = gettid();
+  bool others = false;
+  alignas(8) char buf[2048];
+  for (;;) {
+    long n = syscall(SYS_getdents64, dir, buf, sizeof buf);
+    if (n <= 0) {
+      others = others || n < 0;
+      break;
+    }
+    for (long off = 0; off < n && !others;) {
+      const auto* d = reinterpret_cast<const struct dirent64*>(buf + off);
+      off += d->d_reclen;
+      if (d->d_name[0] < '0' || d->d_name[0] > '9') continue;  // "." and ".."
+      long tid = 0;
+      for (const char* c = d->d_name; *c >= '0' && *c <= '9'; ++c) tid = tid * 10 + (*c - '0');
+      if (tid != me && task_runs(dir, d->d_name)) others = true;
+    }
+    if (others) break;
+  }
+  ::close(dir);
+  return !others;
+}
+
 // Publishes kParked, then looks: memory made purgeable before the look is
 // seen by it, memory made purgeable after it sees kParked and wakes the
-// thread (see purger.h).
+// thread (see purger.h). Parked, the thread still wakes once a second, to
+// see whether the program's own threads have all ended.
 void park() noexcept {
   g_purger_state.store(kPurgerParked, std::memory_order_seq_cst);
   if (!nothing_to_purge()) {
@@ -42,8 +102,10 @@ void park() noexcept {
     g_purger_state.compare_exchange_strong(parked, kPurgerRunning, std::memory_order_relaxed);
     return;
   }
-  while (g_purger_state.load(std::memory_order_acquire) == kPurgerParked)
-    syscall(SYS_futex, &g_purger_state, FUTEX_WAIT_PRIVATE, kPurgerParked, nullptr, nullptr, 0);
+  timespec second{1, 0};
+  syscall(SYS_futex, &g_purger_state, FUTEX_WAIT_PRIVATE, kPurgerParked, &second, nullptr, 0);
+  uint32_t parked = kPurgerParked;  // woken, or the second is up: running again
+  g_purger_state.compare_exchange_strong(parked, kPurgerRunning, std::memory_order_relaxed);
 }
 
 void* purge_loop(void*) noexcept {
@@ -56,8 +118,11 @@ void* purge_loop(void*) noexcept {
     heaps_drain_large(false);  // the caches of threads that made no large request since the last pass
     arena_purge(false);
     large_purge(false);
+    if (alone()) break;  // the program's last thread has ended: so does this one, and the process
     if (nothing_to_purge()) park();
   }
+  g_purger_state.store(kPurgerStopped, std::memory_order_relaxed);
+  return nullptr;
 }
 
 }  // namespace

@@ -4,6 +4,8 @@
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <gtest/gtest.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -207,6 +209,45 @@ void thread_exit_scenario() {
 TEST(PurgeThread, PoolsFreedByAThreadsExitAreReturnedWithNoAllocationAfter) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_EXIT(thread_exit_scenario(), testing::ExitedWithCode(0), "");
+}
+
+// A program whose last thread leaves by pthread_exit ends, as it does
+// without the library: the purger notices it is alone and ends too (a
+// process lives as long as any of its threads). Run in a grandchild, which
+// the scenario kills after ten seconds if it is still there.
+void last_thread_exit_scenario() {
+  char e1[] = "POOLMALLOC_PURGE_DELAY=40";
+  char* env[] = {e1, nullptr};
+  process_init();
+  options_init(env);
+  pid_t pid = fork();
+  if (pid < 0) std::_Exit(80);
+  if (pid == 0) {
+    // A forked child counts as single-threaded until one of its threads allocates.
+    std::thread([] { churn_then_free(20000, 100); }).join();
+    if (!purger_running()) std::_Exit(81);
+    // The main thread ends alone, as pthread_exit ends it (the raw system
+    // call: pthread_exit would unwind through the test framework's frames).
+    syscall(SYS_exit, 0);
+  }
+  int status = 0;
+  for (int i = 0; i < 1000; ++i) {
+    if (waitpid(pid, &status, WNOHANG) == pid) std::_Exit(WIFEXITED(status) ? WEXITSTATUS(status) : 82);
+    usleep(10 * 1000);
+  }
+  kill(pid, SIGKILL);
+  waitpid(pid, &status, 0);
+  std::_Exit(83);  // still running: kept alive by the purger
+}
+
+TEST(PurgeThread, EndsWhenTheProgramsLastThreadExits) {
+#ifdef PM_SANITIZER_BUILD
+  // A sanitizer runtime cannot start threads after a threaded fork, and
+  // runs a thread of its own, which keeps the process alive anyway.
+  GTEST_SKIP() << "needs a thread started after fork, and no thread but the program's";
+#endif
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(last_thread_exit_scenario(), testing::ExitedWithCode(0), "");
 }
 
 // free never starts the purger thread, however much it leaves to purge:
