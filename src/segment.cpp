@@ -19,7 +19,6 @@ constinit SpinLock g_arena_lock;
 constinit Segment* g_segments = nullptr;  // all segments, most recently created first
 constinit size_t g_segment_count = 0;
 constinit size_t g_pools_in_use = 0;
-constinit size_t g_slots_high = 0;  // most slots ever held by pools at once
 constinit size_t g_slots_reported = 0;  // the high last reported through `new_high`
 constinit size_t g_slots_in_use = 0;
 constinit size_t g_dirty_count = 0;  // free slots not yet purged
@@ -67,9 +66,6 @@ void segment_destroy(Segment* s) noexcept {
   map_set(s, false);
   os::unmap(s, kSegmentSize);
 }
-
-// Lowest index i, a multiple of pool_align_slots(n), such that slots
-// i..i+n-1 are all in `set`; -1 if none.
 
 size_t purge_locked(bool force, uint64_t now) noexcept {
   size_t purged = 0;
@@ -163,7 +159,6 @@ Pool* arena_acquire_pool(unsigned slots, bool* new_high) noexcept {
   for (unsigned i = 0; i < slots; ++i) found->pool_of[at + i] = p;
   ++g_pools_in_use;
   g_slots_in_use += slots;
-  if (g_slots_in_use > g_slots_high) g_slots_high = g_slots_in_use;
   // A new high worth a statistics sample: one sixty-fourth above the last
   // (every new high up to 64 slots), so that a heap growing to N slots takes
   // O(log N) samples, not one per pool.
