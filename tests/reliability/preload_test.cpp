@@ -19,6 +19,8 @@
 #include <thread>
 #include <vector>
 
+#include "purger_probe.h"
+
 namespace {
 
 std::string g_dlalloc_path;
@@ -194,30 +196,6 @@ TEST(Preload, ShortLivedThreadsKeepRssFlat) {
          arena_warm >> 10, arena_end >> 10);
   EXPECT_LE(rss_end, rss_warm + (8u << 20));
   EXPECT_LE(arena_end, arena_warm + (8u << 20));
-}
-
-// True when a thread other than the caller blocks SIGINT, SIGTERM and
-// SIGUSR1, as the purger does and no thread of this test does.
-bool purger_present() {
-  bool found = false;
-  if (DIR* d = opendir("/proc/self/task")) {
-    while (dirent* e = readdir(d)) {
-      int tid = atoi(e->d_name);
-      if (tid <= 0 || tid == gettid()) continue;
-      char path[64], line[256];
-      snprintf(path, sizeof path, "/proc/self/task/%d/status", tid);
-      FILE* f = fopen(path, "r");
-      if (f == nullptr) continue;
-      unsigned long long blocked = 0;
-      while (fgets(line, sizeof line, f) != nullptr)
-        if (sscanf(line, "SigBlk: %llx", &blocked) == 1) break;
-      fclose(f);
-      auto has = [&](int sig) { return ((blocked >> (sig - 1)) & 1) != 0; };
-      found = found || (has(SIGINT) && has(SIGTERM) && has(SIGUSR1));
-    }
-    closedir(d);
-  }
-  return found;
 }
 
 // The background purger starts by default in a threaded program. glibc's
