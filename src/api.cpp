@@ -31,17 +31,16 @@ void* alloc_large_dirty(size_t n, size_t align, size_t* dirty) noexcept {
   return p;
 }
 
-// realloc may hand the block back unmoved, so it checks the pointer as free
-// would: a block of a pool in use, at a block start, not freed. The pool may
-// be another thread's: only its shared keys are read, as by a remote free.
+// realloc may hand the block back unmoved, so it checks the pointer as a
+// free would. The pool may be another thread's.
 void check_realloc_block(const Pool* pool, const void* p) noexcept {
-  const PoolKeys& k = pool->shared;
-  if (pool->state.load(std::memory_order_acquire) == PoolState::kFree ||
-      not_block_start(k.start, k.div_mul, k.div_limit, reinterpret_cast<uintptr_t>(p))) [[unlikely]]
-    fatal("realloc of a pointer that was not allocated (interior or foreign):", p);
-  if constexpr (kHardened) {
-    if (static_cast<const Block*>(p)->tag == k.tag_key) [[unlikely]]
+  switch (shared_block_state(pool, p)) {
+    case SharedBlockState::kNotABlock:
+      fatal("realloc of a pointer that was not allocated (interior or foreign):", p);
+    case SharedBlockState::kFreed:
       fatal("realloc of a freed block:", p, pool->block_size);
+    case SharedBlockState::kLive:
+      break;
   }
 }
 
@@ -69,7 +68,7 @@ void dealloc_remote(Heap* h, Pool* p, Block* b) noexcept {
   // call is this free gets its heap for it). The free then runs the
   // owner's path, with its checks.
   if (p->state.load(std::memory_order_acquire) == PoolState::kAbandoned) {
-    if (Heap* mine = thread_heap_for_reclaim(); mine != nullptr && heap_reclaim(mine, p)) return dealloc(b);
+    if (Heap* mine = thread_heap_or_set_up(); mine != nullptr && heap_reclaim(mine, p)) return dealloc(b);
     h = tl_heap;
   }
   unsigned cls = p->shared.cls;
@@ -80,7 +79,7 @@ void dealloc_remote(Heap* h, Pool* p, Block* b) noexcept {
     // atomic counter would make every such free of every such thread wait
     // on the same cache line. Only a thread whose heap is already torn down
     // (a free by a late destructor) counts here.
-    h = thread_heap_for_reclaim();
+    h = thread_heap_or_set_up();
     if (h == nullptr) {
       g_orphan_frees[cls].fetch_add(1, std::memory_order_relaxed);
       return;

@@ -112,7 +112,7 @@ void heap_unlock_for_fork(bool child) noexcept;
 [[nodiscard]] Heap* thread_init() noexcept;  // nullptr when out of memory
 // The calling thread's heap, set up now if it has none yet; nullptr once
 // its heap was torn down at thread exit (or when out of memory).
-[[nodiscard]] Heap* thread_heap_for_reclaim() noexcept;
+[[nodiscard]] Heap* thread_heap_or_set_up() noexcept;
 void process_init() noexcept;
 void fork_prepare() noexcept;
 void fork_parent() noexcept;

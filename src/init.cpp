@@ -86,7 +86,7 @@ Heap* thread_init() noexcept {
   return h;
 }
 
-Heap* thread_heap_for_reclaim() noexcept {
+Heap* thread_heap_or_set_up() noexcept {
   if (tl_heap != &g_empty_heap) return tl_heap;
   return tl_heap_done ? nullptr : thread_init();
 }

@@ -111,17 +111,17 @@ void report_invalid_free(const Pool* p, const void* b) noexcept {
 }
 
 void pool_free_remote(Pool* p, Block* b) noexcept {
-  PoolState s = p->state.load(std::memory_order_acquire);
   // Only the shared line and `remote` are read here (see Pool).
   const PoolKeys& k = p->shared;
-  if (s == PoolState::kFree || not_block_start(k.start, k.div_mul, k.div_limit, reinterpret_cast<uintptr_t>(b)))
-      [[unlikely]]
-    return report_invalid_free(p, b);
-  if constexpr (kHardened) {
-    if (b->tag == k.tag_key) [[unlikely]]
+  switch (shared_block_state(p, b)) {
+    case SharedBlockState::kNotABlock:
+      return report_invalid_free(p, b);
+    case SharedBlockState::kFreed:
       return report_double_free(p, b);
-    b->tag = k.tag_key;
+    case SharedBlockState::kLive:
+      break;
   }
+  if constexpr (kHardened) b->tag = k.tag_key;
   uintptr_t head = p->remote.load(std::memory_order_relaxed);
   do {
     b->link = encode_link(k.key, reinterpret_cast<const void*>(head));

@@ -146,6 +146,23 @@ constexpr void block_start_constants(uint64_t size, uint64_t capacity, uint64_t*
   *limit = (capacity - 1) * (size * m);  // size * m wraps to e
 }
 
+// What a thread that may not own p finds at b, reading only p's shared
+// line: a live block of p, an address that is no block start of a pool in
+// use (interior, foreign, or in a free slot), or a freed block (when the
+// hardening is built in). A remote free and realloc check a block so.
+enum class SharedBlockState { kLive, kNotABlock, kFreed };
+[[gnu::always_inline]] inline SharedBlockState shared_block_state(const Pool* p, const void* b) noexcept {
+  const PoolKeys& k = p->shared;
+  if (p->state.load(std::memory_order_acquire) == PoolState::kFree ||
+      not_block_start(k.start, k.div_mul, k.div_limit, reinterpret_cast<uintptr_t>(b))) [[unlikely]]
+    return SharedBlockState::kNotABlock;
+  if constexpr (kHardened) {
+    if (static_cast<const Block*>(b)->tag == k.tag_key) [[unlikely]]
+      return SharedBlockState::kFreed;
+  }
+  return SharedBlockState::kLive;
+}
+
 // Slow-path pool operations (pool.cpp).
 void pool_init(Pool* p, unsigned cls) noexcept;
 // Refill `free` from local_free, remote frees, or fresh blocks. False when full.
