@@ -29,6 +29,7 @@ inline constexpr size_t kSmallMax = 256 * 1024;
 constexpr unsigned pool_align_slots(unsigned slots) noexcept { return slots < 8 ? slots : 8; }
 inline constexpr size_t kMinAlign = 16;  // x86-64 alignof(max_align_t)
 inline constexpr size_t kPageSize = 4096;
+inline constexpr size_t kCacheLine = 64;
 
 // Every request above this is refused with ENOMEM (glibc's limit).
 inline constexpr size_t kMaxRequest = size_t{PTRDIFF_MAX};

@@ -196,6 +196,39 @@ TEST(Alloc, CarvingABigClassTouchesOnlyTheBlocksHandedOut) {
   EXPECT_EXIT(big_class_carving_scenario(), testing::ExitedWithCode(0), "");
 }
 
+// Blocks smaller than a cache line, allocated one after the other from a
+// fresh pool, never share a line with the block allocated just before them
+// (so that blocks handed to different threads are not written on one
+// line), down to the pool's last block, and each run of 8 of them still
+// lies within 8 blocks' span, as it would in address order. Runs in a fresh process, where these pools
+// have handed out nothing yet.
+void small_blocks_spread_scenario() {
+  for (size_t size : {size_t{16}, size_t{32}, size_t{48}}) {
+    void* first_block = alloc(size);
+    if (first_block == nullptr || usable_size(first_block) != size) std::_Exit(70);
+    const uint32_t capacity = pool_of(first_block)->capacity;
+    auto prev = reinterpret_cast<uintptr_t>(first_block);
+    uintptr_t lo = prev, hi = prev;
+    for (uint32_t i = 1; i < capacity; ++i) {
+      auto a = reinterpret_cast<uintptr_t>(alloc(size));
+      if (a == 0 || pool_of(reinterpret_cast<void*>(a)) != pool_of(first_block)) std::_Exit(71);
+      if (a / kCacheLine <= (prev + size - 1) / kCacheLine && prev / kCacheLine <= (a + size - 1) / kCacheLine)
+        std::_Exit(72);
+      prev = a;
+      if (i % 8 == 0) lo = hi = a;
+      lo = a < lo ? a : lo;
+      hi = a > hi ? a : hi;
+      if (hi - lo >= 8 * size) std::_Exit(73);
+    }
+  }
+  std::_Exit(0);
+}
+
+TEST(Alloc, SmallBlocksAllocatedInARowDoNotShareACacheLine) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(small_blocks_spread_scenario(), testing::ExitedWithCode(0), "");
+}
+
 TEST(Alloc, ReallocGrowingByAppendsMovesOnlyWhenFullAndByHalf) {
   // A block grown one byte at a time moves only when it is full, and then
   // into a block at least half as large again (or to the end of its tier:
