@@ -136,11 +136,14 @@ bool pool_refill(Pool* p) noexcept {
     if constexpr (kHardened) blk->tag = free_tag(p);
     prev = blk;
   };
-  const uint32_t whole = n - n % order.blocks;
-  char* group = first;
-  for (uint32_t i = 0; i < whole; i += order.blocks, group += order.blocks * size)
-    for (uint32_t k = 0; k < order.blocks; ++k) append(group + order.offset[k]);
-  for (uint32_t i = whole; i < n; ++i, group += size) append(group);  // a pool's last partial group
+  char* const end = first + size_t{n} * size;
+  char* at = first;
+  if (order.blocks > 1) {
+    const size_t span = size_t{order.blocks} * size;
+    for (; end - at >= static_cast<ptrdiff_t>(span); at += span)
+      for (uint32_t k = 0; k < order.blocks; ++k) append(at + order.offset[k]);
+  }
+  for (; at != end; at += size) append(at);  // address order, or a pool's last partial group
   prev->link = encode_link(p->key, end_marker(p));  // the last block's pop stays on the fast path
   p->carved += n;
   p->free = decode_link(p, &before);
