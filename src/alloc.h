@@ -14,6 +14,8 @@ namespace pm {
 
 // Out-of-line halves (api.cpp).
 [[nodiscard, gnu::noinline]] void* alloc_large(size_t n, size_t align) noexcept;
+// free of a pointer outside the region's segments: null, a block of a
+// segment mapped elsewhere, a large block, or an invalid pointer.
 [[gnu::noinline]] void dealloc_foreign(void* p) noexcept;
 [[gnu::noinline]] void dealloc_remote(Heap* h, Pool* p, Block* b) noexcept;
 
@@ -44,13 +46,11 @@ namespace pm {
     heap_free_slow(h, p);
 }
 
-// free(p): p may be null, a pool block or a large block; anything else aborts.
-[[gnu::always_inline]] inline void dealloc(void* ptr) noexcept {
-  if (!in_segment(ptr)) [[unlikely]] {
-    dealloc_foreign(ptr);
-    return;
-  }
-  Pool* p = pool_of(ptr);
+// The free of ptr, a pointer into a segment whose slot p covers: a live
+// block of p (or of a pool whose heap exited), or an error that aborts; p
+// is g_region_none for memory in the region that no segment of ours holds,
+// which dealloc_remote hands on to dealloc_foreign.
+[[gnu::always_inline]] inline void dealloc_in_pool(Pool* p, void* ptr) noexcept {
   auto* b = static_cast<Block*>(ptr);
   Heap* h = tl_heap;
   if (!owned_by(p, h)) [[unlikely]] {
@@ -64,6 +64,18 @@ namespace pm {
       return report_invalid_free(p, b);
   }
   push_local(h, p, b);
+}
+
+// free(p): p may be null, a pool block or a large block; anything else
+// aborts. A block of a segment in the region finds its pool in the region's
+// table; everything else goes to dealloc_foreign.
+[[gnu::always_inline]] inline void dealloc(void* ptr) noexcept {
+  uintptr_t off = region_offset(ptr);
+  if (off >= region_used()) [[unlikely]] {
+    dealloc_foreign(ptr);
+    return;
+  }
+  dealloc_in_pool(region_pool(off), ptr);
 }
 
 // calloc: nullptr with ENOMEM on overflow or exhaustion.

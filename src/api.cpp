@@ -53,6 +53,7 @@ void* alloc_large(size_t n, size_t align) noexcept {
 
 void dealloc_foreign(void* p) noexcept {
   if (p == nullptr) return;
+  if (in_segment(p)) return dealloc_in_pool(pool_of(p), p);
   if (g_check_full) [[unlikely]]
     return check_full_free(p);
   large_free(p);
@@ -61,6 +62,8 @@ void dealloc_foreign(void* p) noexcept {
 }
 
 void dealloc_remote(Heap* h, Pool* p, Block* b) noexcept {
+  if (p == &g_region_none) [[unlikely]]  // in the region, but not in a segment of ours
+    return dealloc_foreign(b);
   if (g_check_full) [[unlikely]]  // every pool is g_check_heap's: all frees come here
     return check_full_free(b);
   // The pool's owner exited: take the pool over instead of pushing onto a

@@ -7,6 +7,11 @@
 
 namespace pm {
 
+// On the declaration of a global the fast paths read: the library's own
+// data is then addressed directly, not through the GOT (the build's
+// -fvisibility=hidden covers definitions only).
+#define PM_HIDDEN __attribute__((visibility("hidden")))
+
 // Segments are what the arena takes from the OS: kSegmentSize bytes aligned to
 // kSegmentSize, so a block finds its segment by masking its address.
 inline constexpr unsigned kSegmentShift = 22;

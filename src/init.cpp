@@ -66,6 +66,7 @@ void process_init() noexcept {
   os::random_bytes(&secret, sizeof secret);
   g_tag_secret = secret | 1;
   g_key_ok = pthread_key_create(&g_key, thread_done) == 0;
+  arena_init();  // before any segment, and before another thread can free
   const Options& o = options();
   if (o.reserve != 0 && arena_reserve(o.reserve, o.reserve_prefault) * kSegmentSize < o.reserve)
     warn("POOLMALLOC_RESERVE: could not map all of the reservation");

@@ -55,6 +55,27 @@ void* map_aligned(size_t size, size_t align) noexcept {
   return reinterpret_cast<void*>(aligned);
 }
 
+MapAt map_at(void* p, size_t size) noexcept {
+  if (injected_failure()) return MapAt::kNoMemory;
+  int saved = errno;
+  // A kernel older than 4.17 takes MAP_FIXED_NOREPLACE for a mere hint, and
+  // may map elsewhere: that mapping is undone, and the place counts as taken.
+  void* q = ::mmap(p, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE,
+                   -1, 0);
+  int err = errno;
+  errno = saved;
+  if (q == p) {
+    g_mapped.fetch_add(size, std::memory_order_relaxed);
+    return MapAt::kMapped;
+  }
+  if (q != MAP_FAILED) {
+    ::munmap(q, size);
+    errno = saved;
+    return MapAt::kTaken;
+  }
+  return err == EEXIST ? MapAt::kTaken : MapAt::kNoMemory;
+}
+
 void unmap(void* p, size_t size) noexcept {
   int saved = errno;
   if (::munmap(p, size) == 0) g_mapped.fetch_sub(size, std::memory_order_relaxed);

@@ -12,6 +12,12 @@ namespace pm::os {
 // Like map(), with the start aligned to `align` (a power of two >= page size).
 [[nodiscard]] void* map_aligned(size_t size, size_t align) noexcept;
 void unmap(void* p, size_t size) noexcept;
+// Fresh zeroed read-write memory at exactly [p, p + size), never over an
+// existing mapping. kTaken when something is mapped there already (or the
+// kernel would only map elsewhere); kNoMemory when the system refuses
+// (address-space limit, injected failure).
+enum class MapAt { kMapped, kTaken, kNoMemory };
+[[nodiscard]] MapAt map_at(void* p, size_t size) noexcept;
 // Resize a mapping, moving it if needed; nullptr when the kernel refuses.
 [[nodiscard]] void* remap(void* p, size_t old_size, size_t new_size) noexcept;
 // Give the pages back to the OS; the range stays mapped and reads as zero.

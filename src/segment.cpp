@@ -12,6 +12,9 @@ namespace pm {
 // Plain bytes (zero-filled .bss) accessed with atomic builtins: an array of
 // std::atomic this large is slow for compilers to constant-initialise.
 constinit uint8_t g_segment_map[kSegmentMapSize] = {};
+alignas(64) constinit Region g_region = {0, 0};
+constinit Pool* g_region_pools[kRegionMaxSize >> kSlotShift] = {};
+constinit Pool g_region_none;
 
 namespace {
 
@@ -29,13 +32,66 @@ constinit uint64_t g_last_purge_ms = 0;
 
 constexpr uint64_t kAllSlots = ~uint64_t{0} & ~uint64_t{1};  // slot 0 is the header
 
+// The region's bookkeeping, under the arena lock: which of its
+// segment-sized places hold a segment, and which were found taken by some
+// other mapping (first fit keeps `used` low).
+constexpr size_t kRegionPlaces = kRegionMaxSize / kSegmentSize;
+constinit uint64_t g_region_live[kRegionPlaces / 64] = {};
+constinit uint64_t g_region_taken[kRegionPlaces / 64] = {};
+
+bool in_region(const void* p) noexcept {
+  return g_region.base != 0 && reinterpret_cast<uintptr_t>(p) - g_region.base < kRegionMaxSize;
+}
+size_t place_of(const void* p) noexcept { return (reinterpret_cast<uintptr_t>(p) - g_region.base) / kSegmentSize; }
+bool bit(const uint64_t* set, size_t i) noexcept { return (set[i / 64] >> (i % 64) & 1) != 0; }
+void set_bit(uint64_t* set, size_t i, bool on) noexcept {
+  if (on) set[i / 64] |= uint64_t{1} << (i % 64);
+  else set[i / 64] &= ~(uint64_t{1} << (i % 64));
+}
+void set_region_pool(size_t slot, Pool* p) noexcept { __atomic_store_n(&g_region_pools[slot], p, __ATOMIC_RELEASE); }
+
+// Slot i of s is now covered by p: in the segment's header, and in the
+// region's table when s lies in the region.
+void set_pool_of(Segment* s, unsigned i, Pool* p) noexcept {
+  s->pool_of[i] = p;
+  if (in_region(s)) set_region_pool(place_of(s) * kSlotsPerSegment + i, p);
+}
+
+// Makes `end` (a place boundary) the region's bound for free's lookup,
+// first giving every slot below it that no segment covers yet the entry
+// g_region_none.
+void raise_region_used(uintptr_t end) noexcept {
+  for (uintptr_t off = g_region.used; off < end; off += kSlotSize)
+    if (g_region_pools[off >> kSlotShift] == nullptr) set_region_pool(off >> kSlotShift, &g_region_none);
+  __atomic_store_n(&g_region.used, end, __ATOMIC_RELEASE);
+}
+
+// Memory for a new segment: the region's first open place, or, when places
+// keep being taken by other mappings or the region is full, a mapping
+// anywhere. nullptr when the system has no memory for it.
+void* segment_memory() noexcept {
+  if (g_region.base != 0) {
+    for (unsigned tries = 0; tries < 8; ++tries) {
+      size_t i = 0;
+      while (i < kRegionPlaces && (bit(g_region_live, i) || bit(g_region_taken, i))) ++i;
+      if (i == kRegionPlaces) break;
+      void* at = reinterpret_cast<void*>(g_region.base + i * kSegmentSize);
+      os::MapAt r = os::map_at(at, kSegmentSize);
+      if (r == os::MapAt::kMapped) return at;
+      if (r == os::MapAt::kNoMemory) return nullptr;
+      set_bit(g_region_taken, i, true);
+    }
+  }
+  return os::map_aligned(kSegmentSize, kSegmentSize);
+}
+
 void map_set(const Segment* s, bool on) noexcept {
   uintptr_t a = reinterpret_cast<uintptr_t>(s);
   __atomic_store_n(&g_segment_map[(a >> kSegmentShift) & (kSegmentMapSize - 1)], on ? 1 : 0, __ATOMIC_RELEASE);
 }
 
 Segment* segment_create() noexcept {
-  void* mem = os::map_aligned(kSegmentSize, kSegmentSize);
+  void* mem = segment_memory();
   if (mem == nullptr) return nullptr;
   auto* s = new (mem) Segment;
   s->cookie = g_tag_secret ^ reinterpret_cast<uintptr_t>(s);
@@ -47,7 +103,13 @@ Segment* segment_create() noexcept {
     Pool* p = new (&s->pools[i]) Pool;
     p->first_slot = i;
     p->start = base + size_t{i} * kSlotSize;
-    s->pool_of[i] = p;
+    set_pool_of(s, i, p);
+  }
+  if (in_region(s)) {  // also a segment the kernel placed in the region by chance
+    set_bit(g_region_live, place_of(s), true);
+    set_bit(g_region_taken, place_of(s), false);
+    uintptr_t end = (place_of(s) + 1) * kSegmentSize;
+    if (end > g_region.used) raise_region_used(end);
   }
   s->prev = nullptr;
   s->next = g_segments;
@@ -64,6 +126,10 @@ void segment_destroy(Segment* s) noexcept {
   if (s->next != nullptr) s->next->prev = s->prev;
   --g_segment_count;
   map_set(s, false);
+  if (in_region(s)) {
+    for (unsigned i = 0; i < kSlotsPerSegment; ++i) set_pool_of(s, i, &g_region_none);
+    set_bit(g_region_live, place_of(s), false);
+  }
   os::unmap(s, kSegmentSize);
 }
 
@@ -107,6 +173,22 @@ void maybe_purge_locked() noexcept {
 }
 
 }  // namespace
+
+void arena_init() noexcept {
+  // ThreadSanitizer allows mappings only in its own ranges of the address
+  // space: under it, every segment is mapped where the kernel chooses.
+  if constexpr (kThreadSanitizer) return;
+  LockGuard g(g_arena_lock);
+  if (g_region.base != 0) return;
+  // A random place between 16 and 80 TiB, where the kernel maps nothing of
+  // its own accord on x86-64 (programs sit near 0 or at 85 TiB, the mmap
+  // area grows down from 128 TiB) and segments keep unpredictable addresses.
+  uint64_t r = 0;
+  os::random_bytes(&r, sizeof r);
+  constexpr uintptr_t kLow = uintptr_t{16} << 40, kSpan = (uintptr_t{64} << 40) - kRegionMaxSize;
+  uintptr_t base = kLow + (r % (kSpan / kSegmentSize)) * kSegmentSize;
+  __atomic_store_n(&g_region.base, base, __ATOMIC_RELEASE);
+}
 
 int arena_find_run(uint64_t set, unsigned n) noexcept {
   if (n == 0 || n > kSlotsPerSegment) return -1;
@@ -156,7 +238,7 @@ Pool* arena_acquire_pool(unsigned slots, bool* new_high) noexcept {
   found->dirty_slots &= ~bits;
   Pool* p = &found->pools[at];
   p->slots = static_cast<uint8_t>(slots);
-  for (unsigned i = 0; i < slots; ++i) found->pool_of[at + i] = p;
+  for (unsigned i = 0; i < slots; ++i) set_pool_of(found, at + i, p);
   ++g_pools_in_use;
   g_slots_in_use += slots;
   // A new high worth a statistics sample: one sixty-fourth above the last
@@ -179,7 +261,7 @@ void arena_release_pool(Pool* p) noexcept {
   uint64_t now = os::now_ms();
   uint64_t bits = ((uint64_t{1} << slots) - 1) << at;
   for (unsigned i = 0; i < slots; ++i) {
-    s->pool_of[at + i] = &s->pools[at + i];
+    set_pool_of(s, at + i, &s->pools[at + i]);
     s->pools[at + i].freed_at_ms = now;
   }
   s->free_slots |= bits;

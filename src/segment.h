@@ -49,12 +49,66 @@ extern constinit uint8_t g_segment_map[kSegmentMapSize];
   return __atomic_load_n(e, __ATOMIC_RELAXED) != 0;
 #endif
 }
+// The region: a stretch of address space, placed at random at process
+// start, in which segments are mapped while its places are free, so that
+// free finds a block's pool with a subtraction, a compare and a table load
+// (region_offset, region_used, region_pool). Nothing is reserved: each
+// segment is its own mapping, made only where nothing else is mapped, so
+// the address-space limit and the mapped-bytes figures count segments as
+// before. A segment that finds no place in the region is mapped elsewhere
+// and found through the segment map; every segment has its byte in the map.
+inline constexpr size_t kRegionMaxSize = size_t{64} << 30;
+struct Region {
+  uintptr_t base;  // 0 until placed (arena_init)
+  // Bytes from `base` covered by segments made so far (a high-water mark):
+  // below it, every slot has its entry in g_region_pools.
+  uintptr_t used;
+};
+// Read by every free; written only when the region is placed or grows.
+extern constinit PM_HIDDEN Region g_region;
+// The pool covering each slot of the region below g_region.used: the
+// slot's segment's pool_of entry, or &g_region_none where no segment of
+// ours lies (a place found taken, or a segment given back).
+extern constinit PM_HIDDEN Pool* g_region_pools[kRegionMaxSize >> kSlotShift];
+// A descriptor no heap owns: a free that finds it (memory in the region that
+// is not a segment of ours, such as a large block the kernel placed there)
+// is sent on to dealloc_foreign by dealloc_remote.
+extern constinit Pool g_region_none;
+
+// The offset of p in the region; >= region_used() when p is not in one of
+// its segments (a pointer below the base wraps to a huge offset).
+[[gnu::always_inline]] inline uintptr_t region_offset(const void* p) noexcept {
+#if defined(__x86_64__) && !defined(PM_SANITIZER_BUILD)
+  return reinterpret_cast<uintptr_t>(p) - g_region.base;
+#else
+  return reinterpret_cast<uintptr_t>(p) - __atomic_load_n(&g_region.base, __ATOMIC_ACQUIRE);
+#endif
+}
+[[gnu::always_inline]] inline uintptr_t region_used() noexcept {
+#if defined(__x86_64__) && !defined(PM_SANITIZER_BUILD)
+  return g_region.used;
+#else
+  return __atomic_load_n(&g_region.used, __ATOMIC_ACQUIRE);
+#endif
+}
+// The pool of the slot at region offset `off` < region_used().
+[[gnu::always_inline]] inline Pool* region_pool(uintptr_t off) noexcept {
+#if defined(__x86_64__) && !defined(PM_SANITIZER_BUILD)
+  return g_region_pools[off >> kSlotShift];
+#else
+  return __atomic_load_n(&g_region_pools[off >> kSlotShift], __ATOMIC_ACQUIRE);
+#endif
+}
+
 [[gnu::always_inline]] inline Segment* segment_of(const void* p) noexcept {
   return reinterpret_cast<Segment*>(reinterpret_cast<uintptr_t>(p) & ~(kSegmentSize - 1));
 }
 [[gnu::always_inline]] inline Pool* pool_of(const void* p) noexcept {
   return segment_of(p)->pool_of[(reinterpret_cast<uintptr_t>(p) >> kSlotShift) & (kSlotsPerSegment - 1)];
 }
+
+// Places the region (at process start, before a segment exists).
+void arena_init() noexcept;
 
 // The arena: slots for pools, under one lock (slow path only).
 // `new_high`, when given, says whether pools now hold more slots than ever

@@ -1,10 +1,12 @@
 // Segments, the segment map, pools and purging, against the arena directly.
 #include <gtest/gtest.h>
+#include <sys/mman.h>
 
 #include <cstring>
 #include <vector>
 
 #include "alloc.h"
+#include "large.h"
 #include "os.h"
 #include "pool.h"
 #include "segment.h"
@@ -52,6 +54,128 @@ TEST(Arena, PoolsLieInMappedSegmentsAndAreFoundFromAnyAddress) {
   p->state.store(PoolState::kActive);
   arena_release_pool(p);
   EXPECT_EQ(p->state.load(), PoolState::kFree);
+}
+
+// Every pool block of this process lies in a segment of the region, which
+// free finds through the region's table: the same pool as the segment's own
+// map gives, for the block and for any address inside it.
+TEST(Arena, PoolBlocksAreFoundThroughTheRegion) {
+  process_init();
+  if constexpr (kThreadSanitizer) GTEST_SKIP() << "no region under ThreadSanitizer (see arena_init)";
+  EXPECT_GE(g_region.base, uintptr_t{16} << 40);
+  EXPECT_LE(g_region.base + kRegionMaxSize, uintptr_t{80} << 40);
+  EXPECT_EQ(g_region.base % kSegmentSize, 0u);
+  std::vector<void*> live;
+  for (size_t n : {size_t{1}, size_t{48}, size_t{1000}, size_t{70000}, kSmallMax}) {
+    void* p = alloc(n);
+    ASSERT_NE(p, nullptr);
+    uintptr_t off = region_offset(p);
+    ASSERT_LT(off, region_used()) << n;
+    EXPECT_EQ(region_pool(off), pool_of(p)) << n;
+    EXPECT_EQ(region_pool(off + n - 1), pool_of(p)) << n;
+    live.push_back(p);
+  }
+  for (void* p : live) dealloc(p);
+}
+
+// The next `places` segment-sized places of the region above its segments,
+// mapped by the test itself, so that the arena finds them taken. Their start.
+char* take_region_places(unsigned places) {
+  auto* at = reinterpret_cast<char*>(g_region.base + region_used());
+  for (unsigned k = 0; k < places; ++k) {
+    void* want = at + size_t{k} * kSegmentSize;
+    if (mmap(want, kSegmentSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0) !=
+        want)
+      std::_Exit(60);
+  }
+  return at;
+}
+
+// Allocates blocks of 200000 bytes (a pool of 32 slots each ten, so a new
+// segment every other pool) until one lies in a segment made after this
+// call; returns it, or exits.
+void* block_of_a_new_segment(std::vector<void*>* keep) {
+  const size_t segments = arena_stats().segments;
+  for (int i = 0; i < 100; ++i) {
+    void* p = alloc(200000);
+    if (p == nullptr) std::_Exit(61);
+    keep->push_back(p);
+    if (arena_stats().segments > segments) return p;
+  }
+  std::_Exit(62);
+}
+
+// Places of the region that another mapping holds are skipped; once they lie
+// below the region's bound, free still tells a block there from a pool
+// block: a large block in such a place (placed there as the full check mode
+// places its guarded blocks) is freed as a large block.
+void region_skips_taken_places_scenario() {
+  void* first = alloc(64);
+  if (first == nullptr || region_offset(first) >= region_used()) std::_Exit(70);
+  char* taken = take_region_places(3);
+  std::vector<void*> keep;
+  void* b = block_of_a_new_segment(&keep);
+  if (reinterpret_cast<char*>(segment_of(b)) != taken + 3 * kSegmentSize) std::_Exit(71);
+  if (region_used() != reinterpret_cast<uintptr_t>(taken) + 4 * kSegmentSize - g_region.base) std::_Exit(72);
+  char* user = taken + 4096;
+  if (large_place(taken, kSegmentSize, user) != user || !owns(user)) std::_Exit(73);
+  dealloc(user);
+  if (owns(user)) std::_Exit(74);
+  for (void* p : keep) dealloc(p);
+  dealloc(first);
+  std::_Exit(0);
+}
+
+TEST(Arena, RegionSkipsPlacesTakenByOtherMappings) {
+  if constexpr (kThreadSanitizer) GTEST_SKIP() << "no region under ThreadSanitizer (see arena_init)";
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(region_skips_taken_places_scenario(), testing::ExitedWithCode(0), "");
+}
+
+// When the places after the region's segments keep being taken, a segment
+// is mapped outside the region; its blocks are found through the segment
+// map, freed into their pool (the next allocation takes the block back) and
+// checked like any other.
+void* block_outside_the_region(std::vector<void*>* keep) {
+  void* first = alloc(64);
+  if (first == nullptr) std::_Exit(80);
+  keep->push_back(first);
+  take_region_places(8);
+  void* b = block_of_a_new_segment(keep);
+  if (region_offset(b) < region_used() || !in_segment(b) || usable_size(b) < 200000) std::_Exit(81);
+  return b;
+}
+
+void segment_outside_the_region_scenario() {
+  std::vector<void*> keep;
+  void* b = block_outside_the_region(&keep);
+  keep.pop_back();
+  std::memset(b, 0x5a, 200000);
+  dealloc(b);
+  if (alloc(200000) != b) std::_Exit(82);
+  dealloc(b);
+  for (void* p : keep) dealloc(p);
+  std::_Exit(0);
+}
+
+TEST(Arena, SegmentsOutsideTheRegionWork) {
+  if constexpr (kThreadSanitizer) GTEST_SKIP() << "no region under ThreadSanitizer (see arena_init)";
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(segment_outside_the_region_scenario(), testing::ExitedWithCode(0), "");
+}
+
+TEST(Arena, DoubleFreeOutsideTheRegionIsCaught) {
+  if constexpr (!kHardened) GTEST_SKIP() << "the double-free check is built out (-Dhardening=false)";
+  if constexpr (kThreadSanitizer) GTEST_SKIP() << "no region under ThreadSanitizer (see arena_init)";
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(
+      {
+        std::vector<void*> keep;
+        void* b = block_outside_the_region(&keep);
+        dealloc(b);
+        dealloc(b);
+      },
+      "double free");
 }
 
 TEST(Arena, RefillCarvesDisjointBlocksAndCollectsRemoteFrees) {
