@@ -79,6 +79,8 @@ void apply(Options& o, const char* name, const char* v) noexcept {
     } else {
       ok = false;
     }
+  } else if (equals(name, "REGION")) {
+    ok = parse_bool(v, &o.region);
   } else if (equals(name, "LARGE_CACHE")) {
     ok = parse_size(v, &o.large_cache);
   } else if (equals(name, "LARGE_THREAD_CACHE")) {
@@ -160,6 +162,7 @@ void options_describe(Writer& w) noexcept {
   line("LARGE_CACHE").dec(o.large_cache).put(" (bytes)\n");
   line("LARGE_THREAD_CACHE").dec(o.large_thread_cache).put(" (bytes)\n");
   line("PURGE_THREAD").put(o.purge_thread == PurgeThread::kAuto ? "auto\n" : o.purge_thread == PurgeThread::kOn ? "1\n" : "0\n");
+  line("REGION").put(o.region ? "1\n" : "0\n");
   line("PROFILE").put(o.profile_path[0] != '\0' ? o.profile_path : "(off)").put('\n');
   line("PROFILE_INTERVAL").dec(o.profile_interval_ms).put(" (ms)\n");
 }

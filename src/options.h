@@ -29,6 +29,7 @@ struct Options {
   size_t large_cache = 128u << 20;     // POOLMALLOC_LARGE_CACHE (bytes of freed large blocks kept)
   size_t large_thread_cache = 2u << 20;  // POOLMALLOC_LARGE_THREAD_CACHE (bytes per thread)
   PurgeThread purge_thread = PurgeThread::kAuto;  // POOLMALLOC_PURGE_THREAD
+  bool region = true;                  // POOLMALLOC_REGION=0: segments where the kernel puts them
   char profile_path[256] = {};         // POOLMALLOC_PROFILE=PATH: write an allocation profile at exit
   uint64_t profile_interval_ms = 10;   // POOLMALLOC_PROFILE_INTERVAL (ms between live-bytes samples)
 };

@@ -178,6 +178,7 @@ void arena_init() noexcept {
   // ThreadSanitizer allows mappings only in its own ranges of the address
   // space: under it, every segment is mapped where the kernel chooses.
   if constexpr (kThreadSanitizer) return;
+  if (!options().region) return;  // POOLMALLOC_REGION=0
   LockGuard g(g_arena_lock);
   if (g_region.base != 0) return;
   // A random place between 16 and 80 TiB, where the kernel maps nothing of

@@ -29,7 +29,7 @@ class OptionsEnv : public testing::Test {};
 TEST_F(OptionsEnv, GoodValuesApply) {
   EXPECT_EQ(parse({"POOLMALLOC_RESERVE=256M", "POOLMALLOC_RESERVE_PREFAULT=1", "POOLMALLOC_VERBOSE=yes",
                    "POOLMALLOC_STATS=json:/tmp/x.%p.json", "POOLMALLOC_PURGE_DELAY=250",
-                   "POOLMALLOC_LARGE_CACHE=1G", "POOLMALLOC_LARGE_THREAD_CACHE=512K", "POOLMALLOC_PROFILE=/tmp/p.json", "POOLMALLOC_PROFILE_INTERVAL=5",
+                   "POOLMALLOC_LARGE_CACHE=1G", "POOLMALLOC_LARGE_THREAD_CACHE=512K", "POOLMALLOC_PROFILE=/tmp/p.json", "POOLMALLOC_PROFILE_INTERVAL=5", "POOLMALLOC_REGION=0",
                    "PATH=/bin", "POOLMALLOC_CHECK=full"}),
             "");
   const Options& o = parsed;
@@ -44,6 +44,7 @@ TEST_F(OptionsEnv, GoodValuesApply) {
   EXPECT_STREQ(o.profile_path, "/tmp/p.json");
   EXPECT_EQ(o.profile_interval_ms, 5u);
   EXPECT_EQ(o.check, CheckLevel::kFull);
+  EXPECT_FALSE(o.region);
   parse({"POOLMALLOC_STATS=1"});
   EXPECT_EQ(parsed.stats, StatsMode::kText);
   parse({"POOLMALLOC_STATS=json"});

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <sys/mman.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -162,6 +163,23 @@ TEST(Arena, SegmentsOutsideTheRegionWork) {
   if constexpr (kThreadSanitizer) GTEST_SKIP() << "no region under ThreadSanitizer (see arena_init)";
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_EXIT(segment_outside_the_region_scenario(), testing::ExitedWithCode(0), "");
+}
+
+// POOLMALLOC_REGION=0: no region is placed, every segment is mapped where
+// the kernel puts it, and frees find their pools through the segment map.
+void no_region_scenario() {
+  if (setenv("POOLMALLOC_REGION", "0", 1) != 0) std::_Exit(90);
+  void* p = alloc(100);
+  if (p == nullptr || g_region.base != 0 || region_used() != 0 || !in_segment(p)) std::_Exit(91);
+  dealloc(p);
+  if (alloc(100) != p) std::_Exit(92);  // the free went back to its pool
+  dealloc(p);
+  std::_Exit(0);
+}
+
+TEST(Arena, RegionCanBeTurnedOff) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(no_region_scenario(), testing::ExitedWithCode(0), "");
 }
 
 TEST(Arena, DoubleFreeOutsideTheRegionIsCaught) {
