@@ -17,9 +17,9 @@ namespace {
 // alternating between its two lines; for 48 bytes 2, 0, 3, 1 (bytes 96-143,
 // 0-47, 144-191, 48-95). The blocks one thread allocates back to back and
 // gives to other threads then do not make those threads fight over a line
-// they all write (passive false sharing: the falseshare workload in
-// docs/RESULTS.md), and the blocks allocated together still lie as close as
-// in address order, within the same 128 or 192 bytes. Larger blocks go in
+// they all write (the falseshare workload in docs/RESULTS.md), and the
+// blocks allocated together still lie as close as in address order, within
+// the same 128 or 192 bytes. Larger blocks go in
 // address order (a group of one).
 struct CarveOrder {
   uint32_t blocks;         // per group
