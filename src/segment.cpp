@@ -43,7 +43,6 @@ bool in_region(const void* p) noexcept {
   return g_region.base != 0 && reinterpret_cast<uintptr_t>(p) - g_region.base < kRegionMaxSize;
 }
 size_t place_of(const void* p) noexcept { return (reinterpret_cast<uintptr_t>(p) - g_region.base) / kSegmentSize; }
-bool bit(const uint64_t* set, size_t i) noexcept { return (set[i / 64] >> (i % 64) & 1) != 0; }
 void set_bit(uint64_t* set, size_t i, bool on) noexcept {
   if (on) set[i / 64] |= uint64_t{1} << (i % 64);
   else set[i / 64] &= ~(uint64_t{1} << (i % 64));
@@ -72,8 +71,13 @@ void raise_region_used(uintptr_t end) noexcept {
 void* segment_memory() noexcept {
   if (g_region.base != 0) {
     for (unsigned tries = 0; tries < 8; ++tries) {
-      size_t i = 0;
-      while (i < kRegionPlaces && (bit(g_region_live, i) || bit(g_region_taken, i))) ++i;
+      size_t i = kRegionPlaces;  // the first place neither live nor taken
+      for (size_t w = 0; w < kRegionPlaces / 64; ++w) {
+        if (uint64_t open = ~(g_region_live[w] | g_region_taken[w]); open != 0) {
+          i = w * 64 + static_cast<size_t>(__builtin_ctzll(open));
+          break;
+        }
+      }
       if (i == kRegionPlaces) break;
       void* at = reinterpret_cast<void*>(g_region.base + i * kSegmentSize);
       os::MapAt r = os::map_at(at, kSegmentSize);
