@@ -18,15 +18,39 @@
 namespace pm {
 namespace {
 
+// Which kernel mapping (VMA) a block's pages belong to, as far as the cache
+// of freed mappings must know: growing a range with mremap works only when
+// the range lies in one. Mappings made by mmap get 0: the kernel joins a new
+// anonymous mapping with an anonymous neighbour made the same way. A mapping
+// that mremap moved keeps its old page offset, so the kernel never joins it
+// with a neighbour: it gets an id of its own, which its pieces keep when the
+// cache splits it. The cache joins only ranges with the same id. (Ids wrap;
+// two moved mappings side by side with the same id only make a later
+// mremap fail, which every caller handles.)
+using MappingId = uint16_t;
+constexpr MappingId kMmapped = 0;
+constexpr unsigned kMappingBits = 16;
+
 struct LargeHeader {
-  uint64_t map_size;  // bytes of the whole mapping
-  uint32_t offset;    // user pointer minus mapping start
-  uint32_t check;     // keyed hash of the three values above
+  uint64_t map_size : 64 - kMappingBits;  // bytes of the whole mapping
+  uint64_t mapping : kMappingBits;        // MappingId
+  uint32_t offset;                        // user pointer minus mapping start
+  uint32_t check;                         // keyed hash of the values above
 };
 static_assert(sizeof(LargeHeader) == 16);
+// The largest mapping a header records; no address space holds more.
+constexpr size_t kMaxMapping = (size_t{1} << (64 - kMappingBits)) - kPageSize;
 
-uint32_t header_check(const void* user, uint64_t map_size, uint32_t offset) noexcept {
-  uint64_t x = g_tag_secret ^ reinterpret_cast<uintptr_t>(user) ^ (map_size * 0x9E3779B97F4A7C15ull) ^ offset;
+// A new id for a mapping that mremap moved (g_lock held).
+constinit MappingId g_last_moved = 0;
+MappingId moved_mapping_id() noexcept {
+  if (++g_last_moved == kMmapped) ++g_last_moved;
+  return g_last_moved;
+}
+
+uint32_t header_check(const void* user, uint64_t map_size, MappingId mapping, uint32_t offset) noexcept {
+  uint64_t x = g_tag_secret ^ reinterpret_cast<uintptr_t>(user) ^ (map_size * 0x9E3779B97F4A7C15ull) ^
+               (uint64_t{mapping} << 32) ^ offset;
   x ^= x >> 33;
   x *= 0xFF51AFD7ED558CCDull;
   x ^= x >> 29;
@@ -41,11 +65,12 @@ LargeHeader* header_of(const void* p) noexcept {
   return reinterpret_cast<LargeHeader*>(const_cast<char*>(static_cast<const char*>(p)) - sizeof(LargeHeader));
 }
 
-void* finish(char* base, size_t map_size, char* user) noexcept {
+void* finish(char* base, size_t map_size, MappingId mapping, char* user) noexcept {
   auto* h = header_of(user);
   h->map_size = map_size;
+  h->mapping = mapping;
   h->offset = static_cast<uint32_t>(user - base);
-  h->check = header_check(user, map_size, h->offset);
+  h->check = header_check(user, map_size, mapping, h->offset);
   return user;
 }
 
@@ -60,7 +85,7 @@ enum class HeaderState { kLive, kCached, kBroken };
 HeaderState header_state(const void* p) noexcept {
   const LargeHeader* h = header_of(p);
   if (h->offset < sizeof(LargeHeader)) return HeaderState::kBroken;
-  uint32_t check = header_check(p, h->map_size, h->offset);
+  uint32_t check = header_check(p, h->map_size, static_cast<MappingId>(h->mapping), h->offset);
   if (h->check == check) [[likely]]
     return HeaderState::kLive;
   return h->check == (check ^ kCachedFlip) ? HeaderState::kCached : HeaderState::kBroken;
@@ -114,8 +139,8 @@ void count_alloc_locked(size_t n, size_t map_size, size_t offset) noexcept {
 // Lays out and registers a block for a request of n bytes; on failure (no
 // memory for the registry) the mapping goes back to the OS and the
 // allocation fails.
-char* publish(char* base, size_t map_size, char* user, size_t n) noexcept {
-  finish(base, map_size, user);
+char* publish(char* base, size_t map_size, MappingId mapping, char* user, size_t n) noexcept {
+  finish(base, map_size, mapping, user);
   bool ok;
   {
     LockGuard g(g_lock);
@@ -134,6 +159,7 @@ struct CacheEntry {
   char* base;
   size_t size;
   uint64_t freed_ms;
+  MappingId mapping;
 };
 constexpr unsigned kCacheEntries = 128;
 constinit CacheEntry g_cache[kCacheEntries] = {};
@@ -157,6 +183,7 @@ constinit uint64_t g_last_decay_ms = 0;
 char* cache_take(size_t need, size_t* dirty, size_t n) noexcept {
   char* grow_base = nullptr;
   size_t grow_size = 0;
+  MappingId grow_mapping = kMmapped;
   char* base = nullptr;
   {
     LockGuard g(g_lock);
@@ -176,6 +203,7 @@ char* cache_take(size_t need, size_t* dirty, size_t n) noexcept {
     if (best >= 0) {
       CacheEntry& e = g_cache[best];
       base = e.base;
+      const MappingId mapping = e.mapping;
       if (e.size == need) {
         drop_entry(static_cast<unsigned>(best));
       } else {
@@ -185,7 +213,7 @@ char* cache_take(size_t need, size_t* dirty, size_t n) noexcept {
       }
       char* user = base + sizeof(LargeHeader);
       *dirty = need - sizeof(LargeHeader);
-      finish(base, need, user);
+      finish(base, need, mapping, user);
       if (g_live.insert(user)) [[likely]] {
         count_alloc_locked(n, need, sizeof(LargeHeader));
         return user;
@@ -194,6 +222,7 @@ char* cache_take(size_t need, size_t* dirty, size_t n) noexcept {
       if (largest < 0 || g_cache[largest].size < need / 4) return nullptr;
       grow_base = g_cache[largest].base;
       grow_size = g_cache[largest].size;
+      grow_mapping = g_cache[largest].mapping;
       drop_entry(static_cast<unsigned>(largest));
     }
   }
@@ -207,7 +236,11 @@ char* cache_take(size_t need, size_t* dirty, size_t n) noexcept {
     return nullptr;
   }
   *dirty = grow_size - sizeof(LargeHeader);  // the pages added by the kernel are zero
-  return publish(grown, need, grown + sizeof(LargeHeader), n);
+  if (grown != grow_base) {
+    LockGuard g(g_lock);
+    grow_mapping = moved_mapping_id();
+  }
+  return publish(grown, need, grow_mapping, grown + sizeof(LargeHeader), n);
 }
 
 // Mappings the cache gives up, unmapped once the lock is released.
@@ -224,10 +257,10 @@ struct Evicted {
 // evicting the oldest entries to make room and dropping entries unused for
 // longer than the decay time; what leaves the cache (the mapping itself when
 // it does not fit) goes to `out`.
-void cache_put(char* base, size_t size, uint64_t now, Evicted* out) noexcept {
+void cache_put(char* base, size_t size, MappingId mapping, uint64_t now, Evicted* out) noexcept {
   size_t budget = options().large_cache;
   if (size > budget) {
-    out->add(CacheEntry{base, size, now});
+    out->add(CacheEntry{base, size, now, mapping});
     return;
   }
   uint64_t decay = options().purge_delay_ms * 10;
@@ -249,10 +282,11 @@ void cache_put(char* base, size_t size, uint64_t now, Evicted* out) noexcept {
     out->add(g_cache[oldest]);
     drop_entry(oldest);
   }
-  // Merge with cached neighbours: split entries grow back into large ones.
+  // Merge with cached neighbours in the same kernel mapping: split entries
+  // grow back into large ones.
   for (unsigned i = 0; i < g_cached;) {
     CacheEntry& e = g_cache[i];
-    if (e.base + e.size == base || base + size == e.base) {
+    if (e.mapping == mapping && (e.base + e.size == base || base + size == e.base)) {
       if (e.base < base) base = e.base;
       size += e.size;
       drop_entry(i);
@@ -261,21 +295,22 @@ void cache_put(char* base, size_t size, uint64_t now, Evicted* out) noexcept {
     }
   }
   if (size > budget) {
-    out->add(CacheEntry{base, size, now});  // merged past the budget: give it all back
+    out->add(CacheEntry{base, size, now, mapping});  // merged past the budget: give it all back
   } else {
-    g_cache[g_cached++] = CacheEntry{base, size, now};
+    g_cache[g_cached++] = CacheEntry{base, size, now, mapping};
     g_cached_bytes += size;
     purger_note();  // under the large lock
   }
 }
 
-// Takes `extra` bytes from a cached mapping that starts exactly at `end`, so
-// that the block ending there grows in place without a system call.
-bool cache_extend(char* end, size_t extra) noexcept {
+// Takes `extra` bytes from a cached range of the same kernel mapping that
+// starts exactly at `end`, so that the block ending there grows in place
+// without a system call.
+bool cache_extend(char* end, size_t extra, MappingId mapping) noexcept {
   LockGuard g(g_lock);
   for (unsigned i = 0; i < g_cached; ++i) {
     CacheEntry& e = g_cache[i];
-    if (e.base != end || e.size < extra) continue;
+    if (e.base != end || e.size < extra || e.mapping != mapping) continue;
     if (e.size == extra) {
       drop_entry(i);
     } else {
@@ -299,7 +334,8 @@ void release_locked(const LargeTcache::Entry* e, unsigned n, uint64_t now, Evict
     PM_CHECK(known, "large thread cache: a held block is missing from the registry");
     add_locked(g_live_bytes, 0 - (e[i].map_size - sizeof(LargeHeader)));
     add_locked(g_live_map_bytes, 0 - e[i].map_size);
-    cache_put(e[i].user - sizeof(LargeHeader), e[i].map_size, now, out);
+    cache_put(e[i].user - sizeof(LargeHeader), e[i].map_size, static_cast<MappingId>(header_of(e[i].user)->mapping),
+              now, out);
   }
 }
 
@@ -497,7 +533,7 @@ void* large_alloc(size_t n, size_t align, size_t* dirty) noexcept {
   if (align < kMinAlign) align = kMinAlign;
   // Room for the header below an aligned user pointer, within one extra page when align > page.
   size_t slack = align <= kPageSize ? align : align + kPageSize;
-  if (n > kMaxRequest - slack - kPageSize) return nullptr;
+  if (n > kMaxMapping - slack - kPageSize) return nullptr;
   size_t need = round_page(n + (align <= kPageSize ? align : kPageSize));
   if (align <= kMinAlign) {
     if (need <= kTcacheMaxBlock) {
@@ -518,19 +554,19 @@ void* large_alloc(size_t n, size_t align, size_t* dirty) noexcept {
     if (base > raw) os::unmap(raw, static_cast<size_t>(base - raw));
     char* end = base + map_size;
     if (end < raw + span) os::unmap(end, static_cast<size_t>(raw + span - end));
-    if (publish(base, map_size, reinterpret_cast<char*>(user), n) == nullptr) return nullptr;
+    if (publish(base, map_size, kMmapped, reinterpret_cast<char*>(user), n) == nullptr) return nullptr;
     return reinterpret_cast<void*>(user);
   }
   auto* base = static_cast<char*>(os::map(need));
   if (base == nullptr) return nullptr;
   size_t map_size = need;
   uintptr_t user = (reinterpret_cast<uintptr_t>(base) + sizeof(LargeHeader) + align - 1) & ~(uintptr_t{align} - 1);
-  if (publish(base, map_size, reinterpret_cast<char*>(user), n) == nullptr) return nullptr;
+  if (publish(base, map_size, kMmapped, reinterpret_cast<char*>(user), n) == nullptr) return nullptr;
   return reinterpret_cast<void*>(user);
 }
 
 void* large_place(char* base, size_t map_size, char* user) noexcept {
-  finish(base, map_size, user);
+  finish(base, map_size, kMmapped, user);  // never cached: its maker unmaps it
   LockGuard g(g_lock);
   return g_live.insert(user) ? user : nullptr;
 }
@@ -569,6 +605,7 @@ void large_free(void* p) noexcept {
   }
   const LargeHeader* h = header_of(p);
   size_t map_size = h->map_size, offset = h->offset;
+  auto mapping = static_cast<MappingId>(h->mapping);
   if (offset == sizeof(LargeHeader) && map_size <= kTcacheMaxBlock) {
     if (LargeTcache* tc = my_tcache(); tc != nullptr && tcache_put(tc, static_cast<char*>(p), map_size)) return;
   }
@@ -582,7 +619,7 @@ void large_free(void* p) noexcept {
       add_locked(g_frees, uint64_t{1});
       add_locked(g_live_bytes, offset - map_size);  // wraps: subtracts the usable size
       add_locked(g_live_map_bytes, 0 - map_size);
-      cache_put(static_cast<char*>(p) - offset, map_size, now, &evicted);
+      cache_put(static_cast<char*>(p) - offset, map_size, mapping, now, &evicted);
     }
   }
   if (!known) [[unlikely]]
@@ -596,7 +633,7 @@ void* large_realloc(void* p, size_t n) noexcept {
   if (n <= usable && n >= usable / 2) return p;
   // Only blocks with the plain 16-byte offset can move with the kernel's help:
   // the others were aligned beyond what mremap keeps.
-  if (h->offset != sizeof(LargeHeader) || n > kMaxRequest - kPageSize) return nullptr;
+  if (h->offset != sizeof(LargeHeader) || n > kMaxMapping - 2 * kPageSize) return nullptr;
   size_t new_size = round_page(n + sizeof(LargeHeader));
   char* base = static_cast<char*>(p) - h->offset;
   size_t old_size = h->map_size;
@@ -605,21 +642,27 @@ void* large_realloc(void* p, size_t n) noexcept {
   // least. Untouched pages cost address space, not memory.
   if (new_size > old_size && new_size < old_size + old_size / 2 && old_size / 2 < kMaxRequest / 2)
     new_size = round_page(old_size + old_size / 2);
+  if (new_size > kMaxMapping) new_size = round_page(n + sizeof(LargeHeader));
   char* nb = base;
-  if (new_size <= old_size || !cache_extend(base + old_size, new_size - old_size)) {
+  auto mapping = static_cast<MappingId>(h->mapping);
+  if (new_size <= old_size || !cache_extend(base + old_size, new_size - old_size, mapping)) {
     {
       // Under the lock, so that the old address, free again once the kernel
       // has moved the mapping, cannot be registered by another thread's new
       // block before this one leaves the registry.
       LockGuard g(g_lock);
       nb = static_cast<char*>(os::remap(base, old_size, new_size));
-      if (nb != nullptr && nb != base) g_live.replace(p, nb + sizeof(LargeHeader));
+      if (nb != nullptr && nb != base) {
+        g_live.replace(p, nb + sizeof(LargeHeader));
+        mapping = moved_mapping_id();
+      }
       if (nb != nullptr) grow_live_locked(new_size - old_size, new_size - old_size);  // wraps when shrinking
     }
     if (nb == nullptr) {
-      // The mapping spans pieces the kernel cannot move as one (a cached
-      // range merged from neighbours): copy into a block with the same room
-      // to grow, so the next appends stay in place.
+      // No memory, or the block spans mappings the kernel cannot move as
+      // one (neighbours with the same id by a wrap, or split by the
+      // program's own mprotect or madvise): copy into a block with the
+      // same room to grow, so the next appends stay in place.
       size_t dirty;
       void* q = large_alloc(new_size - sizeof(LargeHeader), kMinAlign, &dirty);
       if (q == nullptr) return nullptr;
@@ -629,7 +672,7 @@ void* large_realloc(void* p, size_t n) noexcept {
     }
   }
   char* user = nb + sizeof(LargeHeader);
-  return finish(nb, new_size, user);
+  return finish(nb, new_size, mapping, user);
 }
 
 size_t large_purge(bool force) noexcept {
