@@ -699,6 +699,13 @@ size_t large_purge(bool force) noexcept {
   }
 }
 
+bool large_idle_purge(size_t* left) noexcept {
+  if (g_lock.held_unthreaded()) return false;
+  large_purge(false);
+  *left = g_cached_bytes;  // single-threaded: nobody else changes it
+  return true;
+}
+
 size_t large_live_bytes() noexcept { return g_live_bytes.load(std::memory_order_relaxed); }
 
 LargeStats large_stats() noexcept {

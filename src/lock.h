@@ -21,7 +21,10 @@ class SpinLock {
  public:
   void lock() noexcept {
     if (__libc_single_threaded) {
-      elided_ = true;
+      elided_.store(true, std::memory_order_relaxed);
+      // Seen by a signal handler of this thread before the section's own
+      // stores (held_unthreaded).
+      std::atomic_signal_fence(std::memory_order_seq_cst);
       return;
     }
     for (unsigned spins = 0; locked_.exchange(true, std::memory_order_acquire); ++spins) {
@@ -36,21 +39,31 @@ class SpinLock {
     }
   }
   void unlock() noexcept {
-    if (elided_) {
-      elided_ = false;
+    if (elided_.load(std::memory_order_relaxed)) {
+      std::atomic_signal_fence(std::memory_order_seq_cst);
+      elided_.store(false, std::memory_order_relaxed);
       return;
     }
     locked_.store(false, std::memory_order_release);
   }
   // Only for the fork child, where the holder no longer exists.
   void reset() noexcept {
-    elided_ = false;
+    elided_.store(false, std::memory_order_relaxed);
     locked_.store(false, std::memory_order_relaxed);
+  }
+  // While the process has a single thread: true when the section this
+  // thread is in (or the one a signal handler of it interrupted) holds the
+  // lock.
+  [[nodiscard]] bool held_unthreaded() const noexcept {
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    return elided_.load(std::memory_order_relaxed);
   }
 
  private:
   std::atomic<bool> locked_{false};
-  bool elided_ = false;  // held without the atomic flag (single-threaded); the holder's own
+  // Held without the atomic flag (single-threaded); the holder's own, and
+  // read only by the holder's thread.
+  std::atomic<bool> elided_{false};
 };
 
 class LockGuard {

@@ -20,6 +20,7 @@
 namespace pm {
 
 constinit std::atomic<bool> g_purge_wanted{false};
+constinit std::atomic<bool> g_idle_dirty{false};
 constinit std::atomic<uint32_t> g_purger_state{kPurgerStopped};
 
 namespace {
@@ -179,6 +180,24 @@ void purger_forget() noexcept {
 void purger_thread_started() noexcept {
   if (g_fork_child.load(std::memory_order_acquire) && gettid() != g_fork_tid)
     g_fork_child.store(false, std::memory_order_relaxed);
+}
+
+int idle_slice_ms() noexcept {
+  if (!g_idle_dirty.load(std::memory_order_relaxed) || !__libc_single_threaded) return -1;
+  if (g_purger_state.load(std::memory_order_relaxed) != kPurgerStopped) return -1;
+  const Options& o = options();
+  if (o.purge_thread == PurgeThread::kOff) return -1;
+  uint64_t ms = o.purge_delay_ms < 10 ? 10 : o.purge_delay_ms;
+  return static_cast<int>(ms);  // at most an hour (options.cpp)
+}
+
+bool idle_purge() noexcept {
+  size_t dirty = 0, cached = 0;
+  bool arena_done = arena_idle_purge(&dirty);
+  bool large_done = large_idle_purge(&cached);
+  if (!arena_done || !large_done || dirty != 0 || cached != 0) return true;
+  g_idle_dirty.store(false, std::memory_order_relaxed);
+  return false;
 }
 
 bool purger_running() noexcept { return g_purger_state.load(std::memory_order_relaxed) != kPurgerStopped; }

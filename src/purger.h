@@ -28,6 +28,9 @@
 namespace pm {
 
 extern constinit std::atomic<bool> g_purge_wanted;  // set when there is something to purge
+// Set when memory became purgeable while no purger thread runs; cleared by
+// idle_purge once nothing is left.
+extern constinit std::atomic<bool> g_idle_dirty;
 
 enum PurgerState : uint32_t { kPurgerStopped = 0, kPurgerRunning = 1, kPurgerParked = 2 };
 extern constinit std::atomic<uint32_t> g_purger_state;
@@ -64,16 +67,31 @@ void purger_thread_started() noexcept;
     purger_start();
 }
 
+// Waits of a single-threaded program (preload/waits.cpp). Such a program
+// gets no purger thread, so the library's wrappers of poll, epoll_wait,
+// nanosleep and their kin wait in slices of this many milliseconds (the
+// purge delay, at least 10) and call idle_purge between them. -1 when a
+// wait need not be sliced: the process has another thread, the purger
+// thread exists or is turned off, or nothing is left to purge.
+[[nodiscard]] int idle_slice_ms() noexcept;
+// Returns the pool slots and cached large mappings that have waited long
+// enough, unless the wait interrupted the allocator itself (a signal
+// handler's wait while this thread held one of its locks). False once
+// nothing is left to purge: the rest of the wait can go whole.
+[[nodiscard]] bool idle_purge() noexcept;
+
 // Memory became purgeable. Call with the arena lock or the large lock held
 // (the locks under which the parking thread looks), or after a full fence.
 // A parked thread is woken; a running one needs nothing; with none, the
 // next allocation slow path is asked to start it.
 [[gnu::always_inline]] inline void purger_note() noexcept {
   uint32_t state = g_purger_state.load(std::memory_order_relaxed);
-  if (state == kPurgerParked) [[unlikely]]
+  if (state == kPurgerParked) [[unlikely]] {
     purger_wake();
-  else if (state == kPurgerStopped && !g_purge_wanted.load(std::memory_order_relaxed))
-    g_purge_wanted.store(true, std::memory_order_relaxed);
+  } else if (state == kPurgerStopped) {
+    if (!g_purge_wanted.load(std::memory_order_relaxed)) g_purge_wanted.store(true, std::memory_order_relaxed);
+    if (!g_idle_dirty.load(std::memory_order_relaxed)) g_idle_dirty.store(true, std::memory_order_relaxed);
+  }
 }
 
 }  // namespace pm

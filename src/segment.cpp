@@ -283,6 +283,13 @@ size_t arena_purge(bool force) noexcept {
   return purge_locked(force, os::now_ms());
 }
 
+bool arena_idle_purge(size_t* left) noexcept {
+  if (g_arena_lock.held_unthreaded()) return false;
+  arena_purge(false);
+  *left = g_dirty_count;  // single-threaded: nobody else changes it
+  return true;
+}
+
 size_t arena_reserve(size_t bytes, bool prefault) noexcept {
   LockGuard g(g_arena_lock);
   size_t made = 0;

@@ -121,6 +121,11 @@ void arena_release_pool(Pool* p) noexcept;
 // Purge free slots that have been dirty longer than the purge delay; all of
 // them when `force`. Returns bytes purged.
 size_t arena_purge(bool force) noexcept;
+// While the process has a single thread (a wait of preload/waits.cpp):
+// arena_purge(false), unless this thread is inside the arena's lock (a
+// signal handler's wait that interrupted the allocator): then false. *left
+// is set to the free slots not yet returned (reserved segments' aside).
+[[nodiscard]] bool arena_idle_purge(size_t* left) noexcept;
 
 struct ArenaStats {
   size_t segments;

@@ -1,0 +1,215 @@
+// The waits of a program that has a single thread: poll, epoll_wait,
+// epoll_pwait, nanosleep, clock_nanosleep, sleep and usleep. Such a program
+// gets no purger thread (see src/purger.h), so memory it freed before it
+// went to sleep in one of these calls would stay resident for as long as it
+// sleeps. While there is something to purge, these wrappers wait in slices
+// of one purge delay and return what has waited long enough between them,
+// then wait out the rest whole. What the caller sees is the same: the call
+// returns when the real one would (an event, a signal, the end of its
+// timeout), with the same result, errno and remaining time. In every other
+// case (another thread, the purger thread running or turned off, nothing
+// to purge, a zero timeout) they are one call to the C library's function.
+#undef _FORTIFY_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdint>
+
+#include "purger.h"
+
+#define PM_EXPORT __attribute__((visibility("default")))
+
+namespace {
+
+// The C library's function of that name, looked up once.
+template <class Fn>
+Fn next_symbol(std::atomic<Fn>& cache, const char* name) noexcept {
+  Fn f = cache.load(std::memory_order_acquire);
+  if (f == nullptr) {
+    int saved = errno;
+    f = reinterpret_cast<Fn>(dlsym(RTLD_NEXT, name));
+    errno = saved;
+    cache.store(f, std::memory_order_release);
+  }
+  return f;
+}
+
+using PollFn = int (*)(pollfd*, nfds_t, int);
+using EpollWaitFn = int (*)(int, epoll_event*, int, int);
+using EpollPwaitFn = int (*)(int, epoll_event*, int, int, const sigset_t*);
+using NanosleepFn = int (*)(const timespec*, timespec*);
+using ClockNanosleepFn = int (*)(clockid_t, int, const timespec*, timespec*);
+using SleepFn = unsigned (*)(unsigned);
+using UsleepFn = int (*)(useconds_t);
+
+constinit std::atomic<PollFn> g_poll{nullptr};
+constinit std::atomic<EpollWaitFn> g_epoll_wait{nullptr};
+constinit std::atomic<EpollPwaitFn> g_epoll_pwait{nullptr};
+constinit std::atomic<NanosleepFn> g_nanosleep{nullptr};
+constinit std::atomic<ClockNanosleepFn> g_clock_nanosleep{nullptr};
+constinit std::atomic<SleepFn> g_sleep{nullptr};
+constinit std::atomic<UsleepFn> g_usleep{nullptr};
+
+constexpr int64_t kNsPerMs = 1000000;
+constexpr int64_t kNsPerSec = 1000000000;
+
+int64_t now_ns(clockid_t clock) noexcept {
+  timespec t{};
+  clock_gettime(clock, &t);
+  return static_cast<int64_t>(t.tv_sec) * kNsPerSec + t.tv_nsec;
+}
+
+timespec to_timespec(int64_t ns) noexcept {
+  return timespec{static_cast<time_t>(ns / kNsPerSec), static_cast<long>(ns % kNsPerSec)};
+}
+
+// A timeout in milliseconds (negative: none), as poll and epoll take it.
+class MsDeadline {
+ public:
+  explicit MsDeadline(int timeout) noexcept
+      : forever_(timeout < 0), end_(forever_ ? 0 : now_ns(CLOCK_MONOTONIC) + timeout * kNsPerMs) {}
+  // What is left, rounded up to whole milliseconds (-1: no timeout).
+  [[nodiscard]] int left() const noexcept {
+    if (forever_) return -1;
+    int64_t ns = end_ - now_ns(CLOCK_MONOTONIC);
+    return ns <= 0 ? 0 : static_cast<int>((ns + kNsPerMs - 1) / kNsPerMs);
+  }
+  // The next slice: at most `slice` milliseconds, at most what is left.
+  [[nodiscard]] int next(int slice) const noexcept {
+    int l = left();
+    return l >= 0 && l < slice ? l : slice;
+  }
+
+ private:
+  bool forever_;
+  int64_t end_;
+};
+
+// The loop every poll-like wrapper runs: `wait(ms)` is the real call.
+// Returns its result once it reports anything but a timeout, or once the
+// caller's timeout is up. Every slice that times out is followed by a
+// purge (which returns only what has waited a purge delay), also the last:
+// an event loop that waits a short timeout over and over is idle too.
+template <class Wait>
+int sliced_wait(int timeout, int slice, Wait wait) noexcept {
+  if (timeout >= 0 && timeout <= slice) {  // one slice: the event loop's usual call, with no clock read
+    int r = wait(timeout);
+    if (r == 0) (void)pm::idle_purge();
+    return r;
+  }
+  MsDeadline deadline(timeout);
+  for (;;) {
+    int r = wait(deadline.next(slice));
+    if (r != 0) return r;
+    bool more = pm::idle_purge();
+    if (deadline.left() == 0) return 0;
+    slice = more ? pm::idle_slice_ms() : -1;
+    if (slice < 0) return wait(deadline.left());
+  }
+}
+
+bool valid(const timespec* t) noexcept {
+  return t != nullptr && t->tv_sec >= 0 && t->tv_nsec >= 0 && t->tv_nsec < kNsPerSec;
+}
+
+// clock_nanosleep on a clock whose end is `end` ns: slices with absolute
+// ends on the same clock, so that the total does not drift, each followed
+// by a purge while there is something to purge (a short sleep repeated is
+// idle time too). Returns 0 or an error number; on EINTR of a relative
+// sleep, `rem` gets what is left.
+int sliced_sleep(clockid_t clock, int64_t end, int slice, bool relative, timespec* rem) noexcept {
+  ClockNanosleepFn real = next_symbol(g_clock_nanosleep, "clock_nanosleep");
+  for (;;) {
+    int64_t now = now_ns(clock);
+    if (now >= end) return 0;
+    int64_t until = slice < 0 || end - now <= slice * kNsPerMs ? end : now + slice * kNsPerMs;
+    timespec at = to_timespec(until);
+    int r = real(clock, TIMER_ABSTIME, &at, nullptr);
+    if (r != 0) {
+      if (r == EINTR && relative && rem != nullptr) {
+        int64_t left = end - now_ns(clock);
+        *rem = to_timespec(left > 0 ? left : 0);
+      }
+      return r;
+    }
+    if (slice >= 0) slice = pm::idle_purge() ? pm::idle_slice_ms() : -1;
+  }
+}
+
+bool sliceable_clock(clockid_t clock) noexcept {
+  return clock == CLOCK_MONOTONIC || clock == CLOCK_REALTIME || clock == CLOCK_BOOTTIME;
+}
+
+// A relative sleep of `req` (valid) on CLOCK_MONOTONIC, nanosleep's clock
+// on Linux: 0, or -1 with errno.
+int sleep_relative(const timespec* req, timespec* rem, int slice) noexcept {
+  int64_t end = now_ns(CLOCK_MONOTONIC) + req->tv_sec * kNsPerSec + req->tv_nsec;
+  int r = sliced_sleep(CLOCK_MONOTONIC, end, slice, true, rem);
+  if (r == 0) return 0;
+  errno = r;
+  return -1;
+}
+
+}  // namespace
+
+extern "C" {
+
+PM_EXPORT int poll(pollfd* fds, nfds_t n, int timeout) {
+  PollFn real = next_symbol(g_poll, "poll");
+  int slice = timeout == 0 ? -1 : pm::idle_slice_ms();
+  if (slice < 0) return real(fds, n, timeout);
+  return sliced_wait(timeout, slice, [&](int ms) { return real(fds, n, ms); });
+}
+
+PM_EXPORT int epoll_wait(int epfd, epoll_event* events, int max, int timeout) {
+  EpollWaitFn real = next_symbol(g_epoll_wait, "epoll_wait");
+  int slice = timeout == 0 ? -1 : pm::idle_slice_ms();
+  if (slice < 0) return real(epfd, events, max, timeout);
+  return sliced_wait(timeout, slice, [&](int ms) { return real(epfd, events, max, ms); });
+}
+
+PM_EXPORT int epoll_pwait(int epfd, epoll_event* events, int max, int timeout, const sigset_t* mask) {
+  EpollPwaitFn real = next_symbol(g_epoll_pwait, "epoll_pwait");
+  int slice = timeout == 0 ? -1 : pm::idle_slice_ms();
+  if (slice < 0) return real(epfd, events, max, timeout, mask);
+  return sliced_wait(timeout, slice, [&](int ms) { return real(epfd, events, max, ms, mask); });
+}
+
+PM_EXPORT int nanosleep(const timespec* req, timespec* rem) {
+  int slice = valid(req) ? pm::idle_slice_ms() : -1;
+  if (slice < 0) return next_symbol(g_nanosleep, "nanosleep")(req, rem);
+  return sleep_relative(req, rem, slice);
+}
+
+PM_EXPORT int clock_nanosleep(clockid_t clock, int flags, const timespec* req, timespec* rem) {
+  int slice = valid(req) && sliceable_clock(clock) ? pm::idle_slice_ms() : -1;
+  if (slice < 0) return next_symbol(g_clock_nanosleep, "clock_nanosleep")(clock, flags, req, rem);
+  bool absolute = (flags & TIMER_ABSTIME) != 0;
+  int64_t t = req->tv_sec * kNsPerSec + req->tv_nsec;
+  return sliced_sleep(clock, absolute ? t : now_ns(clock) + t, slice, !absolute, rem);
+}
+
+PM_EXPORT unsigned sleep(unsigned seconds) {
+  int slice = seconds == 0 ? -1 : pm::idle_slice_ms();
+  if (slice < 0) return next_symbol(g_sleep, "sleep")(seconds);
+  timespec req{static_cast<time_t>(seconds), 0}, rem{};
+  int saved = errno;
+  if (sleep_relative(&req, &rem, slice) == 0) return 0;
+  errno = saved;  // sleep reports an interruption by what is left, not errno
+  return static_cast<unsigned>(rem.tv_sec) + (rem.tv_nsec != 0 ? 1 : 0);
+}
+
+PM_EXPORT int usleep(useconds_t usec) {
+  int slice = usec == 0 ? -1 : pm::idle_slice_ms();
+  if (slice < 0) return next_symbol(g_usleep, "usleep")(usec);
+  timespec req{static_cast<time_t>(usec / 1000000), static_cast<long>(usec % 1000000) * 1000};
+  return sleep_relative(&req, nullptr, slice);
+}
+
+}  // extern "C"

@@ -1,0 +1,223 @@
+/* A single-threaded program that frees memory and then waits, under
+ * LD_PRELOAD. Such a program has no purger thread: the library's wrappers
+ * of the C library's waits must give the memory back while it waits, and
+ * behave as the C library's functions do (result, errno, remaining time,
+ * how long they wait).
+ *
+ *   idle_waits returned   every wait returns the freed memory (default settings)
+ *   idle_waits kept       none does (POOLMALLOC_PURGE_THREAD=0: the control)
+ *
+ * Exits 0 when every check holds; prints each failure. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+static int g_failures = 0;
+
+#define CHECK(cond, ...)                                   \
+  do {                                                     \
+    if (!(cond)) {                                         \
+      fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
+      fprintf(stderr, __VA_ARGS__);                        \
+      fputc('\n', stderr);                                 \
+      ++g_failures;                                        \
+    }                                                      \
+  } while (0)
+
+static long rss_kib(void) {
+  FILE* f = fopen("/proc/self/statm", "r");
+  long size = 0, resident = 0;
+  if (f == NULL || fscanf(f, "%ld %ld", &size, &resident) != 2) resident = 0;
+  if (f != NULL) fclose(f);
+  return resident * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+static double now_s(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/* About 8 MiB of small blocks and a 4 MiB large block, written and freed:
+ * free pool slots and a cached mapping, both still resident. volatile
+ * pointers keep the compiler from folding the pairs away. */
+static void make_freed_memory(void) {
+  enum { kBlocks = 100000 };
+  static void* volatile blocks[kBlocks];
+  for (int i = 0; i < kBlocks; ++i) {
+    blocks[i] = malloc(80);
+    memset(blocks[i], 1, 80);
+  }
+  for (int i = 0; i < kBlocks; ++i) free(blocks[i]);
+  void* volatile big = malloc(4 << 20);
+  memset(big, 2, 4 << 20);
+  free(big);
+}
+
+static volatile sig_atomic_t g_alarms = 0;
+static void on_alarm(int sig) {
+  (void)sig;
+  ++g_alarms;
+}
+
+/* SIGALRM once, after `ms`. */
+static void alarm_after_ms(long ms) {
+  struct itimerval it;
+  memset(&it, 0, sizeof it);
+  it.it_value.tv_sec = ms / 1000;
+  it.it_value.tv_usec = (ms % 1000) * 1000;
+  setitimer(ITIMER_REAL, &it, NULL);
+}
+
+/* The memory freed before a wait of 1.5 s is back afterwards (or, in the
+ * control, still resident). */
+static void check_returned(const char* name, int expect_returned, int (*wait)(void)) {
+  make_freed_memory();
+  long before = rss_kib();
+  double t0 = now_s();
+  int r = wait();
+  double waited = now_s() - t0;
+  long after = rss_kib();
+  CHECK(r == 0, "%s returned %d", name, r);
+  CHECK(waited >= 1.49 && waited < 1.9, "%s waited %.3f s for 1.5 s", name, waited);
+  if (expect_returned)
+    CHECK(after < before - 10 * 1024, "%s: resident %ld kB before the wait, %ld after", name, before, after);
+  else
+    CHECK(after > before - 2 * 1024, "control %s: resident %ld kB before the wait, %ld after", name, before, after);
+  printf("%-16s waited %.3f s, resident %ld -> %ld kB\n", name, waited, before, after);
+}
+
+static int wait_poll(void) { return poll(NULL, 0, 1500); }
+static int wait_epoll(void) {
+  int ep = epoll_create1(0);
+  struct epoll_event ev;
+  int r = epoll_wait(ep, &ev, 1, 1500);
+  close(ep);
+  return r;
+}
+static int wait_nanosleep(void) {
+  struct timespec ts = {1, 500000000};
+  return nanosleep(&ts, NULL);
+}
+static int wait_clock_abs(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  ts.tv_sec += 1;
+  ts.tv_nsec += 500000000;
+  if (ts.tv_nsec >= 1000000000) {
+    ts.tv_sec += 1;
+    ts.tv_nsec -= 1000000000;
+  }
+  return clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
+}
+static int wait_usleep(void) { return usleep(1500000); }
+/* An event loop that waits a short timeout over and over. */
+static int wait_poll_loop(void) {
+  int r = 0;
+  for (int i = 0; i < 30 && r == 0; ++i) r = poll(NULL, 0, 50);
+  return r;
+}
+static int wait_usleep_loop(void) {
+  int r = 0;
+  for (int i = 0; i < 30 && r == 0; ++i) r = usleep(50000);
+  return r;
+}
+
+/* What the caller sees is what the C library gives: events end the wait
+ * at once, signals interrupt it with the time that was left. */
+static void check_semantics(void) {
+  int fds[2];
+  CHECK(pipe(fds) == 0, "pipe");
+
+  /* Data ready: poll and epoll_wait return it at once. */
+  make_freed_memory();
+  CHECK(write(fds[1], "x", 1) == 1, "write");
+  struct pollfd p = {fds[0], POLLIN, 0};
+  double t0 = now_s();
+  int r = poll(&p, 1, 5000);
+  CHECK(r == 1 && (p.revents & POLLIN) != 0 && now_s() - t0 < 0.05, "poll on a ready pipe: %d, %.3f s", r,
+        now_s() - t0);
+  int ep = epoll_create1(0);
+  struct epoll_event ev = {.events = EPOLLIN, .data.fd = fds[0]};
+  CHECK(epoll_ctl(ep, EPOLL_CTL_ADD, fds[0], &ev) == 0, "epoll_ctl");
+  struct epoll_event got;
+  r = epoll_wait(ep, &got, 1, 5000);
+  CHECK(r == 1 && got.data.fd == fds[0], "epoll_wait on a ready pipe: %d", r);
+  char c;
+  CHECK(read(fds[0], &c, 1) == 1, "read");
+
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_alarm;
+  sigaction(SIGALRM, &sa, NULL);
+
+  /* A signal 350 ms into a 2 s nanosleep: -1, EINTR, about 1.65 s left. */
+  make_freed_memory();
+  alarm_after_ms(350);
+  struct timespec req = {2, 0}, rem = {0, 0};
+  errno = 0;
+  r = nanosleep(&req, &rem);
+  double left = (double)rem.tv_sec + (double)rem.tv_nsec / 1e9;
+  CHECK(r == -1 && errno == EINTR, "interrupted nanosleep: %d, errno %d", r, errno);
+  CHECK(left > 1.5 && left < 1.7, "interrupted nanosleep left %.3f s, not about 1.65", left);
+
+  /* The same on poll: -1, EINTR, after about 350 ms. */
+  make_freed_memory();
+  alarm_after_ms(350);
+  t0 = now_s();
+  errno = 0;
+  r = poll(NULL, 0, 2000);
+  double waited = now_s() - t0;
+  CHECK(r == -1 && errno == EINTR && waited > 0.3 && waited < 0.5, "interrupted poll: %d, errno %d, %.3f s", r,
+        errno, waited);
+
+  /* sleep reports an interruption by the whole seconds left, errno kept. */
+  make_freed_memory();
+  alarm_after_ms(350);
+  errno = 1234;
+  unsigned left_s = sleep(3);
+  CHECK(left_s == 3 && errno == 1234, "interrupted sleep(3): %u left, errno %d", left_s, errno);
+
+  /* A relative clock_nanosleep interrupted gives what is left; it sets
+   * no errno and returns the error number. */
+  make_freed_memory();
+  alarm_after_ms(350);
+  req.tv_sec = 2;
+  req.tv_nsec = 0;
+  r = clock_nanosleep(CLOCK_MONOTONIC, 0, &req, &rem);
+  left = (double)rem.tv_sec + (double)rem.tv_nsec / 1e9;
+  CHECK(r == EINTR && left > 1.5 && left < 1.7, "interrupted clock_nanosleep: %d, %.3f s left", r, left);
+
+  /* Bad arguments reach the C library as they are. */
+  req.tv_sec = 0;
+  req.tv_nsec = 2000000000L;
+  errno = 0;
+  CHECK(nanosleep(&req, NULL) == -1 && errno == EINVAL, "nanosleep with tv_nsec out of range: errno %d", errno);
+  CHECK(clock_nanosleep(CLOCK_MONOTONIC, 0, &req, NULL) == EINVAL, "clock_nanosleep with tv_nsec out of range");
+  close(ep);
+  close(fds[0]);
+  close(fds[1]);
+  CHECK(g_alarms == 4, "%d alarms delivered, not 4", (int)g_alarms);
+}
+
+int main(int argc, char** argv) {
+  int expect_returned = argc < 2 || strcmp(argv[1], "kept") != 0;
+  check_returned("poll", expect_returned, wait_poll);
+  check_returned("epoll_wait", expect_returned, wait_epoll);
+  check_returned("nanosleep", expect_returned, wait_nanosleep);
+  check_returned("clock_nanosleep", expect_returned, wait_clock_abs);
+  check_returned("usleep", expect_returned, wait_usleep);
+  check_returned("poll 30 x 50 ms", expect_returned, wait_poll_loop);
+  check_returned("usleep 30 x 50 ms", expect_returned, wait_usleep_loop);
+  if (expect_returned) check_semantics();
+  if (g_failures != 0) fprintf(stderr, "%d check(s) failed\n", g_failures);
+  return g_failures == 0 ? 0 : 1;
+}
