@@ -174,9 +174,12 @@ PM_EXPORT int epoll_wait(int epfd, epoll_event* events, int max, int timeout) {
   return sliced_wait(timeout, slice, [&](int ms) { return real(epfd, events, max, ms); });
 }
 
+// With a signal mask, never sliced: between two slices the caller's own
+// mask would be in force, and a signal that the wait's mask blocks would
+// then be handled in the middle of the wait instead of after it.
 PM_EXPORT int epoll_pwait(int epfd, epoll_event* events, int max, int timeout, const sigset_t* mask) {
   EpollPwaitFn real = next_symbol(g_epoll_pwait, "epoll_pwait");
-  int slice = timeout == 0 ? -1 : pm::idle_slice_ms();
+  int slice = timeout == 0 || mask != nullptr ? -1 : pm::idle_slice_ms();
   if (slice < 0) return real(epfd, events, max, timeout, mask);
   return sliced_wait(timeout, slice, [&](int ms) { return real(epfd, events, max, ms, mask); });
 }
@@ -192,7 +195,11 @@ PM_EXPORT int clock_nanosleep(clockid_t clock, int flags, const timespec* req, t
   if (slice < 0) return next_symbol(g_clock_nanosleep, "clock_nanosleep")(clock, flags, req, rem);
   bool absolute = (flags & TIMER_ABSTIME) != 0;
   int64_t t = req->tv_sec * kNsPerSec + req->tv_nsec;
-  return sliced_sleep(clock, absolute ? t : now_ns(clock) + t, slice, !absolute, rem);
+  if (absolute) return sliced_sleep(clock, t, slice, false, rem);
+  // A relative sleep is an interval, which a change of the wall clock does
+  // not stretch: measured on the monotonic clock when CLOCK_REALTIME was asked.
+  if (clock == CLOCK_REALTIME) clock = CLOCK_MONOTONIC;
+  return sliced_sleep(clock, now_ns(clock) + t, slice, true, rem);
 }
 
 PM_EXPORT unsigned sleep(unsigned seconds) {
