@@ -1,5 +1,5 @@
-// The waits of a program that has a single thread: poll, epoll_wait,
-// epoll_pwait, nanosleep, clock_nanosleep, sleep and usleep. Such a program
+// The waits of a program that has a single thread: poll, select,
+// epoll_wait, epoll_pwait, nanosleep, clock_nanosleep, sleep and usleep. Such a program
 // gets no purger thread (see src/purger.h), so memory it freed before it
 // went to sleep in one of these calls would stay resident for as long as it
 // sleeps. While there is something to purge, these wrappers wait in slices
@@ -15,6 +15,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/epoll.h>
+#include <sys/select.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -41,6 +42,7 @@ Fn next_symbol(std::atomic<Fn>& cache, const char* name) noexcept {
 }
 
 using PollFn = int (*)(pollfd*, nfds_t, int);
+using SelectFn = int (*)(int, fd_set*, fd_set*, fd_set*, timeval*);
 using EpollWaitFn = int (*)(int, epoll_event*, int, int);
 using EpollPwaitFn = int (*)(int, epoll_event*, int, int, const sigset_t*);
 using NanosleepFn = int (*)(const timespec*, timespec*);
@@ -49,6 +51,7 @@ using SleepFn = unsigned (*)(unsigned);
 using UsleepFn = int (*)(useconds_t);
 
 constinit std::atomic<PollFn> g_poll{nullptr};
+constinit std::atomic<SelectFn> g_select{nullptr};
 constinit std::atomic<EpollWaitFn> g_epoll_wait{nullptr};
 constinit std::atomic<EpollPwaitFn> g_epoll_pwait{nullptr};
 constinit std::atomic<NanosleepFn> g_nanosleep{nullptr};
@@ -165,6 +168,48 @@ PM_EXPORT int poll(pollfd* fds, nfds_t n, int timeout) {
   int slice = timeout == 0 ? -1 : pm::idle_slice_ms();
   if (slice < 0) return real(fds, n, timeout);
   return sliced_wait(timeout, slice, [&](int ms) { return real(fds, n, ms); });
+}
+
+// select clears the sets of a wait that times out and, on Linux, leaves
+// in the timeout what was not slept: each slice starts from the caller's
+// sets, and the caller's timeout gets what is left of the whole wait.
+PM_EXPORT int select(int n, fd_set* rd, fd_set* wr, fd_set* ex, timeval* tv) {
+  SelectFn real = next_symbol(g_select, "select");
+  bool sliceable = n >= 0 && n <= FD_SETSIZE &&
+                   (tv == nullptr || (tv->tv_sec >= 0 && tv->tv_usec >= 0 && tv->tv_usec < 1000000 &&
+                                      (tv->tv_sec != 0 || tv->tv_usec != 0)));
+  int slice = sliceable ? pm::idle_slice_ms() : -1;
+  if (slice < 0) return real(n, rd, wr, ex, tv);
+  fd_set* sets[3] = {rd, wr, ex};
+  fd_set saved[3];
+  for (int i = 0; i < 3; ++i)
+    if (sets[i] != nullptr) saved[i] = *sets[i];
+  const bool forever = tv == nullptr;
+  const int64_t end = forever ? 0 : now_ns(CLOCK_MONOTONIC) + tv->tv_sec * kNsPerSec + tv->tv_usec * 1000;
+  for (;;) {
+    int64_t left = forever ? INT64_MAX : end - now_ns(CLOCK_MONOTONIC);
+    if (left < 0) left = 0;
+    int64_t ns = slice >= 0 && left > slice * kNsPerMs ? slice * kNsPerMs : left;
+    timeval part{};
+    timeval* arg = nullptr;
+    if (ns != INT64_MAX) {
+      part = timeval{static_cast<time_t>(ns / kNsPerSec), static_cast<suseconds_t>(ns % kNsPerSec / 1000)};
+      arg = &part;
+    }
+    for (int i = 0; i < 3; ++i)
+      if (sets[i] != nullptr) *sets[i] = saved[i];
+    int r = real(n, rd, wr, ex, arg);
+    int64_t rest = forever ? 0 : end - now_ns(CLOCK_MONOTONIC);
+    bool done = r != 0 || (!forever && rest <= 0);
+    if (r == 0 && slice >= 0) slice = pm::idle_purge() ? pm::idle_slice_ms() : -1;
+    if (done) {
+      if (!forever) {
+        int64_t keep = r == 0 || rest < 0 ? 0 : rest;
+        *tv = timeval{static_cast<time_t>(keep / kNsPerSec), static_cast<suseconds_t>(keep % kNsPerSec / 1000)};
+      }
+      return r;
+    }
+  }
 }
 
 PM_EXPORT int epoll_wait(int epfd, epoll_event* events, int max, int timeout) {

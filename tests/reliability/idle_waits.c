@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/select.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -98,6 +99,13 @@ static void check_returned(const char* name, int expect_returned, int (*wait)(vo
 }
 
 static int wait_poll(void) { return poll(NULL, 0, 1500); }
+static int wait_select(void) {
+  struct timeval tv = {1, 500000};
+  int r = select(0, NULL, NULL, NULL, &tv);
+  CHECK(tv.tv_sec == 0 && tv.tv_usec == 0, "select's timeout after it ran out: %ld.%06ld", (long)tv.tv_sec,
+        (long)tv.tv_usec);
+  return r;
+}
 static int wait_epoll(void) {
   int ep = epoll_create1(0);
   struct epoll_event ev;
@@ -153,6 +161,13 @@ static void check_semantics(void) {
   struct epoll_event got;
   r = epoll_wait(ep, &got, 1, 5000);
   CHECK(r == 1 && got.data.fd == fds[0], "epoll_wait on a ready pipe: %d", r);
+  fd_set rd;
+  FD_ZERO(&rd);
+  FD_SET(fds[0], &rd);
+  struct timeval tv = {5, 0};
+  r = select(fds[0] + 1, &rd, NULL, NULL, &tv);
+  CHECK(r == 1 && FD_ISSET(fds[0], &rd) && tv.tv_sec >= 4, "select on a ready pipe: %d, %ld s left", r,
+        (long)tv.tv_sec);
   char c;
   CHECK(read(fds[0], &c, 1) == 1, "read");
 
@@ -180,6 +195,19 @@ static void check_semantics(void) {
   double waited = now_s() - t0;
   CHECK(r == -1 && errno == EINTR && waited > 0.3 && waited < 0.5, "interrupted poll: %d, errno %d, %.3f s", r,
         errno, waited);
+
+  /* select: -1, EINTR, the set as given, about 1.65 s left in the timeout. */
+  make_freed_memory();
+  alarm_after_ms(350);
+  FD_ZERO(&rd);
+  FD_SET(fds[0], &rd);
+  tv.tv_sec = 2;
+  tv.tv_usec = 0;
+  errno = 0;
+  r = select(fds[0] + 1, &rd, NULL, NULL, &tv);
+  left = (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
+  CHECK(r == -1 && errno == EINTR && FD_ISSET(fds[0], &rd) && left > 1.5 && left < 1.7,
+        "interrupted select: %d, errno %d, %.3f s left", r, errno, left);
 
   /* sleep reports an interruption by the whole seconds left, errno kept. */
   make_freed_memory();
@@ -221,12 +249,13 @@ static void check_semantics(void) {
   close(ep);
   close(fds[0]);
   close(fds[1]);
-  CHECK(g_alarms == 5, "%d alarms delivered, not 5", (int)g_alarms);
+  CHECK(g_alarms == 6, "%d alarms delivered, not 6", (int)g_alarms);
 }
 
 int main(int argc, char** argv) {
   int expect_returned = argc < 2 || strcmp(argv[1], "kept") != 0;
   check_returned("poll", expect_returned, wait_poll);
+  check_returned("select", expect_returned, wait_select);
   check_returned("epoll_wait", expect_returned, wait_epoll);
   check_returned("nanosleep", expect_returned, wait_nanosleep);
   check_returned("clock_nanosleep", expect_returned, wait_clock_abs);
