@@ -21,6 +21,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <cstring>
 
 #include "purger.h"
 
@@ -180,10 +181,13 @@ PM_EXPORT int select(int n, fd_set* rd, fd_set* wr, fd_set* ex, timeval* tv) {
                                       (tv->tv_sec != 0 || tv->tv_usec != 0)));
   int slice = sliceable ? pm::idle_slice_ms() : -1;
   if (slice < 0) return real(n, rd, wr, ex, tv);
+  // Only the words that cover n descriptors: a caller may pass sets that
+  // size, not whole fd_sets.
+  const size_t bytes = static_cast<size_t>((n + NFDBITS - 1) / NFDBITS) * sizeof(fd_mask);
   fd_set* sets[3] = {rd, wr, ex};
   fd_set saved[3];
   for (int i = 0; i < 3; ++i)
-    if (sets[i] != nullptr) saved[i] = *sets[i];
+    if (sets[i] != nullptr) memcpy(&saved[i], sets[i], bytes);
   const bool forever = tv == nullptr;
   const int64_t end = forever ? 0 : now_ns(CLOCK_MONOTONIC) + tv->tv_sec * kNsPerSec + tv->tv_usec * 1000;
   for (;;) {
@@ -197,7 +201,7 @@ PM_EXPORT int select(int n, fd_set* rd, fd_set* wr, fd_set* ex, timeval* tv) {
       arg = &part;
     }
     for (int i = 0; i < 3; ++i)
-      if (sets[i] != nullptr) *sets[i] = saved[i];
+      if (sets[i] != nullptr) memcpy(sets[i], &saved[i], bytes);
     int r = real(n, rd, wr, ex, arg);
     int64_t rest = forever ? 0 : end - now_ns(CLOCK_MONOTONIC);
     bool done = r != 0 || (!forever && rest <= 0);
