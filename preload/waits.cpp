@@ -118,8 +118,12 @@ int sliced_wait(int timeout, int slice, Wait wait) noexcept {
   }
 }
 
+// Longer waits (`sleep infinity` asks for the largest time_t) are not
+// sliced: their ends would not fit in 64-bit nanoseconds.
+constexpr time_t kMaxSlicedSeconds = 1000000000;  // about 31 years
+
 bool valid(const timespec* t) noexcept {
-  return t != nullptr && t->tv_sec >= 0 && t->tv_nsec >= 0 && t->tv_nsec < kNsPerSec;
+  return t != nullptr && t->tv_sec >= 0 && t->tv_sec <= kMaxSlicedSeconds && t->tv_nsec >= 0 && t->tv_nsec < kNsPerSec;
 }
 
 // clock_nanosleep on a clock whose end is `end` ns: slices with absolute
@@ -177,7 +181,8 @@ PM_EXPORT int poll(pollfd* fds, nfds_t n, int timeout) {
 PM_EXPORT int select(int n, fd_set* rd, fd_set* wr, fd_set* ex, timeval* tv) {
   SelectFn real = next_symbol(g_select, "select");
   bool sliceable = n >= 0 && n <= FD_SETSIZE &&
-                   (tv == nullptr || (tv->tv_sec >= 0 && tv->tv_usec >= 0 && tv->tv_usec < 1000000 &&
+                   (tv == nullptr || (tv->tv_sec >= 0 && tv->tv_sec <= kMaxSlicedSeconds && tv->tv_usec >= 0 &&
+                                      tv->tv_usec < 1000000 &&
                                       (tv->tv_sec != 0 || tv->tv_usec != 0)));
   int slice = sliceable ? pm::idle_slice_ms() : -1;
   if (slice < 0) return real(n, rd, wr, ex, tv);
@@ -252,7 +257,7 @@ PM_EXPORT int clock_nanosleep(clockid_t clock, int flags, const timespec* req, t
 }
 
 PM_EXPORT unsigned sleep(unsigned seconds) {
-  int slice = seconds == 0 ? -1 : pm::idle_slice_ms();
+  int slice = seconds == 0 || seconds > kMaxSlicedSeconds ? -1 : pm::idle_slice_ms();
   if (slice < 0) return next_symbol(g_sleep, "sleep")(seconds);
   timespec req{static_cast<time_t>(seconds), 0}, rem{};
   int saved = errno;

@@ -255,6 +255,18 @@ static void check_semantics(void) {
         g_alarm_at - t0, r);
   close(empty);
 
+  /* A sleep "for ever" (the largest time_t, as `sleep infinity` asks)
+   * still sleeps: interrupted after 200 ms, with almost all of it left. */
+  make_freed_memory();
+  alarm_after_ms(200);
+  req.tv_sec = (time_t)(~(unsigned long long)0 >> 1);
+  req.tv_nsec = 0;
+  t0 = now_s();
+  errno = 0;
+  r = nanosleep(&req, &rem);
+  CHECK(r == -1 && errno == EINTR && now_s() - t0 > 0.15 && rem.tv_sec > 1000000000,
+        "nanosleep for the largest time_t: %d, errno %d, after %.3f s", r, errno, now_s() - t0);
+
   /* Bad arguments reach the C library as they are. */
   req.tv_sec = 0;
   req.tv_nsec = 2000000000L;
@@ -264,7 +276,7 @@ static void check_semantics(void) {
   close(ep);
   close(fds[0]);
   close(fds[1]);
-  CHECK(g_alarms == 6, "%d alarms delivered, not 6", (int)g_alarms);
+  CHECK(g_alarms == 7, "%d alarms delivered, not 7", (int)g_alarms);
 }
 
 int main(int argc, char** argv) {
