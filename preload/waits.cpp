@@ -119,11 +119,13 @@ int sliced_wait(int timeout, int slice, Wait wait) noexcept {
 }
 
 // Longer waits (`sleep infinity` asks for the largest time_t) are not
-// sliced: their ends would not fit in 64-bit nanoseconds.
-constexpr time_t kMaxSlicedSeconds = 1000000000;  // about 31 years
+// sliced: their ends would not fit in 64-bit nanoseconds. Absolute ends
+// may lie further out: a CLOCK_REALTIME end counts from 1970.
+constexpr time_t kMaxSlicedSeconds = 1000000000;     // relative: about 31 years
+constexpr time_t kMaxSlicedEndSeconds = 4000000000;  // absolute: the year 2096
 
-bool valid(const timespec* t) noexcept {
-  return t != nullptr && t->tv_sec >= 0 && t->tv_sec <= kMaxSlicedSeconds && t->tv_nsec >= 0 && t->tv_nsec < kNsPerSec;
+bool valid(const timespec* t, time_t max_seconds = kMaxSlicedSeconds) noexcept {
+  return t != nullptr && t->tv_sec >= 0 && t->tv_sec <= max_seconds && t->tv_nsec >= 0 && t->tv_nsec < kNsPerSec;
 }
 
 // clock_nanosleep on a clock whose end is `end` ns: slices with absolute
@@ -245,9 +247,11 @@ PM_EXPORT int nanosleep(const timespec* req, timespec* rem) {
 }
 
 PM_EXPORT int clock_nanosleep(clockid_t clock, int flags, const timespec* req, timespec* rem) {
-  int slice = valid(req) && sliceable_clock(clock) ? pm::idle_slice_ms() : -1;
-  if (slice < 0) return next_symbol(g_clock_nanosleep, "clock_nanosleep")(clock, flags, req, rem);
   bool absolute = (flags & TIMER_ABSTIME) != 0;
+  int slice = valid(req, absolute ? kMaxSlicedEndSeconds : kMaxSlicedSeconds) && sliceable_clock(clock)
+                  ? pm::idle_slice_ms()
+                  : -1;
+  if (slice < 0) return next_symbol(g_clock_nanosleep, "clock_nanosleep")(clock, flags, req, rem);
   int64_t t = req->tv_sec * kNsPerSec + req->tv_nsec;
   if (absolute) return sliced_sleep(clock, t, slice, false, rem);
   // A relative sleep is an interval, which a change of the wall clock does

@@ -130,6 +130,18 @@ static int wait_clock_abs(void) {
   return clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
 }
 static int wait_usleep(void) { return usleep(1500000); }
+/* An absolute end on the wall clock, seconds since 1970. */
+static int wait_clock_realtime(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  ts.tv_sec += 1;
+  ts.tv_nsec += 500000000;
+  if (ts.tv_nsec >= 1000000000) {
+    ts.tv_sec += 1;
+    ts.tv_nsec -= 1000000000;
+  }
+  return clock_nanosleep(CLOCK_REALTIME, TIMER_ABSTIME, &ts, NULL);
+}
 /* An event loop that waits a short timeout over and over. */
 static int wait_poll_loop(void) {
   int r = 0;
@@ -287,6 +299,7 @@ int main(int argc, char** argv) {
   check_returned("nanosleep", expect_returned, wait_nanosleep);
   check_returned("clock_nanosleep", expect_returned, wait_clock_abs);
   check_returned("usleep", expect_returned, wait_usleep);
+  check_returned("clock_nanosleep realtime", expect_returned, wait_clock_realtime);
   check_returned("poll 30 x 50 ms", expect_returned, wait_poll_loop);
   check_returned("usleep 30 x 50 ms", expect_returned, wait_usleep_loop);
   if (expect_returned) check_semantics();
