@@ -118,30 +118,22 @@ static int wait_nanosleep(void) {
   struct timespec ts = {1, 500000000};
   return nanosleep(&ts, NULL);
 }
-static int wait_clock_abs(void) {
+/* An absolute clock_nanosleep ending 1.5 s from now on `clock`. */
+static int sleep_until_in_1500ms(clockid_t clock) {
   struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
+  clock_gettime(clock, &ts);
   ts.tv_sec += 1;
   ts.tv_nsec += 500000000;
   if (ts.tv_nsec >= 1000000000) {
     ts.tv_sec += 1;
     ts.tv_nsec -= 1000000000;
   }
-  return clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
+  return clock_nanosleep(clock, TIMER_ABSTIME, &ts, NULL);
 }
+static int wait_clock_abs(void) { return sleep_until_in_1500ms(CLOCK_MONOTONIC); }
 static int wait_usleep(void) { return usleep(1500000); }
 /* An absolute end on the wall clock, seconds since 1970. */
-static int wait_clock_realtime(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  ts.tv_sec += 1;
-  ts.tv_nsec += 500000000;
-  if (ts.tv_nsec >= 1000000000) {
-    ts.tv_sec += 1;
-    ts.tv_nsec -= 1000000000;
-  }
-  return clock_nanosleep(CLOCK_REALTIME, TIMER_ABSTIME, &ts, NULL);
-}
+static int wait_clock_realtime(void) { return sleep_until_in_1500ms(CLOCK_REALTIME); }
 /* An event loop that waits a short timeout over and over. */
 static int wait_poll_loop(void) {
   int r = 0;
