@@ -60,6 +60,21 @@ constinit std::atomic<ClockNanosleepFn> g_clock_nanosleep{nullptr};
 constinit std::atomic<SleepFn> g_sleep{nullptr};
 constinit std::atomic<UsleepFn> g_usleep{nullptr};
 
+// Looked up when the library is loaded, not at a first call, which may
+// come from a signal handler (these functions are async-signal-safe, and
+// dlsym is not). The lazy lookup remains for calls made before this runs,
+// from an earlier library's constructor.
+[[gnu::constructor]] void look_up_the_real_waits() noexcept {
+  next_symbol(g_poll, "poll");
+  next_symbol(g_select, "select");
+  next_symbol(g_epoll_wait, "epoll_wait");
+  next_symbol(g_epoll_pwait, "epoll_pwait");
+  next_symbol(g_nanosleep, "nanosleep");
+  next_symbol(g_clock_nanosleep, "clock_nanosleep");
+  next_symbol(g_sleep, "sleep");
+  next_symbol(g_usleep, "usleep");
+}
+
 constexpr int64_t kNsPerMs = 1000000;
 constexpr int64_t kNsPerSec = 1000000000;
 
