@@ -41,11 +41,11 @@ static_assert(sizeof(LargeHeader) == 16);
 // The largest mapping a header records; no address space holds more.
 constexpr size_t kMaxMapping = (size_t{1} << (64 - kMappingBits)) - kPageSize;
 
-// A new id for a mapping that mremap moved (g_lock held).
-constinit MappingId g_last_moved = 0;
+// A new id for a mapping that mremap moved (any thread, no lock).
+constinit std::atomic<uint32_t> g_moves{0};
 MappingId moved_mapping_id() noexcept {
-  if (++g_last_moved == kMmapped) ++g_last_moved;
-  return g_last_moved;
+  auto id = static_cast<MappingId>(g_moves.fetch_add(1, std::memory_order_relaxed) + 1);
+  return id == kMmapped ? MappingId{1} : id;
 }
 
 uint32_t header_check(const void* user, uint64_t map_size, MappingId mapping, uint32_t offset) noexcept {
@@ -236,10 +236,7 @@ char* cache_take(size_t need, size_t* dirty, size_t n) noexcept {
     return nullptr;
   }
   *dirty = grow_size - sizeof(LargeHeader);  // the pages added by the kernel are zero
-  if (grown != grow_base) {
-    LockGuard g(g_lock);
-    grow_mapping = moved_mapping_id();
-  }
+  if (grown != grow_base) grow_mapping = moved_mapping_id();
   return publish(grown, need, grow_mapping, grown + sizeof(LargeHeader), n);
 }
 
