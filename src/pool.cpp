@@ -93,21 +93,35 @@ void pool_init(Pool* p, unsigned cls) noexcept {
   p->shared = PoolKeys{p->start, p->div_mul, p->div_limit, p->key, p->tag_key, p->cls};
 }
 
+consteval bool remote_counts_fit() {
+  for (unsigned k = 0; k < kNumClasses; ++k)
+    if (kClasses.capacity[k] >= (uint32_t{1} << (64 - kRemoteCountShift))) return false;
+  return true;
+}
+static_assert(remote_counts_fit(), "a remote stack's count must fit its head word");
+
 uint32_t pool_collect_remote(Pool* p) noexcept {
   uintptr_t head = p->remote.exchange(0, std::memory_order_acquire);
   if (head == 0) return 0;
-  auto* first = reinterpret_cast<Block*>(head);
-  Block* b = first;
-  uint32_t n = 1;
-  for (;;) {
-    Block* next = decode_link(p, b);
-    if (next == nullptr) break;
-    // A list longer than the pool can only come from a racing double free.
-    if (segment_of(next) != segment_of(b) || ++n > p->capacity) [[unlikely]]
-      fatal("corrupted remote free list (double free?) in pool of", p->start, p->block_size);
-    b = next;
+  auto* first = static_cast<Block*>(remote_first(head));
+  const uint32_t n = remote_count(head);
+  if (n == 0 || n > p->capacity) [[unlikely]]
+    fatal("corrupted remote free list in pool of", p->start, p->block_size);
+  // The usual case, a refill, finds local_free empty: the stack becomes
+  // local_free as it is, ending at null, and its blocks are first read
+  // when they are handed out (the pops check every link as they go). A walk
+  // here would chase a chain of lines last written by other cores.
+  if (p->local_free != nullptr) {
+    Block* b = first;
+    for (uint32_t seen = 1;; ++seen) {
+      Block* next = decode_link(p, b);
+      if (next == nullptr) break;
+      if (segment_of(next) != segment_of(b) || seen >= n) [[unlikely]]
+        fatal("corrupted remote free list in pool of", p->start, p->block_size);
+      b = next;
+    }
+    b->link = encode_link(p->key, p->local_free);
   }
-  b->link = encode_link(p->key, p->local_free);
   p->local_free = first;
   p->used = p->used - static_cast<int32_t>(n);
   return n;
@@ -166,20 +180,22 @@ void report_invalid_free(const Pool* p, const void* b) noexcept {
 void pool_free_remote(Pool* p, Block* b) noexcept {
   // Only the shared line and `remote` are read here (see Pool).
   const PoolKeys& k = p->shared;
-  switch (shared_block_state(p, b)) {
-    case SharedBlockState::kNotABlock:
-      return report_invalid_free(p, b);
-    case SharedBlockState::kFreed:
+  if (p->state.load(std::memory_order_acquire) == PoolState::kFree ||
+      not_block_start(k.start, k.div_mul, k.div_limit, reinterpret_cast<uintptr_t>(b))) [[unlikely]]
+    return report_invalid_free(p, b);
+  if constexpr (kHardened) {
+    // Tagged by one atomic exchange: of two threads that free the same
+    // block at the same time, one sees the other's tag, so the block is
+    // never pushed twice.
+    if (__atomic_exchange_n(&b->tag, k.tag_key, __ATOMIC_RELAXED) == k.tag_key) [[unlikely]]
       return report_double_free(p, b);
-    case SharedBlockState::kLive:
-      break;
   }
-  if constexpr (kHardened) b->tag = k.tag_key;
   uintptr_t head = p->remote.load(std::memory_order_relaxed);
+  uintptr_t mine;
   do {
-    b->link = encode_link(k.key, reinterpret_cast<const void*>(head));
-  } while (!p->remote.compare_exchange_weak(head, reinterpret_cast<uintptr_t>(b), std::memory_order_seq_cst,
-                                            std::memory_order_relaxed));
+    b->link = encode_link(k.key, remote_first(head));
+    mine = remote_head(b, remote_count(head) + 1);
+  } while (!p->remote.compare_exchange_weak(head, mine, std::memory_order_seq_cst, std::memory_order_relaxed));
   // The first remote free into a parked pool tells its owner (see heap.cpp).
   if (head == 0 && p->notify.load(std::memory_order_seq_cst) == 1 &&
       p->notify.exchange(0, std::memory_order_acq_rel) == 1) {

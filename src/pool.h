@@ -53,6 +53,21 @@ struct PoolKeys {
 
 inline constexpr int32_t kParkBias = int32_t{1} << 30;
 
+// The remote stack's head word. User-space addresses on x86-64 fit in 47
+// bits; a pool holds at most 4,096 blocks, so the count never reaches the
+// 16 bits it has.
+inline constexpr unsigned kRemoteCountShift = 48;
+inline constexpr uintptr_t kRemoteAddrMask = (uintptr_t{1} << kRemoteCountShift) - 1;
+[[gnu::always_inline]] inline uintptr_t remote_head(const void* first, uint32_t count) noexcept {
+  return reinterpret_cast<uintptr_t>(first) | (uintptr_t{count} << kRemoteCountShift);
+}
+[[gnu::always_inline]] inline uint32_t remote_count(uintptr_t head) noexcept {
+  return static_cast<uint32_t>(head >> kRemoteCountShift);
+}
+[[gnu::always_inline]] inline void* remote_first(uintptr_t head) noexcept {
+  return reinterpret_cast<void*>(head & kRemoteAddrMask);
+}
+
 struct Pool {
   constexpr Pool() noexcept = default;
   // A pool whose list is empty for good: `free` points at its own end marker
@@ -85,7 +100,11 @@ struct Pool {
   Pool* prev = nullptr;
 
   // --- written by other threads: own cache line ---
-  alignas(64) std::atomic<uintptr_t> remote{0};  // Treiber stack of remote frees
+  // Treiber stack of remote frees: the first block's address in the low
+  // bits, the number of blocks on the stack above kRemoteCountShift (see
+  // remote_head), so that the owner takes the whole stack over without
+  // walking it.
+  alignas(64) std::atomic<uintptr_t> remote{0};
   std::atomic<uint32_t> notify{0};  // 1: parked and waiting for a remote free to report
   Pool* pending_next = nullptr;     // link in the owner heap's pending list
 

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <sys/mman.h>
 
+#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -56,6 +57,32 @@ TEST_F(Death, DoubleFreeRemoteThenOwner) {
         void* p = pm::alloc(64);
         std::thread([p] { pm::dealloc(p); }).join();
         pm::dealloc(p);
+        pm::dealloc(keep);
+      },
+      kDoubleFree);
+}
+
+// Two threads other than the owner free the same block at the same moment:
+// whichever of them tags it first, the other sees the tag, so the block is
+// never pushed twice onto the pool's remote stack (whose blocks the owner
+// takes over by the stack's count, without walking it).
+TEST_F(Death, DoubleFreeRacingFromTwoThreads) {
+  if constexpr (!pm::kHardened) GTEST_SKIP() << "built with -Dhardening=false: no double-free tag";
+  EXPECT_DEATH(
+      {
+        void* keep = pm::alloc(64);
+        void* p = pm::alloc(64);
+        std::atomic<int> ready{0};
+        auto race = [&] {
+          ready.fetch_add(1);
+          while (ready.load() < 2) {
+          }
+          pm::dealloc(p);
+        };
+        std::thread a(race);
+        std::thread b(race);
+        a.join();
+        b.join();
         pm::dealloc(keep);
       },
       kDoubleFree);
