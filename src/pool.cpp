@@ -184,15 +184,21 @@ void pool_free_remote(Pool* p, Block* b) noexcept {
       not_block_start(k.start, k.div_mul, k.div_limit, reinterpret_cast<uintptr_t>(b))) [[unlikely]]
     return report_invalid_free(p, b);
   if constexpr (kHardened) {
-    // Tagged by one atomic exchange: of two threads that free the same
-    // block at the same time, one sees the other's tag, so the block is
-    // never pushed twice.
-    if (__atomic_exchange_n(&b->tag, k.tag_key, __ATOMIC_RELAXED) == k.tag_key) [[unlikely]]
+    if (b->tag == k.tag_key) [[unlikely]]
       return report_double_free(p, b);
+    b->tag = k.tag_key;
   }
   uintptr_t head = p->remote.load(std::memory_order_relaxed);
   uintptr_t mine;
   do {
+    // Two threads that free the same block at the same moment may both
+    // find it untagged. The second push then usually finds the block on
+    // top of the stack (unless a free of another block of the pool came
+    // between them), and must not push it again: the stack would loop.
+    // Tagging by an atomic exchange would catch every such race, but it
+    // cost a quarter of the producer/consumer throughput.
+    if (remote_first(head) == b) [[unlikely]]
+      return report_double_free(p, b);
     b->link = encode_link(k.key, remote_first(head));
     mine = remote_head(b, remote_count(head) + 1);
   } while (!p->remote.compare_exchange_weak(head, mine, std::memory_order_seq_cst, std::memory_order_relaxed));

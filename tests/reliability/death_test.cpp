@@ -62,10 +62,12 @@ TEST_F(Death, DoubleFreeRemoteThenOwner) {
       kDoubleFree);
 }
 
-// Two threads other than the owner free the same block at the same moment:
-// whichever of them tags it first, the other sees the tag, so the block is
-// never pushed twice onto the pool's remote stack (whose blocks the owner
-// takes over by the stack's count, without walking it).
+// Two threads other than the owner free the same block at the same moment,
+// with no other free into the pool between them: either the second sees
+// the first one's tag, or both pass the tag test and the second finds the
+// block on top of the pool's remote stack. Either way the block is never
+// pushed twice (the owner takes the stack over by its count, without
+// walking it, and would hand the block out twice).
 TEST_F(Death, DoubleFreeRacingFromTwoThreads) {
   if constexpr (!pm::kHardened) GTEST_SKIP() << "built with -Dhardening=false: no double-free tag";
   EXPECT_DEATH(
@@ -83,6 +85,22 @@ TEST_F(Death, DoubleFreeRacingFromTwoThreads) {
         std::thread b(race);
         a.join();
         b.join();
+        pm::dealloc(keep);
+      },
+      kDoubleFree);
+}
+
+// The second of two racing frees may read the tag before the first one
+// writes it; the block on top of the remote stack still stops it.
+TEST_F(Death, RacingRemoteFreeThatMissedTheTag) {
+  EXPECT_DEATH(
+      {
+        void* keep = pm::alloc(64);
+        auto* b = static_cast<pm::Block*>(pm::alloc(64));
+        pm::Pool* pool = pm::pool_of(b);
+        pm::pool_free_remote(pool, b);
+        b->tag = 0;  // as the second thread saw it
+        pm::pool_free_remote(pool, b);
         pm::dealloc(keep);
       },
       kDoubleFree);
