@@ -113,13 +113,12 @@ uint32_t pool_collect_remote(Pool* p) noexcept {
   // here would chase a chain of lines last written by other cores.
   if (p->local_free != nullptr) {
     Block* b = first;
-    for (uint32_t seen = 1;; ++seen) {
-      Block* next = decode_link(p, b);
-      if (next == nullptr) break;
-      if (segment_of(next) != segment_of(b) || seen >= n) [[unlikely]]
-        fatal("corrupted remote free list in pool of", p->start, p->block_size);
-      b = next;
-    }
+    uint32_t seen = 1;
+    for (Block* next; (next = decode_link(p, b)) != nullptr; b = next)
+      if (segment_of(next) != segment_of(b) || ++seen > n) [[unlikely]]
+        break;
+    if (decode_link(p, b) != nullptr || seen != n) [[unlikely]]
+      fatal("corrupted remote free list in pool of", p->start, p->block_size);
     b->link = encode_link(p->key, p->local_free);
   }
   p->local_free = first;

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
@@ -220,6 +221,78 @@ TEST(Arena, RefillCarvesDisjointBlocksAndCollectsRemoteFrees) {
   EXPECT_TRUE(pool_check_invariants(p));
   p->free = p->local_free = nullptr;
   arena_release_pool(p);
+}
+
+// Blocks handed out by a fresh pool of p's class, all of them.
+std::vector<Block*> take_all(Pool* p) {
+  std::vector<Block*> got;
+  while (has_free_block(p) || pool_refill(p)) {
+    Block* b = p->free;
+    Block* next = decode_link(p, b);
+    p->free = next == nullptr ? end_marker(p) : next;
+    b->tag = 0;
+    p->used = p->used + 1;
+    got.push_back(b);
+  }
+  return got;
+}
+
+// A remote stack is taken over by the count in its head: as it is while
+// no blocks wait in local_free, joined to them otherwise.
+TEST(Arena, RemoteStacksAreTakenOverByTheirCount) {
+  process_init();
+  Pool* p = arena_acquire_pool(1);
+  ASSERT_NE(p, nullptr);
+  pool_init(p, class_of(48));
+  p->state.store(PoolState::kActive);
+  std::vector<Block*> got = take_all(p);
+  ASSERT_EQ(got.size(), p->capacity);
+  const size_t half = got.size() / 2;
+  for (size_t i = 0; i < half; ++i) pool_free_remote(p, got[i]);
+  EXPECT_EQ(remote_count(p->remote.load()), half);
+  EXPECT_EQ(remote_first(p->remote.load()), got[half - 1]);  // the last pushed is on top
+  EXPECT_EQ(pool_collect_remote(p), half);
+  EXPECT_EQ(p->local_free, got[half - 1]);
+  for (size_t i = half; i < got.size(); ++i) pool_free_remote(p, got[i]);
+  EXPECT_EQ(pool_collect_remote(p), got.size() - half);  // joined to the first half
+  EXPECT_EQ(pool_collect_remote(p), 0u);
+  EXPECT_EQ(p->used, 0);
+  EXPECT_TRUE(pool_check_invariants(p));
+  std::vector<Block*> again = take_all(p);  // every block exactly once
+  std::sort(got.begin(), got.end());
+  std::sort(again.begin(), again.end());
+  EXPECT_EQ(again, got);
+  for (Block* b : again) pool_free_remote(p, b);
+  EXPECT_EQ(pool_collect_remote(p), p->capacity);
+  p->free = end_marker(p);
+  p->local_free = nullptr;
+  arena_release_pool(p);
+}
+
+// A count that disagrees with the stack it heads is corruption: one block
+// waits in local_free, two are on the stack, and the head says 2 + error.
+void collect_miscounted_stack(int error) {
+  process_init();
+  Pool* p = arena_acquire_pool(1);
+  pool_init(p, class_of(48));
+  p->state.store(PoolState::kActive);
+  std::vector<Block*> got = take_all(p);
+  pool_free_remote(p, got[0]);
+  (void)pool_collect_remote(p);
+  pool_free_remote(p, got[1]);
+  pool_free_remote(p, got[2]);
+  p->remote.store(p->remote.load() + static_cast<uintptr_t>(error) * remote_head(nullptr, 1));
+  (void)pool_collect_remote(p);
+}
+
+TEST(ArenaDeathTest, RemoteStackLongerThanItsCountAborts) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(collect_miscounted_stack(-1), "corrupted remote free list");
+}
+
+TEST(ArenaDeathTest, RemoteStackShorterThanItsCountAborts) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(collect_miscounted_stack(1), "corrupted remote free list");
 }
 
 TEST(Arena, FreedPoolsArePurgedAndEmptySegmentsUnmapped) {
