@@ -86,7 +86,15 @@ void* segment_memory() noexcept {
       set_bit(g_region_taken, i, true);
     }
   }
-  return os::map_aligned(kSegmentSize, kSegmentSize);
+  void* mem = os::map_aligned(kSegmentSize, kSegmentSize);
+  // Blocks' addresses must leave the top 16 bits of a remote stack's head
+  // word to its count (pool.h): a segment the kernel placed higher (with
+  // 5-level page tables, only when asked to) is refused.
+  if (mem != nullptr && reinterpret_cast<uintptr_t>(mem) + kSegmentSize - 1 > kRemoteAddrMask) {
+    os::unmap(mem, kSegmentSize);
+    return nullptr;
+  }
+  return mem;
 }
 
 void map_set(const Segment* s, bool on) noexcept {
