@@ -197,12 +197,20 @@ TEST(Arena, DoubleFreeOutsideTheRegionIsCaught) {
       "double free");
 }
 
-TEST(Arena, RefillCarvesDisjointBlocksAndCollectsRemoteFrees) {
+// A pool of one slot, set up for requests of `size` bytes and active, as a
+// heap would have it (nullptr when out of memory).
+Pool* active_pool(size_t size) {
   process_init();
   Pool* p = arena_acquire_pool(1);
-  ASSERT_NE(p, nullptr);
-  pool_init(p, class_of(100));
+  if (p == nullptr) return nullptr;
+  pool_init(p, class_of(size));
   p->state.store(PoolState::kActive);
+  return p;
+}
+
+// Every block p has left to hand out, popped as malloc pops them; the
+// pool's invariants are checked after each pop.
+std::vector<Block*> take_all(Pool* p) {
   std::vector<Block*> got;
   while (has_free_block(p) || pool_refill(p)) {
     Block* b = p->free;
@@ -211,8 +219,15 @@ TEST(Arena, RefillCarvesDisjointBlocksAndCollectsRemoteFrees) {
     b->tag = 0;
     p->used = p->used + 1;
     got.push_back(b);
-    ASSERT_TRUE(pool_check_invariants(p));
+    EXPECT_TRUE(pool_check_invariants(p)) << "after pop " << got.size();
   }
+  return got;
+}
+
+TEST(Arena, RefillCarvesDisjointBlocksAndCollectsRemoteFrees) {
+  Pool* p = active_pool(100);
+  ASSERT_NE(p, nullptr);
+  std::vector<Block*> got = take_all(p);
   EXPECT_EQ(got.size(), p->capacity);
   for (size_t i = 1; i < got.size(); ++i) EXPECT_EQ(reinterpret_cast<char*>(got[i]) - reinterpret_cast<char*>(got[i - 1]), static_cast<long>(p->block_size));
   for (Block* b : got) pool_free_remote(p, b);
@@ -223,28 +238,11 @@ TEST(Arena, RefillCarvesDisjointBlocksAndCollectsRemoteFrees) {
   arena_release_pool(p);
 }
 
-// Blocks handed out by a fresh pool of p's class, all of them.
-std::vector<Block*> take_all(Pool* p) {
-  std::vector<Block*> got;
-  while (has_free_block(p) || pool_refill(p)) {
-    Block* b = p->free;
-    Block* next = decode_link(p, b);
-    p->free = next == nullptr ? end_marker(p) : next;
-    b->tag = 0;
-    p->used = p->used + 1;
-    got.push_back(b);
-  }
-  return got;
-}
-
 // A remote stack is taken over by the count in its head: as it is while
 // no blocks wait in local_free, joined to them otherwise.
 TEST(Arena, RemoteStacksAreTakenOverByTheirCount) {
-  process_init();
-  Pool* p = arena_acquire_pool(1);
+  Pool* p = active_pool(48);
   ASSERT_NE(p, nullptr);
-  pool_init(p, class_of(48));
-  p->state.store(PoolState::kActive);
   std::vector<Block*> got = take_all(p);
   ASSERT_EQ(got.size(), p->capacity);
   const size_t half = got.size() / 2;
@@ -272,10 +270,7 @@ TEST(Arena, RemoteStacksAreTakenOverByTheirCount) {
 // A count that disagrees with the stack it heads is corruption: one block
 // waits in local_free, two are on the stack, and the head says 2 + error.
 void collect_miscounted_stack(int error) {
-  process_init();
-  Pool* p = arena_acquire_pool(1);
-  pool_init(p, class_of(48));
-  p->state.store(PoolState::kActive);
+  Pool* p = active_pool(48);
   std::vector<Block*> got = take_all(p);
   pool_free_remote(p, got[0]);
   (void)pool_collect_remote(p);
