@@ -93,6 +93,12 @@ void pool_init(Pool* p, unsigned cls) noexcept {
   p->shared = PoolKeys{p->start, p->div_mul, p->div_limit, p->key, p->tag_key, p->cls};
 }
 
+namespace {
+
+[[noreturn, gnu::cold, gnu::noinline]] void report_corrupt_remote(const Pool* p) noexcept {
+  fatal("corrupted remote free list in pool of", p->start, p->block_size);
+}
+
 consteval bool remote_counts_fit() {
   for (unsigned k = 0; k < kNumClasses; ++k)
     if (kClasses.capacity[k] >= (uint32_t{1} << (64 - kRemoteCountShift))) return false;
@@ -100,25 +106,29 @@ consteval bool remote_counts_fit() {
 }
 static_assert(remote_counts_fit(), "a remote stack's count must fit its head word");
 
+}  // namespace
+
 uint32_t pool_collect_remote(Pool* p) noexcept {
   uintptr_t head = p->remote.exchange(0, std::memory_order_acquire);
   if (head == 0) return 0;
   auto* first = static_cast<Block*>(remote_first(head));
   const uint32_t n = remote_count(head);
   if (n == 0 || n > p->capacity) [[unlikely]]
-    fatal("corrupted remote free list in pool of", p->start, p->block_size);
+    report_corrupt_remote(p);
   // The usual case, a refill, finds local_free empty: the stack becomes
   // local_free as it is, ending at null, and its blocks are first read
   // when they are handed out (the pops check every link as they go). A walk
   // here would chase a chain of lines last written by other cores.
   if (p->local_free != nullptr) {
     Block* b = first;
-    uint32_t seen = 1;
-    for (Block* next; (next = decode_link(p, b)) != nullptr; b = next)
-      if (segment_of(next) != segment_of(b) || ++seen > n) [[unlikely]]
-        break;
-    if (decode_link(p, b) != nullptr || seen != n) [[unlikely]]
-      fatal("corrupted remote free list in pool of", p->start, p->block_size);
+    for (uint32_t seen = 1; seen < n; ++seen) {  // to the last block, as counted
+      Block* next = decode_link(p, b);
+      if (next == nullptr || segment_of(next) != segment_of(b)) [[unlikely]]
+        report_corrupt_remote(p);
+      b = next;
+    }
+    if (decode_link(p, b) != nullptr) [[unlikely]]  // more blocks than counted
+      report_corrupt_remote(p);
     b->link = encode_link(p->key, p->local_free);
   }
   p->local_free = first;
@@ -179,14 +189,15 @@ void report_invalid_free(const Pool* p, const void* b) noexcept {
 void pool_free_remote(Pool* p, Block* b) noexcept {
   // Only the shared line and `remote` are read here (see Pool).
   const PoolKeys& k = p->shared;
-  if (p->state.load(std::memory_order_acquire) == PoolState::kFree ||
-      not_block_start(k.start, k.div_mul, k.div_limit, reinterpret_cast<uintptr_t>(b))) [[unlikely]]
-    return report_invalid_free(p, b);
-  if constexpr (kHardened) {
-    if (b->tag == k.tag_key) [[unlikely]]
+  switch (shared_block_state(p, b)) {
+    case SharedBlockState::kNotABlock:
+      return report_invalid_free(p, b);
+    case SharedBlockState::kFreed:
       return report_double_free(p, b);
-    b->tag = k.tag_key;
+    case SharedBlockState::kLive:
+      break;
   }
+  if constexpr (kHardened) b->tag = k.tag_key;
   uintptr_t head = p->remote.load(std::memory_order_relaxed);
   uintptr_t mine;
   do {
