@@ -26,11 +26,20 @@ namespace pm {
   return pool_pop(h, p, cls);  // an empty list fails pool_pop's link check
 }
 
+// malloc(n) for n > kDirectMax: by class up to kSmallMax, large above.
+// Out of line, so that malloc's own code is the direct path alone.
+[[nodiscard, gnu::noinline]] void* alloc_above_direct(size_t n) noexcept;
+
 // malloc(n): nullptr with errno = ENOMEM on failure.
 [[nodiscard, gnu::always_inline]] inline void* alloc(size_t n) noexcept {
-  if (n <= kSmallMax) [[likely]]
-    return alloc_class(class_of(n));
-  return alloc_large(n, kMinAlign);
+  if (n <= kDirectMax) [[likely]] {
+    size_t g = (n + kMinAlign - 1) / kMinAlign;
+    Heap* h = tl_heap;
+    Pool* p = h->direct[g];
+    return pool_pop_counted(
+        p, [=] { bump(h->direct_allocs[g]); }, [=] { return pool_pop_checked_direct(h, p, g); });
+  }
+  return alloc_above_direct(n);
 }
 
 // The second half of a free into a pool of the calling thread's heap h, once

@@ -61,6 +61,12 @@ void dealloc_foreign(void* p) noexcept {
     profile_tick();
 }
 
+void* alloc_above_direct(size_t n) noexcept {
+  if (n <= kSmallMax) [[likely]]
+    return alloc_class(class_of(n));
+  return alloc_large(n, kMinAlign);
+}
+
 void dealloc_remote(Heap* h, Pool* p, Block* b) noexcept {
   if (p == &g_region_none) [[unlikely]]  // in the region, but not in a segment of ours
     return dealloc_foreign(b);

@@ -56,7 +56,7 @@ constexpr int32_t kCurrentBias = 1;
 
 void make_current(Heap* h, unsigned cls, Pool* p) noexcept {
   add_used(p, kCurrentBias);
-  h->bins[cls] = p;
+  set_bin(h, cls, p);
 }
 
 bool has_room(const Pool* p) noexcept {
@@ -167,6 +167,10 @@ void* pool_pop_checked(Heap* h, Pool* p, size_t cls) noexcept {
   return b;
 }
 
+void* pool_pop_checked_direct(Heap* h, Pool* p, size_t g) noexcept {
+  return pool_pop_checked(h, p, kClasses.by_granule[g]);
+}
+
 void* heap_alloc_slow(Heap* h, unsigned cls) noexcept {
   if (h == &g_empty_heap) {
     h = thread_init();
@@ -191,7 +195,7 @@ void* heap_alloc_slow(Heap* h, unsigned cls) noexcept {
         return pool_pop(h, p, cls);
       }
       if (!park(h, p)) continue;
-      h->bins[cls] = &g_empty_pool;
+      set_bin(h, cls, &g_empty_pool);
     }
     if ((p = h->partial[cls]) != nullptr) {
       list_remove(&h->partial[cls], p);
@@ -265,14 +269,14 @@ void heap_abandon(Heap* h) noexcept {
       add_used(cur, -kCurrentBias);
       abandon_pool(cur);
     }
-    h->bins[c] = &g_empty_pool;
+    set_bin(h, c, &g_empty_pool);
     for (Pool* p = h->partial[c]; p != nullptr;) {
       Pool* next = p->next;
       abandon_pool(p);
       p = next;
     }
     h->partial[c] = nullptr;
-    g_retired.allocs[c] += h->allocs[c].load(std::memory_order_relaxed);
+    g_retired.allocs[c] += heap_allocs(h, c);
     g_retired.frees[c] += h->frees[c].load(std::memory_order_relaxed);
     g_retired.remote_frees[c] += h->remote_frees[c].load(std::memory_order_relaxed);
   }
@@ -346,7 +350,7 @@ void heap_collect(bool force) noexcept {
       if (force && cur != &g_empty_pool) {
         pool_collect_remote(cur);
         if (cur->used == kCurrentBias) {
-          h->bins[c] = &g_empty_pool;
+          set_bin(h, c, &g_empty_pool);
           add_used(cur, -kCurrentBias);
           release(cur);
         }
@@ -368,7 +372,7 @@ void class_counters(unsigned cls, uint64_t* allocs, uint64_t* frees) noexcept {
   LockGuard g(g_heap_lock);
   uint64_t a = g_retired.allocs[cls], f = g_retired.frees[cls];
   for (Heap* h = g_heaps; h != nullptr; h = h->next_heap) {
-    a += h->allocs[cls].load(std::memory_order_relaxed);
+    a += heap_allocs(h, cls);
     f += h->frees[cls].load(std::memory_order_relaxed);
   }
   *allocs = a;

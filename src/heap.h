@@ -20,11 +20,22 @@
 
 namespace pm {
 
+// Requests up to kDirectMax bytes find their pool in one load: a table of
+// the bins by granule ((n + 15) / 16), next to the requests' counters.
+inline constexpr size_t kDirectMax = 1024;
+inline constexpr unsigned kDirectGranules = kDirectMax / kMinAlign + 1;
+
 struct Heap {
   constexpr explicit Heap(Pool* empty) noexcept {
+    for (auto& b : direct) b = empty;
     for (auto& b : bins) b = empty;
   }
 
+  // direct[g] == bins[class of granule g], always (set_bin writes both).
+  Pool* direct[kDirectGranules] = {};
+  // Requests served through `direct`, by granule; with `allocs`, the
+  // requests of each class (heap_allocs). Owner-written like the others.
+  std::atomic<uint64_t> direct_allocs[kDirectGranules] = {};
   Pool* bins[kNumClasses] = {};
   // Statistics counters, written only by the owner (single writer, relaxed).
   std::atomic<uint64_t> allocs[kNumClasses] = {};
@@ -47,6 +58,8 @@ extern constinit Pool g_empty_pool;
 extern constinit thread_local Heap* tl_heap [[gnu::tls_model("initial-exec")]];
 
 [[gnu::noinline]] void* pool_pop_checked(Heap* h, Pool* p, size_t cls) noexcept;
+// The same for a request through `direct`, by its granule g.
+[[gnu::noinline]] void* pool_pop_checked_direct(Heap* h, Pool* p, size_t g) noexcept;
 
 // Counters with a single writer (the owner thread), read by others with
 // relaxed atomic loads. On x86-64 the owner's update is one plain add to
@@ -71,24 +84,52 @@ extern constinit thread_local Heap* tl_heap [[gnu::tls_model("initial-exec")]];
 [[gnu::always_inline]] inline bool release_one(int32_t& used) noexcept { return --used <= 0; }
 #endif
 
-// Pops the head of p->free. The decoded link must stay in the segment;
-// anything else goes to pool_pop_checked, which takes the slow path when the
-// head is the end marker (an empty list), finishes the pop of a list's last
-// block, or aborts on a corrupted list. Every call out of this function is a
-// tail call, so the fast path needs no stack frame.
-[[gnu::always_inline]] inline void* pool_pop(Heap* h, Pool* p, size_t cls) noexcept {
+// Pops the head of p->free and counts the request (`count()`). The decoded
+// link must stay in the segment; anything else goes to `checked` (a tail
+// call of pool_pop_checked, which takes the slow path when the head is the
+// end marker (an empty list), finishes the pop of a list's last block, or
+// aborts on a corrupted list). Every call out of this function is a tail
+// call, so the fast path needs no stack frame.
+template <class Count, class Checked>
+[[gnu::always_inline]] inline void* pool_pop_counted(Pool* p, Count count, Checked checked) noexcept {
   Block* b = p->free;
   Block* next = decode_link(p, b);
   if (((reinterpret_cast<uintptr_t>(next) ^ reinterpret_cast<uintptr_t>(b)) >> kSegmentShift) != 0) [[unlikely]]
-    return pool_pop_checked(h, p, cls);
+    return checked();
   p->free = next;
   // The next block of this class is likely cold by the time it is asked
   // for: start loading it now, while the caller works on this one.
   __builtin_prefetch(next, 1);
   if constexpr (kHardened) b->tag = 0;
   ++p->used;
-  bump(h->allocs[cls]);
+  count();
   return b;
+}
+[[gnu::always_inline]] inline void* pool_pop(Heap* h, Pool* p, size_t cls) noexcept {
+  return pool_pop_counted(
+      p, [=] { bump(h->allocs[cls]); }, [=] { return pool_pop_checked(h, p, cls); });
+}
+
+// The granules of class cls that `direct` covers, [first, last] (empty
+// when first > last: the class is above kDirectMax).
+[[gnu::always_inline]] inline unsigned first_direct_granule(unsigned cls) noexcept {
+  return cls == 0 ? 0 : kClasses.size[cls - 1] / kMinAlign + 1;
+}
+[[gnu::always_inline]] inline unsigned last_direct_granule(unsigned cls) noexcept {
+  unsigned last = kClasses.size[cls] / kMinAlign;
+  return last < kDirectGranules ? last : kDirectGranules - 1;
+}
+// Makes p the pool h allocates class cls from (bins and direct alike).
+inline void set_bin(Heap* h, unsigned cls, Pool* p) noexcept {
+  h->bins[cls] = p;
+  for (unsigned g = first_direct_granule(cls), last = last_direct_granule(cls); g <= last; ++g) h->direct[g] = p;
+}
+// Requests of class cls served by h, through either table.
+inline uint64_t heap_allocs(const Heap* h, unsigned cls) noexcept {
+  uint64_t n = h->allocs[cls].load(std::memory_order_relaxed);
+  for (unsigned g = first_direct_granule(cls), last = last_direct_granule(cls); g <= last; ++g)
+    n += h->direct_allocs[g].load(std::memory_order_relaxed);
+  return n;
 }
 
 // Slow paths (heap.cpp).

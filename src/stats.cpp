@@ -39,7 +39,7 @@ struct Counts {
 void add_heap(const Heap* h, void* arg) noexcept {
   auto* s = static_cast<Counts*>(arg);
   for (unsigned c = 0; c < kNumClasses; ++c) {
-    s->allocs[c] += h->allocs[c].load(std::memory_order_relaxed);
+    s->allocs[c] += heap_allocs(h, c);
     s->frees[c] += h->frees[c].load(std::memory_order_relaxed);
     s->remote_frees[c] += h->remote_frees[c].load(std::memory_order_relaxed);
   }
@@ -139,7 +139,7 @@ void stats_pool_carved(const Heap* h, unsigned cls) noexcept {
   // waits for the stores of the carve just done. Skip it while this thread's
   // own count (allocs minus its frees) is not above the recorded peak: the
   // peak it could raise is then usually not higher.
-  uint64_t own_a = h->allocs[cls].load(std::memory_order_relaxed);
+  uint64_t own_a = heap_allocs(h, cls);
   uint64_t own_f = h->frees[cls].load(std::memory_order_relaxed);
   if (own_a <= own_f || own_a - own_f <= g_peak_blocks[cls].load(std::memory_order_relaxed)) return;
   if (!sample_due()) return;

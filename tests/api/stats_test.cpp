@@ -88,6 +88,28 @@ TEST(Stats, ClassCountersAreExact) {
   EXPECT_EQ(read().cls[cls].live_blocks, b.live_blocks);
 }
 
+// Requests up to kDirectMax are counted by granule, larger ones by class:
+// each lands in its class's figure either way, also once the thread exits.
+TEST(Stats, RequestsCountInTheirClassThroughEitherTable) {
+  const size_t sizes[] = {0, 1, 16, 17, 300, 600, 1000, kDirectMax, kDirectMax + 1, 5000};
+  for (size_t n : sizes) {
+    const unsigned cls = class_of(n);
+    Stats before = read();
+    Stats during{};
+    on_thread([&] {
+      std::vector<void*> blocks;
+      for (int i = 0; i < 7; ++i) blocks.push_back(alloc(n));
+      during = read();
+      for (void* p : blocks) dealloc(p);
+    });
+    Stats after = read();
+    EXPECT_EQ(during.cls[cls].allocs - before.cls[cls].allocs, 7u) << n << " bytes, live thread";
+    EXPECT_EQ(during.cls[cls].live_blocks - before.cls[cls].live_blocks, 7u) << n << " bytes";
+    EXPECT_EQ(after.cls[cls].allocs - before.cls[cls].allocs, 7u) << n << " bytes, exited thread";
+    EXPECT_EQ(after.cls[cls].frees - before.cls[cls].frees, 7u) << n << " bytes";
+  }
+}
+
 TEST(Stats, PeakIsSampledWhenPoolsCarve) {
   const unsigned cls = class_of(3000);  // 3072 bytes: carves 16 blocks at a time
   on_thread([&] {

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <thread>
 #include <vector>
 
 #include "alloc.h"
@@ -38,6 +39,36 @@ TEST(Alloc, EverySizeIsAlignedUsableAndWritable) {
     live.push_back(p);
   }
   for (void* p : live) dealloc(p);
+}
+
+// Requests up to kDirectMax find their pool through the heap's table by
+// granule: it must name the pool of the granule's class at every moment,
+// and every request must get a block of its own class.
+TEST(Alloc, DirectTableFollowsTheBins) {
+  auto mirrored = [] {
+    const Heap* h = tl_heap;
+    for (unsigned g = 0; g < kDirectGranules; ++g)
+      if (h->direct[g] != h->bins[kClasses.by_granule[g]]) return false;
+    return true;
+  };
+  std::thread([&] {  // a heap of its own, which nothing else holds blocks of
+    std::vector<void*> blocks;
+    for (size_t n = 0; n <= 2 * kDirectMax; ++n) {
+      void* p = alloc(n);
+      ASSERT_NE(p, nullptr);
+      EXPECT_EQ(usable_size(p), class_size(class_of(n))) << n << " bytes";
+      blocks.push_back(p);
+    }
+    EXPECT_TRUE(mirrored());
+    for (void* p : blocks) dealloc(p);
+    (void)trim();  // gives back the current pools, all empty now: the bins change
+    EXPECT_TRUE(mirrored());
+    EXPECT_EQ(tl_heap->direct[3], &g_empty_pool);  // 33-48 bytes
+    void* again = alloc(40);
+    EXPECT_NE(tl_heap->direct[3], &g_empty_pool);
+    EXPECT_TRUE(mirrored());
+    dealloc(again);
+  }).join();
 }
 
 TEST(Alloc, ZeroSizeGivesUniquePointers) {
