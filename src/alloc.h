@@ -45,10 +45,10 @@ namespace pm {
 // The second half of a free into a pool of the calling thread's heap h, once
 // the block is known to be a live block of p.
 [[gnu::always_inline]] inline void push_local(Heap* h, Pool* p, Block* b) noexcept {
-  if constexpr (kHardened) b->tag = free_tag(p);
   // LIFO: the block just freed is the next one handed out, while it is
   // still in this core's cache.
-  b->link = encode_link(p->key, p->free);
+  if constexpr (kHardened) write_link_and_tag(p, b);
+  else b->link = encode_link(p->key, p->free);
   p->free = b;
   bump(h->frees[p->cls]);
   if (release_one(p->used)) [[unlikely]]
