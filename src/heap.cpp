@@ -71,7 +71,7 @@ int32_t real_used(const Pool* p) noexcept {
 
 void release(Pool* p) noexcept {
   PM_ASSERT(real_used(p) == 0 && p->remote.load(std::memory_order_relaxed) == 0);
-  arena_release_pool(p);
+  arena_release_pool(p, true);
 }
 
 // Unparks a parked pool of h whose notification we now hold.
@@ -200,13 +200,14 @@ void* heap_alloc_slow(Heap* h, unsigned cls) noexcept {
     if ((p = h->partial[cls]) != nullptr) {
       list_remove(&h->partial[cls], p);
     } else if ((p = adopt(h, cls)) == nullptr) {
-      bool new_high = false;
-      p = arena_acquire_pool(kClasses.slots[cls], &new_high);
+      bool new_high = false, intact = false;
+      p = arena_acquire_pool(kClasses.slots[cls], &new_high, cls, &intact);
       if (p == nullptr) {
         errno = ENOMEM;
         return nullptr;
       }
-      pool_init(p, cls);
+      if (intact) pool_recycle(p);
+      else pool_init(p, cls);
       p->owner.store(h, std::memory_order_release);
       p->state.store(PoolState::kActive, std::memory_order_release);
       // Sample the peaks when pool memory reaches a new high, not on every

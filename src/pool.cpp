@@ -93,6 +93,16 @@ void pool_init(Pool* p, unsigned cls) noexcept {
   p->shared = PoolKeys{p->start, p->div_mul, p->div_limit, p->key, p->tag_key, p->cls};
 }
 
+void pool_recycle(Pool* p) noexcept {
+  PM_ASSERT(p->used == 0 && p->remote.load(std::memory_order_relaxed) == 0);
+  p->carved = 0;
+  p->local_free = nullptr;
+  p->free = end_marker(p);
+  p->next = p->prev = nullptr;
+  p->pending_next = nullptr;
+  p->notify.store(0, std::memory_order_relaxed);
+}
+
 namespace {
 
 [[noreturn, gnu::cold, gnu::noinline]] void report_corrupt_remote(const Pool* p) noexcept {

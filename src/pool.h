@@ -101,6 +101,10 @@ struct Pool {
   uint32_t carved = 0;
   uint32_t first_slot = 0;
   uint64_t freed_at_ms = 0;  // when the slots became free (purge delay)
+  // Released whole, and its slots neither taken nor purged since (arena,
+  // under its lock): the next pool of its class takes it back with its set-up
+  // (arena_acquire_pool, pool_recycle).
+  bool intact = false;
 
   Pool* next = nullptr;  // heap class list, heap full list or abandoned list
   Pool* prev = nullptr;
@@ -208,6 +212,12 @@ enum class SharedBlockState { kLive, kNotABlock, kFreed };
 
 // Slow-path pool operations (pool.cpp).
 void pool_init(Pool* p, unsigned cls) noexcept;
+// A pool the arena handed back intact to its class: its keys and constants
+// stay, its blocks are carved again. Carving hands them out in address
+// order; the free list left in the blocks holds them in the order they
+// were freed, scattered over the pool (taken as it was, it made python's
+// mallocs miss the cache, docs/RESULTS.md).
+void pool_recycle(Pool* p) noexcept;
 // Refill `free` from local_free, remote frees, or fresh blocks. False when full.
 bool pool_refill(Pool* p) noexcept;
 // Take the remote list into local_free; returns how many blocks it held.

@@ -6,6 +6,7 @@
 #include "options.h"
 #include "os.h"
 #include "purger.h"
+#include "size_classes.h"
 
 namespace pm {
 
@@ -31,6 +32,29 @@ constexpr size_t kMaxDirtySlots = (16u << 20) / kSlotSize;
 constinit uint64_t g_last_purge_ms = 0;
 
 constexpr uint64_t kAllSlots = ~uint64_t{0} & ~uint64_t{1};  // slot 0 is the header
+
+// Pools released whole and still intact, by class, most recently released
+// first (linked through next/prev, which a released pool no longer uses):
+// the next pool of the class takes one back, on slots still resident,
+// without the search for a run and the set-up of a new pool.
+constinit Pool* g_intact[kNumClasses] = {};
+
+void intact_remove(Pool* p) noexcept {
+  if (p->prev != nullptr) p->prev->next = p->next;
+  else g_intact[p->cls] = p->next;
+  if (p->next != nullptr) p->next->prev = p->prev;
+  p->next = p->prev = nullptr;
+  p->intact = false;
+}
+
+// Slots at .. at + n - 1 of s are about to hold another pool or to be
+// purged: an intact pool over any of them is intact no more.
+void intact_invalidate(Segment* s, unsigned at, unsigned n) noexcept {
+  for (unsigned j = 1; j < at + n && j < kSlotsPerSegment; ++j) {
+    Pool* q = &s->pools[j];
+    if (q->intact && j + q->slots > at) intact_remove(q);
+  }
+}
 
 // The region's bookkeeping, under the arena lock: which of its
 // segment-sized places hold a segment, and which were found taken by some
@@ -161,6 +185,7 @@ size_t purge_locked(bool force, uint64_t now) noexcept {
     while (ready != 0) {  // one madvise per run of adjacent slots
       unsigned i = static_cast<unsigned>(__builtin_ctzll(ready));
       unsigned n = static_cast<unsigned>(__builtin_ctzll(~(ready >> i)));
+      intact_invalidate(s, i, n);
       os::purge(s->pools[i].start, size_t{n} * kSlotSize);
       purged += size_t{n} * kSlotSize;
       ready &= ~(((n == 64) ? ~uint64_t{0} : (uint64_t{1} << n) - 1) << i);
@@ -228,12 +253,22 @@ int arena_find_run(uint64_t set, unsigned n) noexcept {
   return starts == 0 ? -1 : __builtin_ctzll(starts);
 }
 
-Pool* arena_acquire_pool(unsigned slots, bool* new_high) noexcept {
+Pool* arena_acquire_pool(unsigned slots, bool* new_high, unsigned cls, bool* intact) noexcept {
   LockGuard g(g_arena_lock);
   maybe_purge_locked();
   Segment* found = nullptr;
   int at = -1;
-  // Prefer runs that are still resident (dirty), then any free run.
+  // First a pool of the class released intact, then runs that are still
+  // resident (dirty), then any free run.
+  if (intact != nullptr) {
+    *intact = false;
+    if (Pool* p = g_intact[cls]; p != nullptr && p->slots == slots) {
+      intact_remove(p);
+      found = segment_of(p->start);
+      at = static_cast<int>(p->first_slot);
+      *intact = true;
+    }
+  }
   for (Segment* s = g_segments; s != nullptr && at < 0; s = s->next) {
     if ((at = arena_find_run(s->dirty_slots, slots)) >= 0) found = s;
   }
@@ -245,6 +280,7 @@ Pool* arena_acquire_pool(unsigned slots, bool* new_high) noexcept {
     if (found == nullptr) return nullptr;
     at = static_cast<int>(pool_align_slots(slots));  // the first aligned index after the header's slot 0
   }
+  if (intact == nullptr || !*intact) intact_invalidate(found, static_cast<unsigned>(at), slots);
   uint64_t bits = ((uint64_t{1} << slots) - 1) << at;
   found->free_slots &= ~bits;
   if (!found->reserved) g_dirty_count -= static_cast<size_t>(__builtin_popcountll(found->dirty_slots & bits));
@@ -264,7 +300,7 @@ Pool* arena_acquire_pool(unsigned slots, bool* new_high) noexcept {
   return p;
 }
 
-void arena_release_pool(Pool* p) noexcept {
+void arena_release_pool(Pool* p, bool keep_intact) noexcept {
   LockGuard g(g_arena_lock);
   Segment* s = segment_of(p->start);
   unsigned at = p->first_slot;
@@ -282,6 +318,13 @@ void arena_release_pool(Pool* p) noexcept {
   s->dirty_slots |= bits;
   --g_pools_in_use;
   g_slots_in_use -= slots;
+  if (keep_intact) {
+    p->intact = true;
+    p->prev = nullptr;
+    p->next = g_intact[p->cls];
+    if (p->next != nullptr) p->next->prev = p;
+    g_intact[p->cls] = p;
+  }
   purger_note();  // under the arena lock
   maybe_purge_locked();
 }

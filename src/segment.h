@@ -113,11 +113,19 @@ void arena_init() noexcept;
 // The arena: slots for pools, under one lock (slow path only).
 // `new_high`, when given, says whether pools now hold more slots than ever
 // before in this process, by a sixty-fourth above the last time it said so.
-[[nodiscard]] Pool* arena_acquire_pool(unsigned slots, bool* new_high = nullptr) noexcept;
+// With `intact` given, a pool of class cls released whole whose slots no
+// one has used or purged since is handed back, still set up for its class,
+// and *intact says so: the caller recycles it (pool_recycle) instead of
+// setting it up (pool_init), and finds its memory still resident.
+[[nodiscard]] Pool* arena_acquire_pool(unsigned slots, bool* new_high = nullptr, unsigned cls = 0,
+                                       bool* intact = nullptr) noexcept;
 // The lowest index at which a pool of n slots may start (a multiple of
 // pool_align_slots(n)) whose n slots are all in `set`, or -1.
 [[nodiscard]] int arena_find_run(uint64_t set, unsigned n) noexcept;
-void arena_release_pool(Pool* p) noexcept;
+// Frees p's slots. With keep_intact (a pool whose every block is free, as
+// the heaps release them), p stays intact for its class's next acquisition
+// until its slots are taken for another pool or purged.
+void arena_release_pool(Pool* p, bool keep_intact = false) noexcept;
 // Purge free slots that have been dirty longer than the purge delay; all of
 // them when `force`. Returns bytes purged.
 size_t arena_purge(bool force) noexcept;

@@ -290,6 +290,99 @@ TEST(ArenaDeathTest, RemoteStackShorterThanItsCountAborts) {
   EXPECT_DEATH(collect_miscounted_stack(1), "corrupted remote free list");
 }
 
+// Hands every block of p back through the remote path, as a pool whose
+// blocks are all free is before a heap releases it.
+void give_all_back(Pool* p, const std::vector<Block*>& blocks) {
+  for (Block* b : blocks) pool_free_remote(p, b);
+  EXPECT_EQ(pool_collect_remote(p), blocks.size());
+  EXPECT_EQ(p->used, 0);
+}
+
+// A pool of the class, freshly set up and active, with every block carved
+// and handed out (in *blocks).
+Pool* full_pool(unsigned cls, std::vector<Block*>* blocks) {
+  process_init();
+  bool intact = false;
+  Pool* p = arena_acquire_pool(kClasses.slots[cls], nullptr, cls, &intact);
+  if (p == nullptr) return nullptr;
+  pool_init(p, cls);  // even if an earlier test left one intact
+  p->state.store(PoolState::kActive);
+  *blocks = take_all(p);
+  return p;
+}
+
+// A pool released with every block free goes back to the next acquisition
+// for its class: the same slots and keys, its blocks carved again, each
+// handed out once.
+TEST(Arena, PoolReleasedWholeIsTakenBackByItsClass) {
+  const unsigned cls = class_of(3000);
+  std::vector<Block*> got;
+  Pool* p = full_pool(cls, &got);
+  ASSERT_NE(p, nullptr);
+  ASSERT_EQ(got.size(), p->capacity);
+  const uintptr_t key = p->key, tag_key = p->tag_key;
+  give_all_back(p, got);
+  arena_release_pool(p, true);
+  EXPECT_TRUE(p->intact);
+  EXPECT_EQ(p->state.load(), PoolState::kFree);  // a stale free into it still aborts
+  bool intact = false;
+  Pool* q = arena_acquire_pool(kClasses.slots[cls], nullptr, cls, &intact);
+  ASSERT_EQ(q, p);
+  EXPECT_TRUE(intact);
+  EXPECT_FALSE(q->intact);
+  pool_recycle(q);
+  EXPECT_EQ(q->key, key);
+  EXPECT_EQ(q->tag_key, tag_key);
+  EXPECT_EQ(q->shared.key, key);
+  EXPECT_EQ(q->carved, 0u);
+  q->state.store(PoolState::kActive);
+  std::vector<Block*> again = take_all(q);  // every block exactly once
+  EXPECT_EQ(again, got);                    // carved in the same order
+  give_all_back(q, again);
+  q->free = end_marker(q);
+  q->local_free = nullptr;
+  arena_release_pool(q);
+  EXPECT_FALSE(q->intact);
+}
+
+// An intact pool whose memory is purged, or whose slots another pool
+// takes, is intact no more: the next pool of its class is set up afresh.
+TEST(Arena, IntactPoolIsDroppedWhenItsSlotsArePurgedOrTaken) {
+  const unsigned cls = class_of(3000);
+  std::vector<Block*> got;
+  Pool* p = full_pool(cls, &got);
+  ASSERT_NE(p, nullptr);
+  give_all_back(p, got);
+  arena_release_pool(p, true);
+  ASSERT_TRUE(p->intact);
+  arena_purge(true);  // may unmap p's segment: p is not read again
+  bool intact = true;
+  Pool* q = arena_acquire_pool(kClasses.slots[cls], nullptr, cls, &intact);
+  ASSERT_NE(q, nullptr);
+  EXPECT_FALSE(intact);  // the purge dropped every intact pool
+  arena_release_pool(q);
+
+  p = full_pool(cls, &got);
+  ASSERT_NE(p, nullptr);
+  give_all_back(p, got);
+  arena_release_pool(p, true);
+  ASSERT_TRUE(p->intact);
+  // One-slot pools, dirty runs first, until one lands on p's slots.
+  char* const lo = p->start;
+  char* const hi = p->start + size_t{p->slots} * kSlotSize;
+  std::vector<Pool*> taken;
+  bool overlapped = false;
+  while (!overlapped && taken.size() < 100000) {
+    Pool* r = arena_acquire_pool(1);
+    ASSERT_NE(r, nullptr);
+    taken.push_back(r);
+    overlapped = r->start >= lo && r->start < hi;
+  }
+  EXPECT_TRUE(overlapped);
+  EXPECT_FALSE(p->intact);
+  for (Pool* r : taken) arena_release_pool(r);
+}
+
 TEST(Arena, FreedPoolsArePurgedAndEmptySegmentsUnmapped) {
   std::vector<void*> v;
   for (int i = 0; i < 200000; ++i) v.push_back(alloc(200));
