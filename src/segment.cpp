@@ -40,6 +40,7 @@ constexpr uint64_t kAllSlots = ~uint64_t{0} & ~uint64_t{1};  // slot 0 is the he
 constinit Pool* g_intact[kNumClasses] = {};
 
 void intact_remove(Pool* p) noexcept {
+  segment_of(p->start)->intact_starts &= ~(uint64_t{1} << p->first_slot);
   if (p->prev != nullptr) p->prev->next = p->next;
   else g_intact[p->cls] = p->next;
   if (p->next != nullptr) p->next->prev = p->prev;
@@ -50,9 +51,10 @@ void intact_remove(Pool* p) noexcept {
 // Slots at .. at + n - 1 of s are about to hold another pool or to be
 // purged: an intact pool over any of them is intact no more.
 void intact_invalidate(Segment* s, unsigned at, unsigned n) noexcept {
-  for (unsigned j = 1; j < at + n && j < kSlotsPerSegment; ++j) {
-    Pool* q = &s->pools[j];
-    if (q->intact && j + q->slots > at) intact_remove(q);
+  uint64_t below_end = at + n >= kSlotsPerSegment ? ~uint64_t{0} : (uint64_t{1} << (at + n)) - 1;
+  for (uint64_t m = s->intact_starts & below_end; m != 0; m &= m - 1) {
+    Pool* q = &s->pools[__builtin_ctzll(m)];
+    if (q->first_slot + q->slots > at) intact_remove(q);
   }
 }
 
@@ -133,6 +135,7 @@ Segment* segment_create() noexcept {
   s->cookie = g_tag_secret ^ reinterpret_cast<uintptr_t>(s);
   s->free_slots = kAllSlots;
   s->dirty_slots = 0;
+  s->intact_starts = 0;
   s->reserved = false;
   char* base = static_cast<char*>(mem);
   for (unsigned i = 0; i < kSlotsPerSegment; ++i) {
@@ -320,6 +323,7 @@ void arena_release_pool(Pool* p, bool keep_intact) noexcept {
   g_slots_in_use -= slots;
   if (keep_intact) {
     p->intact = true;
+    s->intact_starts |= uint64_t{1} << at;
     p->prev = nullptr;
     p->next = g_intact[p->cls];
     if (p->next != nullptr) p->next->prev = p;

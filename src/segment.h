@@ -23,6 +23,7 @@ struct Segment {
   uintptr_t cookie;     // g_tag_secret ^ address: marks a live segment header
   uint64_t free_slots;  // see invariants above
   uint64_t dirty_slots;
+  uint64_t intact_starts;  // bit i set iff pools[i] is intact (see Pool::intact)
   Segment* next;        // arena's list of segments
   Segment* prev;
   bool reserved;        // made by arena_reserve: never unmapped, purged only when forced
