@@ -6,7 +6,10 @@
 //   dirty_slots is a subset of free_slots: free but not yet purged;
 //   pool_of[i] points at the descriptor of the pool covering slot i, or at
 //   pools[i] (state kFree) when slot i is free, so a stale pointer never
-//   reads through a null descriptor.
+//   reads through a null descriptor;
+//   intact_starts has bit i set iff pools[i] is intact: a pool released
+//   whole whose slots are all free and dirty, on its class's list of the
+//   arena (any acquisition or purge of one of its slots takes it off).
 // The segment map has a byte per possible segment address, set from
 // before the segment is first used until after it is unmapped.
 #pragma once
