@@ -77,20 +77,15 @@ void pool_init(Pool* p, unsigned cls) noexcept {
   p->cls = static_cast<uint8_t>(cls);
   p->block_size = size;
   p->capacity = kClasses.capacity[cls];
-  p->carved = 0;
-  p->local_free = nullptr;
   p->used = 0;
   p->remote.store(0, std::memory_order_relaxed);
-  p->notify.store(0, std::memory_order_relaxed);
-  p->pending_next = nullptr;
-  p->next = p->prev = nullptr;
   uint64_t gen = g_pool_generation.fetch_add(1, std::memory_order_relaxed);
   p->key = mix(g_tag_secret ^ reinterpret_cast<uintptr_t>(p->start) ^ (gen << 40)) | 1;
   p->tag_key = mix(p->key ^ g_tag_secret) | 1;  // never 0, the tag of an allocated block
   p->end = Block{encode_link(p->key, nullptr), 0};
-  p->free = end_marker(p);
   block_start_constants(size, p->capacity, &p->div_mul, &p->div_limit);
   p->shared = PoolKeys{p->start, p->div_mul, p->div_limit, p->key, p->tag_key, p->cls};
+  pool_recycle(p);  // empty lists, nothing carved
 }
 
 void pool_recycle(Pool* p) noexcept {
