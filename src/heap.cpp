@@ -50,14 +50,28 @@ void add_used(Pool* p, int32_t delta) noexcept {
   p->used = p->used + delta;
 }
 
-// The current pool of a bin carries one extra count, so that freeing its
-// last block never takes the slow path: alloc/free pairs stay on the fast path.
-constexpr int32_t kCurrentBias = 1;
-
+// The current pool of a bin (see kCurrentBias): its blocks out are its
+// `used` less the bias plus the pops since it became current, which are the
+// requests of its class its heap counted since (every pop of a class is
+// one). They are known again when it stops being current (leave_current)
+// without a walk of its lists.
 void make_current(Heap* h, unsigned cls, Pool* p) noexcept {
+  p->allocs_mark = heap_allocs(h, cls);
   add_used(p, kCurrentBias);
   set_bin(h, cls, p);
 }
+
+// The blocks out of h's current pool p (blocks on its remote stack count
+// as out, as `used` counts them).
+int32_t blocks_out(const Heap* h, const Pool* p) noexcept {
+  uint64_t pops = heap_allocs(h, p->cls) - p->allocs_mark;
+  int32_t out = static_cast<int32_t>(static_cast<uint64_t>(p->used - kCurrentBias) + pops);
+  PM_ASSERT(out == static_cast<int32_t>(p->carved - pool_listed_blocks(p)));
+  return out;
+}
+
+// h's current pool p is current no more: `used` counts its blocks out again.
+void leave_current(const Heap* h, Pool* p) noexcept { p->used = blocks_out(h, p); }
 
 bool has_room(const Pool* p) noexcept {
   return has_free_block(p) || p->local_free != nullptr || p->carved < p->capacity ||
@@ -102,13 +116,15 @@ void drain_pending(Heap* h) noexcept {
 // back. Returns false when remote frees arrived meanwhile and the pool stays
 // current.
 bool park(Heap* h, Pool* p) noexcept {
-  add_used(p, -kCurrentBias - kParkBias);
+  leave_current(h, p);
+  add_used(p, -kParkBias);
   p->state.store(PoolState::kParked, std::memory_order_relaxed);
   // Dekker-style with pool_free_remote: we publish notify, then look at remote;
   // a remote thread publishes its block, then looks at notify.
   p->notify.store(1, std::memory_order_seq_cst);
   if (p->remote.load(std::memory_order_seq_cst) != 0 && p->notify.exchange(0, std::memory_order_acq_rel) == 1) {
-    add_used(p, kCurrentBias + kParkBias);
+    add_used(p, kParkBias);
+    make_current(h, p->cls, p);
     p->state.store(PoolState::kActive, std::memory_order_relaxed);
     return false;
   }
@@ -162,7 +178,6 @@ void* pool_pop_checked(Heap* h, Pool* p, size_t cls) noexcept {
   pool_check_link(p, b, decode_link(p, b));  // returns only for the end of the list
   p->free = end_marker(p);
   if constexpr (kHardened) b->tag = 0;
-  add_used(p, 1);
   bump(h->allocs[cls]);
   return b;
 }
@@ -227,6 +242,11 @@ void heap_free_slow(Heap* h, Pool* p) noexcept {
     if (p->notify.compare_exchange_strong(one, 0, std::memory_order_acq_rel)) unpark(h, p);
     return;
   }
+  if (h->bins[p->cls] == p) {  // the current pool ran through its bias
+    leave_current(h, p);
+    make_current(h, p->cls, p);
+    return;
+  }
   PM_ASSERT(p->used == 0 && h->bins[p->cls] != p);
   list_remove(&h->partial[p->cls], p);
   release(p);  // the purger is started by allocations only (see purger.h)
@@ -267,7 +287,7 @@ void heap_abandon(Heap* h) noexcept {
   h->full = nullptr;
   for (unsigned c = 0; c < kNumClasses; ++c) {
     if (Pool* cur = h->bins[c]; cur != &g_empty_pool) {
-      add_used(cur, -kCurrentBias);
+      leave_current(h, cur);
       abandon_pool(cur);
     }
     set_bin(h, c, &g_empty_pool);
@@ -350,9 +370,9 @@ void heap_collect(bool force) noexcept {
       Pool* cur = h->bins[c];
       if (force && cur != &g_empty_pool) {
         pool_collect_remote(cur);
-        if (cur->used == kCurrentBias) {
+        if (blocks_out(h, cur) == 0) {
+          leave_current(h, cur);
           set_bin(h, c, &g_empty_pool);
-          add_used(cur, -kCurrentBias);
           release(cur);
         }
       }

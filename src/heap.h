@@ -84,12 +84,21 @@ extern constinit thread_local Heap* tl_heap [[gnu::tls_model("initial-exec")]];
 [[gnu::always_inline]] inline bool release_one(int32_t& used) noexcept { return --used <= 0; }
 #endif
 
+// malloc pops a heap's current pool without counting the block in the
+// pool: one store fewer per request. The pool's `used` is instead this bias
+// more than its blocks out less the pops since it became current, so that
+// neither a pop nor the free of its last block leaves the fast path; a free
+// that runs through the bias (after about 2^20 requests) takes the slow
+// path, which sets it up again (heap.cpp, make_current).
+inline constexpr int32_t kCurrentBias = int32_t{1} << 20;
+
 // Pops the head of p->free and counts the request (`count()`). The decoded
 // link must stay in the segment; anything else goes to `checked` (a tail
 // call of pool_pop_checked, which takes the slow path when the head is the
 // end marker (an empty list), finishes the pop of a list's last block, or
 // aborts on a corrupted list). Every call out of this function is a tail
-// call, so the fast path needs no stack frame.
+// call, so the fast path needs no stack frame. p is a current pool, whose
+// `used` a pop leaves alone (see kCurrentBias).
 template <class Count, class Checked>
 [[gnu::always_inline]] inline void* pool_pop_counted(Pool* p, Count count, Checked checked) noexcept {
   Block* b = p->free;
@@ -101,7 +110,6 @@ template <class Count, class Checked>
   // for: start loading it now, while the caller works on this one.
   __builtin_prefetch(next, 1);
   if constexpr (kHardened) b->tag = 0;
-  ++p->used;
   count();
   return b;
 }

@@ -141,6 +141,18 @@ uint32_t pool_collect_remote(Pool* p) noexcept {
   return n;
 }
 
+uint32_t pool_listed_blocks(const Pool* p) noexcept {
+  uint32_t n = 0;
+  for (const Block* list : {static_cast<const Block*>(p->free), static_cast<const Block*>(p->local_free)}) {
+    for (const Block* b = list; b != nullptr && b != &p->end; b = decode_link(p, b)) {
+      uintptr_t off = reinterpret_cast<uintptr_t>(b) - reinterpret_cast<uintptr_t>(p->start);
+      if (off >= size_t{p->carved} * p->block_size || ++n > p->carved) [[unlikely]]
+        fatal("corrupted free list in pool of", p->start, p->block_size);
+    }
+  }
+  return n;
+}
+
 bool pool_refill(Pool* p) noexcept {
   PM_ASSERT(!has_free_block(p));
   if (p->local_free == nullptr && p->remote.load(std::memory_order_relaxed) != 0) pool_collect_remote(p);

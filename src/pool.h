@@ -3,7 +3,11 @@
 // Invariants of a pool in use (state kActive or kParked):
 //   used == blocks handed out by the owner and not yet back on `free` or
 //           `local_free` (blocks on `remote` still count as used);
-//           a parked pool carries -kParkBias on top of that.
+//           a parked pool carries -kParkBias on top of that. The current
+//           pool of a heap's bin is the exception: its pops are not
+//           counted here but by the heap's requests of the class, and
+//           `used` carries a bias on top of the rest (heap.cpp,
+//           make_current).
 //   carved <= capacity; blocks at index >= carved were never handed out.
 //   `free`, `local_free` and `remote` are disjoint lists of blocks of this
 //   pool, linked through Block::link encoded with `key`; each free block
@@ -101,6 +105,7 @@ struct Pool {
   uint32_t carved = 0;
   uint32_t first_slot = 0;
   uint64_t freed_at_ms = 0;  // when the slots became free (purge delay)
+  uint64_t allocs_mark = 0;  // current pool: its heap's requests of the class when it became current
   // Released whole, and its slots neither taken nor purged since (arena,
   // under its lock): the next pool of its class takes it back with its set-up
   // (arena_acquire_pool, pool_recycle).
@@ -220,6 +225,10 @@ void pool_init(Pool* p, unsigned cls) noexcept;
 void pool_recycle(Pool* p) noexcept;
 // Refill `free` from local_free, remote frees, or fresh blocks. False when full.
 bool pool_refill(Pool* p) noexcept;
+// The blocks on `free` and `local_free` (owner only, for checks); aborts
+// when a list is corrupted (a link out of the pool or more blocks than it
+// has).
+uint32_t pool_listed_blocks(const Pool* p) noexcept;
 // Take the remote list into local_free; returns how many blocks it held.
 uint32_t pool_collect_remote(Pool* p) noexcept;
 // Verify a decoded link that left the segment; aborts on corruption.

@@ -71,6 +71,71 @@ TEST(Alloc, DirectTableFollowsTheBins) {
   }).join();
 }
 
+// malloc does not count a block in the current pool it pops (kCurrentBias):
+// the pool's blocks out must still be known exactly whenever it stops being
+// current, or a pool would go back to the arena with blocks out, or never.
+TEST(Alloc, CurrentPoolIsGivenBackExactlyWhenItsLastBlockIsFreed) {
+  std::thread([] {
+    const unsigned cls = class_of(64);
+    std::vector<void*> v;
+    for (int i = 0; i < 100; ++i) v.push_back(alloc(64));
+    Pool* p = pool_of(v[0]);
+    ASSERT_EQ(tl_heap->bins[cls], p);
+    void* last = v.back();
+    v.pop_back();
+    for (void* b : v) dealloc(b);
+    heap_collect(true);  // what malloc_trim does: gives back empty current pools
+    EXPECT_EQ(p->state.load(), PoolState::kActive) << "one block is still out";
+    EXPECT_EQ(tl_heap->bins[cls], p);
+    dealloc(last);
+    heap_collect(true);
+    EXPECT_EQ(p->state.load(), PoolState::kFree);
+    EXPECT_EQ(tl_heap->bins[cls], &g_empty_pool);
+  }).join();
+}
+
+TEST(Alloc, CurrentPoolKeepsItsCountPastItsBias) {
+  std::thread([] {
+    void* kept = alloc(64);
+    Pool* p = pool_of(kept);
+    const int32_t pairs = 3 * kCurrentBias + 7;
+    for (int32_t i = 0; i < pairs; ++i) dealloc(alloc(64));
+    EXPECT_EQ(tl_heap->bins[class_of(64)], p);
+    // Each pair lowered `used` by one: it was set up again on the way.
+    EXPECT_GT(p->used, 0);
+    EXPECT_LE(p->used, kCurrentBias + static_cast<int32_t>(p->capacity));
+    heap_collect(true);
+    EXPECT_EQ(p->state.load(), PoolState::kActive) << "one block is still out";
+    dealloc(kept);
+    heap_collect(true);
+    EXPECT_EQ(p->state.load(), PoolState::kFree);
+  }).join();
+}
+
+// A full current pool is parked and another one takes its place; the
+// parked pool counts its blocks out from then on, and goes back to the
+// arena at the free of its last one, not before.
+TEST(Alloc, ParkedPoolIsGivenBackAtTheFreeOfItsLastBlock) {
+  std::thread([] {
+    const unsigned cls = class_of(1000);
+    std::vector<void*> first;
+    first.push_back(alloc(1000));
+    Pool* p = pool_of(first[0]);
+    while (tl_heap->bins[cls] == p) first.push_back(alloc(1000));
+    void* other = first.back();  // from the next pool
+    first.pop_back();
+    ASSERT_NE(pool_of(other), p);
+    EXPECT_EQ(first.size(), p->capacity);
+    EXPECT_EQ(p->state.load(), PoolState::kParked);
+    for (size_t i = 0; i + 1 < first.size(); ++i) dealloc(first[i]);
+    EXPECT_NE(p->state.load(), PoolState::kFree) << "one block is still out";
+    EXPECT_EQ(p->used, 1);
+    dealloc(first.back());
+    EXPECT_EQ(p->state.load(), PoolState::kFree);
+    dealloc(other);
+  }).join();
+}
+
 TEST(Alloc, ZeroSizeGivesUniquePointers) {
   void* a = alloc(0);
   void* b = alloc(0);
