@@ -88,6 +88,11 @@ struct Pool {
   int32_t used = 0;       // owner only: never read by other threads
   uint8_t cls = 0;
   uint8_t slots = 0;
+  // Released whole, and its slots neither taken nor purged since (arena,
+  // under its lock, while no heap owns the pool): the next pool of its class
+  // takes it back with its set-up (arena_acquire_pool, pool_recycle). Slow
+  // path only; it fills what would be padding before the keys.
+  bool intact = false;
   // The two secrets side by side on a 16-byte boundary: a local free
   // writes a block's link and tag with one 16-byte store (push_local).
   alignas(16) uintptr_t key = 0;  // link encoding secret
@@ -106,10 +111,6 @@ struct Pool {
   uint32_t first_slot = 0;
   uint64_t freed_at_ms = 0;  // when the slots became free (purge delay)
   uint64_t allocs_mark = 0;  // current pool: its heap's requests of the class when it became current
-  // Released whole, and its slots neither taken nor purged since (arena,
-  // under its lock): the next pool of its class takes it back with its set-up
-  // (arena_acquire_pool, pool_recycle).
-  bool intact = false;
 
   Pool* next = nullptr;  // heap class list, heap full list or abandoned list
   Pool* prev = nullptr;
@@ -132,6 +133,10 @@ struct Pool {
   std::atomic<PoolState> state{PoolState::kFree};
   PoolKeys shared;
 };
+// Four cache lines: the owner's, the slow paths', the remote frees' and the
+// shared one. A field more on the slow paths' line would push the other two
+// down and make every descriptor in a segment's header one line longer.
+static_assert(sizeof(Pool) == 256);
 
 [[gnu::always_inline]] inline Block* end_marker(Pool* p) noexcept { return &p->end; }
 [[gnu::always_inline]] inline bool has_free_block(const Pool* p) noexcept { return p->free != &p->end; }
