@@ -30,22 +30,6 @@ constinit size_t g_heap_chunk_left = 0;
 constinit Pool* g_abandoned[kNumClasses] = {};
 constinit RetiredCounters g_retired = {};
 
-// List heads are written atomically: adopt() peeks at g_abandoned without
-// the lock (a relaxed load of a word written under it).
-void list_push(Pool** head, Pool* p) noexcept {
-  p->prev = nullptr;
-  p->next = *head;
-  if (*head != nullptr) (*head)->prev = p;
-  __atomic_store_n(head, p, __ATOMIC_RELAXED);
-}
-
-void list_remove(Pool** head, Pool* p) noexcept {
-  if (p->prev != nullptr) p->prev->next = p->next;
-  else __atomic_store_n(head, p->next, __ATOMIC_RELAXED);
-  if (p->next != nullptr) p->next->prev = p->prev;
-  p->next = p->prev = nullptr;
-}
-
 void add_used(Pool* p, int32_t delta) noexcept {
   p->used = p->used + delta;
 }
@@ -90,7 +74,7 @@ void release(Pool* p) noexcept {
 
 // Unparks a parked pool of h whose notification we now hold.
 void unpark(Heap* h, Pool* p) noexcept {
-  list_remove(&h->full, p);
+  pool_list_remove(&h->full, p);
   add_used(p, kParkBias);
   p->state.store(PoolState::kActive, std::memory_order_relaxed);
   pool_collect_remote(p);
@@ -98,7 +82,7 @@ void unpark(Heap* h, Pool* p) noexcept {
     release(p);
     return;
   }
-  list_push(&h->partial[p->cls], p);
+  pool_list_push(&h->partial[p->cls], p);
 }
 
 void drain_pending(Heap* h) noexcept {
@@ -128,7 +112,7 @@ bool park(Heap* h, Pool* p) noexcept {
     p->state.store(PoolState::kActive, std::memory_order_relaxed);
     return false;
   }
-  list_push(&h->full, p);
+  pool_list_push(&h->full, p);
   return true;
 }
 
@@ -141,10 +125,10 @@ Pool* adopt(Heap* h, unsigned cls) noexcept {
     Pool* next = p->next;
     pool_collect_remote(p);
     if (p->used == 0) {
-      list_remove(&g_abandoned[cls], p);
+      pool_list_remove(&g_abandoned[cls], p);
       release(p);
     } else if (has_room(p)) {
-      list_remove(&g_abandoned[cls], p);
+      pool_list_remove(&g_abandoned[cls], p);
       p->owner.store(h, std::memory_order_release);
       p->state.store(PoolState::kActive, std::memory_order_relaxed);
       return p;
@@ -164,7 +148,7 @@ void abandon_pool(Pool* p) noexcept {  // g_heap_lock held
     release(p);
     return;
   }
-  list_push(&g_abandoned[p->cls], p);
+  pool_list_push(&g_abandoned[p->cls], p);
 }
 
 }  // namespace
@@ -213,7 +197,7 @@ void* heap_alloc_slow(Heap* h, unsigned cls) noexcept {
       set_bin(h, cls, &g_empty_pool);
     }
     if ((p = h->partial[cls]) != nullptr) {
-      list_remove(&h->partial[cls], p);
+      pool_list_remove(&h->partial[cls], p);
     } else if ((p = adopt(h, cls)) == nullptr) {
       bool new_high = false, intact = false;
       p = arena_acquire_pool(kClasses.slots[cls], &new_high, cls, &intact);
@@ -248,7 +232,7 @@ void heap_free_slow(Heap* h, Pool* p) noexcept {
     return;
   }
   PM_ASSERT(p->used == 0 && h->bins[p->cls] != p);
-  list_remove(&h->partial[p->cls], p);
+  pool_list_remove(&h->partial[p->cls], p);
   release(p);  // the purger is started by allocations only (see purger.h)
 }
 
@@ -256,11 +240,11 @@ bool heap_reclaim(Heap* h, Pool* p) noexcept {
   LockGuard g(g_heap_lock);
   if (p->state.load(std::memory_order_relaxed) != PoolState::kAbandoned) return false;
   unsigned cls = p->cls;
-  list_remove(&g_abandoned[cls], p);
+  pool_list_remove(&g_abandoned[cls], p);
   p->owner.store(h, std::memory_order_release);
   p->state.store(PoolState::kActive, std::memory_order_relaxed);
   pool_collect_remote(p);
-  list_push(&h->partial[cls], p);
+  pool_list_push(&h->partial[cls], p);
   return true;
 }
 
@@ -352,7 +336,7 @@ void release_empty(Pool** list) noexcept {
     Pool* next = p->next;
     pool_collect_remote(p);
     if (p->used == 0) {
-      list_remove(list, p);
+      pool_list_remove(list, p);
       release(p);
     }
     p = next;

@@ -220,6 +220,23 @@ enum class SharedBlockState { kLive, kNotABlock, kFreed };
   return SharedBlockState::kLive;
 }
 
+// Lists of pools through next/prev (a heap's class and full lists, the
+// abandoned pools, the arena's intact pools). Heads are written
+// atomically: adopt() peeks at g_abandoned without the lock (a relaxed load
+// of a word written under it).
+inline void pool_list_push(Pool** head, Pool* p) noexcept {
+  p->prev = nullptr;
+  p->next = *head;
+  if (*head != nullptr) (*head)->prev = p;
+  __atomic_store_n(head, p, __ATOMIC_RELAXED);
+}
+inline void pool_list_remove(Pool** head, Pool* p) noexcept {
+  if (p->prev != nullptr) p->prev->next = p->next;
+  else __atomic_store_n(head, p->next, __ATOMIC_RELAXED);
+  if (p->next != nullptr) p->next->prev = p->prev;
+  p->next = p->prev = nullptr;
+}
+
 // Slow-path pool operations (pool.cpp).
 void pool_init(Pool* p, unsigned cls) noexcept;
 // A pool the arena handed back intact to its class: its keys and constants

@@ -41,10 +41,7 @@ constinit Pool* g_intact[kNumClasses] = {};
 
 void intact_remove(Pool* p) noexcept {
   segment_of(p->start)->intact_starts &= ~(uint64_t{1} << p->first_slot);
-  if (p->prev != nullptr) p->prev->next = p->next;
-  else g_intact[p->cls] = p->next;
-  if (p->next != nullptr) p->next->prev = p->prev;
-  p->next = p->prev = nullptr;
+  pool_list_remove(&g_intact[p->cls], p);
   p->intact = false;
 }
 
@@ -324,10 +321,7 @@ void arena_release_pool(Pool* p, bool keep_intact) noexcept {
   if (keep_intact) {
     p->intact = true;
     s->intact_starts |= uint64_t{1} << at;
-    p->prev = nullptr;
-    p->next = g_intact[p->cls];
-    if (p->next != nullptr) p->next->prev = p;
-    g_intact[p->cls] = p;
+    pool_list_push(&g_intact[p->cls], p);
   }
   purger_note();  // under the arena lock
   maybe_purge_locked();
