@@ -36,6 +36,12 @@ inline constexpr size_t kMinAlign = 16;  // x86-64 alignof(max_align_t)
 inline constexpr size_t kPageSize = 4096;
 inline constexpr size_t kCacheLine = 64;
 
+// Free pool memory kept resident for reuse (dirty slots) is returned once it
+// has waited the purge delay, and at once beyond this many bytes, so that a
+// program that frees a lot and then goes idle where no purge runs keeps at
+// most this much.
+inline constexpr size_t kMaxDirtyBytes = size_t{64} << 20;
+
 // Every request above this is refused with ENOMEM (glibc's limit).
 inline constexpr size_t kMaxRequest = size_t{PTRDIFF_MAX};
 

@@ -260,7 +260,7 @@ void cache_put(char* base, size_t size, MappingId mapping, uint64_t now, Evicted
     out->add(CacheEntry{base, size, now, mapping});
     return;
   }
-  uint64_t decay = options().purge_delay_ms * 10;
+  uint64_t decay = options().purge_delay_ms;
   if (now - g_last_decay_ms >= decay / 2) {
     for (unsigned i = 0; i < g_cached;) {
       if (now - g_cache[i].freed_ms >= decay) {
@@ -674,7 +674,7 @@ void* large_realloc(void* p, size_t n) noexcept {
 
 size_t large_purge(bool force) noexcept {
   uint64_t now = os::now_ms();
-  uint64_t delay = options().purge_delay_ms * 10;  // cached mappings are cheap to keep a little longer
+  uint64_t delay = options().purge_delay_ms;
   size_t released = 0;
   for (;;) {
     char* base = nullptr;

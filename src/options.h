@@ -19,7 +19,7 @@ enum class StatsMode : uint8_t { kOff, kText, kJson };
 enum class PurgeThread : uint8_t { kOff, kOn, kAuto };
 
 struct Options {
-  uint64_t purge_delay_ms = 100;       // POOLMALLOC_PURGE_DELAY (ms)
+  uint64_t purge_delay_ms = 1000;      // POOLMALLOC_PURGE_DELAY (ms)
   CheckLevel check = CheckLevel::kDefault;  // POOLMALLOC_CHECK=default|full
   StatsMode stats = StatsMode::kOff;   // POOLMALLOC_STATS=0|1|json|json:PATH
   char stats_path[256] = {};           // target of json:PATH

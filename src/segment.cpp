@@ -26,9 +26,7 @@ constinit size_t g_pools_in_use = 0;
 constinit size_t g_slots_reported = 0;  // the high last reported through `new_high`
 constinit size_t g_slots_in_use = 0;
 constinit size_t g_dirty_count = 0;  // free slots not yet purged
-// Dirty memory kept for reuse is bounded in size, not only in time, so a
-// program that frees a lot and then goes idle keeps at most this much.
-constexpr size_t kMaxDirtySlots = (16u << 20) / kSlotSize;
+constexpr size_t kMaxDirtySlots = kMaxDirtyBytes / kSlotSize;  // config.h
 constinit uint64_t g_last_purge_ms = 0;
 
 constexpr uint64_t kAllSlots = ~uint64_t{0} & ~uint64_t{1};  // slot 0 is the header

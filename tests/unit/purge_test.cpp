@@ -40,9 +40,10 @@ TEST(Purge, DirtyMemoryIsBoundedWithoutThePurger) {
   process_init();  // reads the real environment once; the test's options come after
   options_init(env);  // runs first: no purger thread reads the options yet
   churn_then_free(2000000, 48);  // about 96 MiB of pools
+  static_assert(size_t{96} << 20 > kMaxDirtyBytes);
   trim();
   churn_then_free(2000000, 48);
-  EXPECT_LE(arena_stats().dirty_bytes, size_t{16} << 20);
+  EXPECT_LE(arena_stats().dirty_bytes, kMaxDirtyBytes);
 }
 
 TEST(Purge, LargeBlockCacheStaysWithinItsBudget) {
