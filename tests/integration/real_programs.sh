@@ -11,14 +11,16 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 passed=0 failed=0
 
-# served NAME STATSFILE: the stats report written at exit counts allocations.
+# served NAME: the stats reports written at exit by the processes of the run
+# (one file each) count allocations.
 served() {
-  /usr/bin/python3 - "$2" <<'PY'
-import json, sys
-with open(sys.argv[1]) as f:
-    s = json.load(f)
-total = s["total"]
-sys.exit(0 if total["requests"] > 0 else 1)
+  /usr/bin/python3 - "$work" "$1" <<'PY'
+import glob, json, os, sys
+requests = 0
+for path in glob.glob(os.path.join(sys.argv[1], sys.argv[2] + ".stats.*.json")):
+    with open(path) as f:
+        requests += json.load(f)["total"]["requests"]
+sys.exit(0 if requests > 0 else 1)
 PY
 }
 
@@ -29,12 +31,12 @@ check() {
   local plain_rc pre_rc
   (cd "$work/run" && "$@") >"$work/$name.plain" 2>&1
   plain_rc=$?
-  (cd "$work/run" && POOLMALLOC_STATS="json:$work/$name.stats.json" LD_PRELOAD="$lib" "$@") >"$work/$name.pre" 2>&1
+  (cd "$work/run" && POOLMALLOC_STATS="json:$work/$name.stats.%p.json" LD_PRELOAD="$lib" "$@") >"$work/$name.pre" 2>&1
   pre_rc=$?
   local why=""
   [ "$plain_rc" -eq "$pre_rc" ] || why="exit status $plain_rc plain, $pre_rc preloaded"
   [ -z "$why" ] && ! cmp -s "$work/$name.plain" "$work/$name.pre" && why="output differs"
-  [ -z "$why" ] && ! served "$name" "$work/$name.stats.json" 2>/dev/null && why="poolmalloc did not serve the allocations"
+  [ -z "$why" ] && ! served "$name" 2>/dev/null && why="poolmalloc did not serve the allocations"
   if [ -z "$why" ]; then
     echo "ok   $name"
     passed=$((passed + 1))
