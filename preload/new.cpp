@@ -34,11 +34,22 @@ void out_of_memory() {
   }
 }
 
+// The ways out of operator new's fast path: malloc's, then new_slow when
+// they find no memory. Out of line, so that the fast path needs no stack
+// frame to keep n across a call.
+[[gnu::noinline]] void* new_checked_direct(pm::Heap* h, pm::Pool* pool, size_t g, size_t n) {
+  void* p = pm::pool_pop_checked_direct(h, pool, g);
+  return p != nullptr ? p : new_slow(n, 0);
+}
+[[gnu::noinline]] void* new_above_direct(size_t n) {
+  void* p = pm::alloc_above_direct(n);
+  return p != nullptr ? p : new_slow(n, 0);
+}
+
 inline void* new_impl(size_t n) {
-  void* p = pm::alloc(n);
-  if (p == nullptr) [[unlikely]]
-    return new_slow(n, 0);
-  return p;
+  return pm::alloc_with(
+      n, [=](pm::Heap* h, pm::Pool* pool, size_t g) { return new_checked_direct(h, pool, g, n); },
+      [](size_t m) { return new_above_direct(m); });
 }
 
 inline void* new_aligned(size_t n, std::align_val_t a) {

@@ -30,16 +30,25 @@ namespace pm {
 // Out of line, so that malloc's own code is the direct path alone.
 [[nodiscard, gnu::noinline]] void* alloc_above_direct(size_t n) noexcept;
 
-// malloc(n): nullptr with errno = ENOMEM on failure.
-[[nodiscard, gnu::always_inline]] inline void* alloc(size_t n) noexcept {
+// The fast path of malloc(n), with its two ways out supplied by the caller:
+// checked(h, p, g) when the pop of the granule's pool leaves the fast path,
+// above(n) for n > kDirectMax. Both are called as tail calls.
+template <class Checked, class Above>
+[[nodiscard, gnu::always_inline]] inline void* alloc_with(size_t n, Checked checked, Above above) noexcept {
   if (n <= kDirectMax) [[likely]] {
     size_t g = (n + kMinAlign - 1) / kMinAlign;
     Heap* h = tl_heap;
     Pool* p = h->direct[g];
-    return pool_pop_counted(
-        p, [=] { bump(h->direct_allocs[g]); }, [=] { return pool_pop_checked_direct(h, p, g); });
+    return pool_pop_counted(p, [=] { bump(h->direct_allocs[g]); }, [=] { return checked(h, p, g); });
   }
-  return alloc_above_direct(n);
+  return above(n);
+}
+
+// malloc(n): nullptr with errno = ENOMEM on failure.
+[[nodiscard, gnu::always_inline]] inline void* alloc(size_t n) noexcept {
+  return alloc_with(
+      n, [](Heap* h, Pool* p, size_t g) { return pool_pop_checked_direct(h, p, g); },
+      [](size_t m) { return alloc_above_direct(m); });
 }
 
 // The second half of a free into a pool of the calling thread's heap h, once
