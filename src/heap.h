@@ -102,9 +102,11 @@ inline constexpr int32_t kCurrentBias = int32_t{1} << 20;
 template <class Count, class Checked>
 [[gnu::always_inline]] inline void* pool_pop_counted(Pool* p, Count count, Checked checked) noexcept {
   Block* b = p->free;
+#if defined(__x86_64__)
   // b is what malloc returns: in the return register from the start, where
   // the compiler would otherwise copy it there at the end.
   asm("" : "+a"(b));
+#endif
   Block* next = decode_link(p, b);
   if (((reinterpret_cast<uintptr_t>(next) ^ reinterpret_cast<uintptr_t>(b)) >> kSegmentShift) != 0) [[unlikely]]
     return checked();
