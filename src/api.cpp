@@ -25,6 +25,7 @@ void* alloc_large_dirty(size_t n, size_t align, size_t* dirty) noexcept {
   if (g_check_full) [[unlikely]]
     return check_full_alloc_large(n, align);
   void* p = n <= kMaxRequest ? large_alloc(n, align, dirty) : nullptr;
+  if (p == nullptr && n <= kMaxRequest && release_for_retry(n)) p = large_alloc(n, align, dirty);
   if (p == nullptr) errno = ENOMEM;
   else if (profile_enabled()) [[unlikely]]
     profile_tick();  // large.cpp counts the block itself, under its lock
@@ -208,6 +209,14 @@ size_t trim() noexcept {
   if (tl_heap != &g_empty_heap) (void)large_tcache_flush(&tl_heap->large);
   heaps_drain_large(true);
   return arena_purge(true) + large_purge(true);
+}
+
+bool release_for_retry(size_t need) noexcept {
+  // What a trim unmaps: cached large mappings and segments left empty.
+  // Free slots of a segment that still holds a pool stay mapped.
+  if (large_stats().cached_bytes + arena_stats().free_segment_bytes < need) return false;
+  (void)trim();
+  return true;
 }
 
 }  // namespace pm

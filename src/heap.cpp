@@ -201,6 +201,11 @@ void* heap_alloc_slow(Heap* h, unsigned cls) noexcept {
     } else if ((p = adopt(h, cls)) == nullptr) {
       bool new_high = false, intact = false;
       p = arena_acquire_pool(kClasses.slots[cls], &new_high, cls, &intact);
+      // Out of memory or of address space (ulimit -v): what the caches hold
+      // may make room for a new segment once given back. Not in full mode,
+      // which holds its lock here.
+      if (p == nullptr && h != &g_check_heap && release_for_retry(kSegmentSize))
+        p = arena_acquire_pool(kClasses.slots[cls], &new_high, cls, &intact);
       if (p == nullptr) {
         errno = ENOMEM;
         return nullptr;

@@ -356,8 +356,10 @@ ArenaStats arena_stats() noexcept {
   st.reserved = g_segment_count * kSegmentSize;
   st.pools_in_use = g_pools_in_use;
   st.pool_bytes_in_use = g_slots_in_use * kSlotSize;
-  for (Segment* s = g_segments; s != nullptr; s = s->next)
+  for (Segment* s = g_segments; s != nullptr; s = s->next) {
     st.dirty_bytes += static_cast<size_t>(__builtin_popcountll(s->dirty_slots)) * kSlotSize;
+    if (s->free_slots == kAllSlots && !s->reserved) st.free_segment_bytes += kSegmentSize;
+  }
   return st;
 }
 

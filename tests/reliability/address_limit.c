@@ -1,0 +1,82 @@
+/* Under an address-space limit (ulimit -v), memory the allocator keeps for
+ * reuse must not make a request fail that fits once that memory is given
+ * back: freed large blocks, which stay mapped in the cache, must make room
+ * for small blocks, and the pool segments those leave free for large blocks
+ * again. Run under LD_PRELOAD. */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+static int failures = 0;
+static void expect(int ok, const char* what) {
+  if (!ok) {
+    fprintf(stderr, "address_limit: FAILED: %s\n", what);
+    ++failures;
+  }
+}
+
+static size_t vm_bytes(void) {
+  FILE* f = fopen("/proc/self/statm", "r");
+  size_t pages = 0;
+  if (f != NULL && fscanf(f, "%zu", &pages) != 1) pages = 0;
+  if (f != NULL) fclose(f);
+  return pages * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+enum { kBig = 1 << 20, kMaxBig = 4096, kSmall = 64 };
+static void* big[kMaxBig];
+
+/* 1 MiB blocks, one page of each written, until malloc fails. */
+static size_t fill_big(void) {
+  size_t n = 0;
+  while (n < kMaxBig && (big[n] = malloc(kBig)) != NULL) memset(big[n++], 1, 4096);
+  return n;
+}
+
+int main(void) {
+  Dl_info info;
+  void* m = dlsym(RTLD_DEFAULT, "malloc");
+  if (m == NULL || !dladdr(m, &info) || strstr(info.dli_fname, "poolmalloc") == NULL) {
+    fprintf(stderr, "address_limit: malloc is not poolmalloc's (run under LD_PRELOAD)\n");
+    return 3;
+  }
+  struct rlimit lim;
+  getrlimit(RLIMIT_AS, &lim);
+  lim.rlim_cur = vm_bytes() + (160u << 20);
+  if (setrlimit(RLIMIT_AS, &lim) != 0) return 4;
+
+  size_t nbig = fill_big();
+  expect(nbig >= 100, "at least 100 MiB of 1 MiB blocks under the limit");
+  for (size_t i = 0; i < nbig; ++i) free(big[i]);
+
+  /* Small blocks, chained through themselves, until malloc fails. */
+  void* head = NULL;
+  size_t nsmall = 0;
+  for (;;) {
+    void** b = malloc(kSmall);
+    if (b == NULL) break;
+    *b = head;
+    head = b;
+    ++nsmall;
+  }
+  expect(errno == ENOMEM, "malloc failed with ENOMEM");
+  size_t small_mib = nsmall * kSmall >> 20;
+  expect(small_mib * 10 >= nbig * 8, "small blocks got at least 80 % of what the large ones had");
+  while (head != NULL) {
+    void* next = *(void**)head;
+    free(head);
+    head = next;
+  }
+
+  size_t again = fill_big();
+  expect(again * 10 >= nbig * 8, "large blocks got at least 80 % of it back after the small ones were freed");
+  for (size_t i = 0; i < again; ++i) free(big[i]);
+  printf("address_limit: %zu MiB of large blocks, then %zu MiB of small ones, then %zu MiB of large; %d failures\n",
+         nbig, small_mib, again, failures);
+  return failures == 0 ? 0 : 1;
+}
