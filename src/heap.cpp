@@ -312,10 +312,9 @@ Heap* heap_create() noexcept {
   } else {
     constexpr size_t kSize = (sizeof(Heap) + 63) & ~size_t{63};
     if (g_heap_chunk_left < kSize) {
-      constexpr size_t kChunk = 64 * 1024;
-      g_heap_chunk = static_cast<char*>(os::map(kChunk));
+      g_heap_chunk = static_cast<char*>(os::map(kHeapChunk));
       if (g_heap_chunk == nullptr) return nullptr;
-      g_heap_chunk_left = kChunk;
+      g_heap_chunk_left = kHeapChunk;
     }
     h = reinterpret_cast<Heap*>(g_heap_chunk);
     g_heap_chunk += kSize;

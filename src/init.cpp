@@ -78,6 +78,8 @@ void process_init() noexcept {
 Heap* thread_init() noexcept {
   process_init();
   Heap* h = heap_create();
+  // The OS refused the heap's memory: what the caches hold may make room.
+  if (h == nullptr && release_for_retry(kHeapChunk)) h = heap_create();
   if (h == nullptr) return nullptr;
   tl_heap = h;
   purger_thread_started();

@@ -9,10 +9,15 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdint>
 #include <cstring>
+#include <thread>
+#include <vector>
 
 #include "alloc.h"
+#include "heap.h"
+#include "large.h"
 #include "os.h"
 
 namespace {
@@ -94,6 +99,51 @@ TEST_F(Fault, MapFailureWhenArenaGrows) {
           REQUIRE(holds(b, 32768, 0x22));
           pm::dealloc(b);
         }
+        _exit(0);
+      },
+      ::testing::ExitedWithCode(0), "");
+}
+
+// A refused mapping is tried once more after what the caches hold mapped is
+// given back, when that is enough to make room: an aligned large block (never
+// served from the cache), and the heap of a new thread whose first chunk of
+// heaps is full. The 8 MiB block freed before each stays mapped in the
+// cache until then.
+TEST_F(Fault, RefusedMappingIsRetriedAfterTheCachesAreGivenBack) {
+  EXPECT_EXIT(
+      {
+        pm::dealloc(pm::alloc(64));  // the main thread's heap: the first of its chunk
+        pm::dealloc(pm::alloc(8 << 20));
+        REQUIRE(pm::large_stats().cached_bytes >= (8u << 20));
+        pm::os::inject_map_failures(1);
+        void* a = pm::alloc_aligned(1 << 16, 1 << 20);
+        REQUIRE(a != nullptr && reinterpret_cast<uintptr_t>(a) % (1 << 16) == 0);
+        REQUIRE(pm::large_stats().cached_bytes == 0);  // given back before the retry
+        pm::dealloc(a);
+
+        // Threads that stay alive until the chunk of heaps is full.
+        constexpr size_t kHeapBytes = (sizeof(pm::Heap) + 63) & ~size_t{63};
+        constexpr size_t kPerChunk = pm::kHeapChunk / kHeapBytes;
+        std::atomic<bool> go{false};
+        std::atomic<size_t> ready{0};
+        std::vector<std::thread> threads;
+        auto live = [&] {
+          void* p = pm::alloc(64);
+          if (p == nullptr) _exit(2);
+          ready.fetch_add(1);
+          while (!go.load()) usleep(1000);
+          pm::dealloc(p);
+        };
+        for (size_t i = 1; i < kPerChunk; ++i) threads.emplace_back(live);
+        while (ready.load() != kPerChunk - 1) usleep(1000);
+        pm::dealloc(pm::alloc(8 << 20));
+        REQUIRE(pm::large_stats().cached_bytes >= (8u << 20));
+        pm::os::inject_map_failures(1);  // the next heap needs a new chunk
+        threads.emplace_back(live);
+        while (ready.load() != kPerChunk) usleep(1000);
+        REQUIRE(pm::large_stats().cached_bytes == 0);
+        go.store(true);
+        for (auto& t : threads) t.join();
         _exit(0);
       },
       ::testing::ExitedWithCode(0), "");
