@@ -310,15 +310,14 @@ Heap* heap_create() noexcept {
   if (h != nullptr) {
     g_free_heaps = h->next_heap;
   } else {
-    constexpr size_t kSize = (sizeof(Heap) + 63) & ~size_t{63};
-    if (g_heap_chunk_left < kSize) {
+    if (g_heap_chunk_left < kHeapBytes) {
       g_heap_chunk = static_cast<char*>(os::map(kHeapChunk));
       if (g_heap_chunk == nullptr) return nullptr;
       g_heap_chunk_left = kHeapChunk;
     }
     h = reinterpret_cast<Heap*>(g_heap_chunk);
-    g_heap_chunk += kSize;
-    g_heap_chunk_left -= kSize;
+    g_heap_chunk += kHeapBytes;
+    g_heap_chunk_left -= kHeapBytes;
   }
   new (h) Heap(&g_empty_pool);
   h->tid = os::thread_id();

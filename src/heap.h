@@ -164,8 +164,9 @@ void heap_abandon(Heap* h) noexcept;
 [[nodiscard]] bool heap_reclaim(Heap* h, Pool* p) noexcept;
 // Return empty pools of the calling thread and abandoned pools to the arena.
 void heap_collect(bool force) noexcept;
-// Heaps are carved from mappings of this size (nullptr when one fails).
+// Heaps are carved, kHeapBytes each, from mappings of kHeapChunk bytes.
 inline constexpr size_t kHeapChunk = 64 * 1024;
+inline constexpr size_t kHeapBytes = (sizeof(Heap) + 63) & ~size_t{63};
 [[nodiscard]] Heap* heap_create() noexcept;
 void heap_lock_for_fork() noexcept;
 void heap_unlock_for_fork(bool child) noexcept;

@@ -122,8 +122,7 @@ TEST_F(Fault, RefusedMappingIsRetriedAfterTheCachesAreGivenBack) {
         pm::dealloc(a);
 
         // Threads that stay alive until the chunk of heaps is full.
-        constexpr size_t kHeapBytes = (sizeof(pm::Heap) + 63) & ~size_t{63};
-        constexpr size_t kPerChunk = pm::kHeapChunk / kHeapBytes;
+        constexpr size_t kPerChunk = pm::kHeapChunk / pm::kHeapBytes;
         std::atomic<bool> go{false};
         std::atomic<size_t> ready{0};
         std::vector<std::thread> threads;
