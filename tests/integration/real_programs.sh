@@ -115,5 +115,66 @@ sel zstd && check zstd sh -c 'zstd -q -T2 -19 -c lines.txt | zstd -q -dc | cmp -
 sel awk && check awk awk '{ n[substr($1, 1, 3)]++; len += length($2) } END { for (k in n) c++; print c, len }' lines.txt
 sel bash && check bash bash -c 'declare -A h; for i in $(seq 1 40000); do h[k$i]=$((i * 7)); done; s=0; for k in "${!h[@]}"; do s=$((s + h[$k])); done; echo ${#h[@]} $s'
 sel tar && check tar sh -c 'tar -czf a.tgz prog.py prog.pl prog.sql prog.cpp lines.txt && tar -tzvf a.tgz | awk "{print \$3, \$6}"'
+# A JavaScript engine: objects in a map, JSON, compression, and worker
+# threads that build their own data and post it back.
+cat >"$work/run/prog.js" <<'JS'
+const { Worker } = require("worker_threads");
+const zlib = require("zlib");
+const m = new Map();
+for (let i = 0; i < 200000; i++) m.set("k" + i, { a: i, s: "x".repeat(i % 50) });
+let sum = 0;
+for (const v of m.values()) sum += v.a + v.s.length;
+const text = JSON.stringify([...m.entries()].slice(0, 50000));
+const round = zlib.gunzipSync(zlib.gzipSync(Buffer.from(text))).toString();
+const jobs = [0, 1, 2].map((k) => new Promise((done) => {
+  const w = new Worker("const { parentPort, workerData } = require('worker_threads');" +
+    "const a = []; for (let i = 0; i < 100000; i++) a.push({ i, t: 'w' + (i * workerData) });" +
+    "parentPort.postMessage(a.filter((o) => o.i % 7 === 0).length);", { eval: true, workerData: k + 1 });
+  w.on("message", done);
+}));
+Promise.all(jobs).then((r) => console.log(sum, text.length, round === text, r.join(" ")));
+JS
+# A Java virtual machine: its compiler turns the source into classes in
+# memory, then a pool of threads fills maps that the main thread reads.
+cat >"$work/run/Prog.java" <<'JAVA'
+import java.util.*;
+import java.util.concurrent.*;
+public class Prog {
+  public static void main(String[] args) throws Exception {
+    ExecutorService pool = Executors.newFixedThreadPool(4);
+    List<Future<Long>> parts = new ArrayList<>();
+    for (int t = 0; t < 8; t++) {
+      final int seed = t;
+      parts.add(pool.submit(() -> {
+        Map<String, int[]> m = new HashMap<>();
+        for (int i = 0; i < 100000; i++) m.put("k" + (i * seed), new int[i % 20 + 1]);
+        long s = 0;
+        for (int[] v : m.values()) s += v.length;
+        return s;
+      }));
+    }
+    long total = 0;
+    for (Future<Long> f : parts) total += f.get();
+    pool.shutdown();
+    System.out.println(total);
+  }
+}
+JAVA
+cat >"$work/run/prog.tcl" <<'TCL'
+set d [dict create]
+for {set i 0} {$i < 150000} {incr i} { dict set d k$i [string repeat x [expr {$i % 40}]] }
+set n 0
+dict for {k v} $d { incr n [string length $v] }
+puts "[dict size $d] $n [lindex [lsort [dict keys $d]] end]"
+TCL
+mkdir -p "$work/run/cm"
+printf 'cmake_minimum_required(VERSION 3.10)\nproject(prog CXX)\nadd_executable(prog ../prog.cpp)\n' >"$work/run/cm/CMakeLists.txt"
+
+sel node && check node node prog.js
+sel java && check java java -Xmx256m Prog.java
+sel tclsh && check tclsh tclsh prog.tcl
+sel jq && check jq sh -c '/usr/bin/python3 -c "import json; print(json.dumps([{\"a\": i, \"b\": [str(j) for j in range(i % 30)]} for i in range(50000)]))" | jq -c "map(.b | length) | add, (map(select(.a % 1000 == 0) | .b[-1:]) | length)"'
+sel cmake && check cmake sh -c 'cmake -S cm -B cm/b -G Ninja >/dev/null && cmake --build cm/b >/dev/null && cm/b/prog'
+sel openssl && check openssl sh -c 'openssl enc -aes-256-cbc -pbkdf2 -iter 20000 -k secret -S 0102030405060708 -in lines.txt | tee lines.enc | openssl dgst -sha256 -r | cut -c1-64 && openssl enc -d -aes-256-cbc -pbkdf2 -iter 20000 -k secret -in lines.enc | cmp - lines.txt && echo same'
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
