@@ -17,6 +17,7 @@ void* memalign_glibc(size_t align, size_t n) noexcept {
     errno = EINVAL;
     return nullptr;
   }
+  if (align == 0) align = 1;  // as malloc (and clz of 0 is undefined)
   if (!is_pow2(align)) align = size_t{1} << (64 - __builtin_clzll(align));
   return pm::alloc_aligned(align, n);
 }

@@ -368,7 +368,8 @@ class TcacheUse {
 #else
       tc->busy.store(true, std::memory_order_relaxed);
       std::atomic_signal_fence(std::memory_order_seq_cst);  // the barrier comes from the drainer
-      if (!tc->drain.load(std::memory_order_relaxed)) [[likely]]
+      // Acquire: the reads of the cache that follow stay after this one.
+      if (!tc->drain.load(std::memory_order_acquire)) [[likely]]
         return;
 #endif
       tc->busy.store(false, std::memory_order_release);
@@ -528,7 +529,13 @@ void* large_alloc(size_t n, size_t align, size_t* dirty) noexcept {
   purger_poll();
   *dirty = 0;  // fresh mappings are zero-filled by the kernel
   if (align < kMinAlign) align = kMinAlign;
-  // Room for the header below an aligned user pointer, within one extra page when align > page.
+  // A block of 0 bytes still needs an address inside its own mapping: with
+  // an alignment of a page or more, 0 would put it at the mapping's end.
+  if (n == 0) n = 1;
+  // Room for the header below an aligned user pointer, within one extra page
+  // when align > page. Tested before any size is computed from it: near
+  // 2^63 the sums below would wrap, and the trims unmap what they miss.
+  if (align > kMaxMapping / 2) return nullptr;
   size_t slack = align <= kPageSize ? align : align + kPageSize;
   if (n > kMaxMapping - slack - kPageSize) return nullptr;
   size_t need = round_page(n + (align <= kPageSize ? align : kPageSize));

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <new>
@@ -147,6 +148,48 @@ TEST(Surface, AlignedFamilies) {
   EXPECT_TRUE(aligned(pv, page));
   EXPECT_GE(malloc_usable_size(pv), 2 * page);
   free(pv);
+}
+
+// Alignments near 2^63: NULL and ENOMEM (the sizes computed from them
+// would wrap), with every other mapping of the process left alone.
+TEST(Surface, HugeAlignmentsFailCleanly) {
+  auto* keep = static_cast<char*>(malloc(1 << 20));  // a large block that must survive
+  memset(keep, 0x5A, 1 << 20);
+  const size_t top = size_t{1} << 63;
+  for (size_t n : {top - 1, top - 4096, top / 2, size_t{1}, size_t{0}}) {
+    for (size_t a : {top, top / 2, top / 4}) {
+      errno = 0;
+      EXPECT_EQ(aligned_alloc(a, n), nullptr) << a << " " << n;
+      EXPECT_EQ(errno, ENOMEM) << a << " " << n;
+      void* p = reinterpret_cast<void*>(1);
+      EXPECT_EQ(posix_memalign(&p, a, n), ENOMEM) << a << " " << n;
+      errno = 0;
+      EXPECT_EQ(memalign(a, n), nullptr) << a << " " << n;
+      EXPECT_EQ(errno, ENOMEM) << a << " " << n;
+    }
+  }
+  errno = 0;
+  EXPECT_EQ(memalign(top - 5, 10), nullptr);  // rounded up to 2^63
+  EXPECT_EQ(errno, ENOMEM);
+  for (size_t i = 0; i < (1 << 20); i += 4096) ASSERT_EQ(keep[i], 0x5A);
+  free(keep);
+  void* z = memalign(0, 24);  // alignment 0: as malloc
+  ASSERT_NE(z, nullptr);
+  free(z);
+}
+
+// A block of 0 bytes with an alignment above the pools' is inside a mapping
+// of its own: nothing else can be mapped at its address.
+TEST(Surface, ZeroBytesAtLargeAlignmentsAreMapped) {
+  for (size_t a = size_t{64} << 10; a <= (size_t{8} << 20); a *= 2) {
+    void* p = aligned_alloc(a, 0);
+    ASSERT_NE(p, nullptr) << a;
+    EXPECT_TRUE(aligned(p, a)) << a;
+    void* m = mmap(p, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+    EXPECT_EQ(m, MAP_FAILED) << a;
+    if (m != MAP_FAILED) munmap(m, 4096);
+    free(p);
+  }
 }
 
 TEST(Surface, GlibcInternalNamesAndSizedFrees) {
