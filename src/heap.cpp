@@ -253,6 +253,149 @@ bool heap_reclaim(Heap* h, Pool* p) noexcept {
   return true;
 }
 
+namespace {
+
+// h's counters join the retired ones, its thread cache of large blocks goes
+// to the shared cache unless `keep_tcache`, and h leaves the registry; it
+// is recycled for a new thread unless `recycle` is false (a pool that still
+// names it as owner must never find it some other thread's). g_heap_lock
+// held.
+void retire_heap(Heap* h, bool keep_tcache, bool recycle) noexcept {
+  for (unsigned c = 0; c < kNumClasses; ++c) {
+    g_retired.allocs[c] += heap_allocs(h, c);
+    g_retired.frees[c] += h->frees[c].load(std::memory_order_relaxed);
+    g_retired.remote_frees[c] += h->remote_frees[c].load(std::memory_order_relaxed);
+  }
+  g_retired.reallocs += h->reallocs.load(std::memory_order_relaxed);
+  // Freed large blocks go to the shared cache; the counters stay here.
+  if (!keep_tcache) (void)large_tcache_flush(&h->large);
+  large_tcache_add(h->large, &g_retired.large);
+  if (h->prev_heap != nullptr) h->prev_heap->next_heap = h->next_heap;
+  else g_heaps = h->next_heap;
+  if (h->next_heap != nullptr) h->next_heap->prev_heap = h->prev_heap;
+  h->live = false;
+  g_heap_count.fetch_sub(1, std::memory_order_relaxed);
+  if (!recycle) return;
+  h->next_heap = g_free_heaps;
+  g_free_heaps = h;
+}
+
+// --- After fork, in the child, which has only the forking thread. ---
+
+// A remote free that took a parked pool's notification (pool_free_remote)
+// and had not yet put the pool on its owner's pending list when the fork
+// came: in the child no thread will, and the pool would stay parked for
+// good (and the owner's exit wait for it). h's thread forked, so it was in
+// none of its own slow paths.
+void relist_lost_notifications(Heap* h) noexcept {
+  for (Pool* p = h->full; p != nullptr; p = p->next) {
+    if (p->notify.load(std::memory_order_relaxed) != 0) continue;  // still waiting for its first remote free
+    bool listed = false;
+    for (Pool* q = h->pending.load(std::memory_order_relaxed); q != nullptr && !listed; q = q->pending_next)
+      listed = q == p;
+    if (listed) continue;
+    p->pending_next = h->pending.load(std::memory_order_relaxed);
+    h->pending.store(p, std::memory_order_relaxed);
+  }
+}
+
+struct OwnedPools {
+  const Heap* h;
+  size_t owned;  // pools whose owner is h
+  size_t total;  // pools in use, all owners
+};
+void count_owned(const Pool* p, void* arg) noexcept {
+  auto* o = static_cast<OwnedPools*>(arg);
+  ++o->total;
+  if (p->owner.load(std::memory_order_relaxed) == o->h) ++o->owned;
+}
+
+// A list of h's pools as its thread's slow paths leave it between two
+// changes: linked both ways, every pool h's and in `state`, no longer than
+// the pools in use (so no cycle). Adds its length to *n.
+bool list_intact(const Heap* h, const Pool* head, PoolState state, size_t limit, size_t* n) noexcept {
+  const Pool* prev = nullptr;
+  for (const Pool* p = head; p != nullptr; prev = p, p = p->next) {
+    if (p->prev != prev || p->owner.load(std::memory_order_relaxed) != h ||
+        p->state.load(std::memory_order_relaxed) != state || ++*n > limit)
+      return false;
+  }
+  return true;
+}
+
+// One pool of a heap whose thread does not exist in the child: abandoned,
+// for the child's threads to adopt or take over at their frees, when its
+// counts and lists agree. A pool whose thread was inside malloc or free at
+// the fork may not; it keeps its dead owner (its blocks stay where they
+// are) and the function returns false.
+bool abandon_dead_pool(Pool* p) noexcept {
+  if (p->state.load(std::memory_order_relaxed) == PoolState::kAbandoned) return true;  // met twice
+  p->notify.store(0, std::memory_order_relaxed);
+  p->pending_next = nullptr;
+  if (!pool_check_invariants(p)) return false;
+  abandon_pool(p);
+  return true;
+}
+
+// The heap of a thread that does not exist in the child. Its pools go to
+// the abandoned lists, as at a thread's exit, so that the child reuses and
+// returns their memory. Unless its thread was in a slow path of its own at
+// the fork (a list half-changed, pools owned but listed nowhere), which
+// leaves it as it is: its memory is then kept, never reused, but never
+// handed out twice either.
+void retire_dead_heap(Heap* h) noexcept {
+  OwnedPools o{h, 0, 0};
+  arena_for_each_pool(count_owned, &o);
+  size_t listed = 0;
+  for (unsigned c = 0; c < kNumClasses; ++c) {
+    if (!list_intact(h, h->partial[c], PoolState::kActive, o.total, &listed)) return;
+    if (Pool* cur = h->bins[c]; cur != &g_empty_pool) {
+      if (cur->owner.load(std::memory_order_relaxed) != h || cur->state.load(std::memory_order_relaxed) != PoolState::kActive)
+        return;
+      ++listed;
+    }
+  }
+  if (!list_intact(h, h->full, PoolState::kParked, o.total, &listed)) return;
+  bool all = listed == o.owned;
+  h->pending.store(nullptr, std::memory_order_relaxed);
+  for (Pool* p = h->full; p != nullptr;) {
+    Pool* next = p->next;
+    all &= abandon_dead_pool(p);
+    p = next;
+  }
+  h->full = nullptr;
+  for (unsigned c = 0; c < kNumClasses; ++c) {
+    if (Pool* cur = h->bins[c]; cur != &g_empty_pool) {
+      // blocks_out without its assertion: the pool is checked next.
+      uint64_t pops = heap_allocs(h, c) - cur->allocs_mark;
+      cur->used = static_cast<int32_t>(static_cast<uint64_t>(cur->used - kCurrentBias) + pops);
+      all &= abandon_dead_pool(cur);
+    }
+    set_bin(h, c, &g_empty_pool);
+    for (Pool* p = h->partial[c]; p != nullptr;) {
+      Pool* next = p->next;
+      all &= abandon_dead_pool(p);
+      p = next;
+    }
+    h->partial[c] = nullptr;
+  }
+  // A thread inside its cache of large blocks at the fork leaves it as it was.
+  bool busy = h->large.busy.load(std::memory_order_relaxed);
+  retire_heap(h, busy, all && !busy);
+}
+
+}  // namespace
+
+void heap_after_fork_child(Heap* self) noexcept {
+  LockGuard g(g_heap_lock);
+  if (self != &g_empty_heap && self != &g_check_heap) relist_lost_notifications(self);
+  for (Heap* h = g_heaps; h != nullptr;) {
+    Heap* next = h->next_heap;
+    if (h != self) retire_dead_heap(h);
+    h = next;
+  }
+}
+
 void heap_abandon(Heap* h) noexcept {
   LockGuard g(g_heap_lock);
   // Take back notifications of parked pools; those already taken are in
@@ -286,22 +429,8 @@ void heap_abandon(Heap* h) noexcept {
       p = next;
     }
     h->partial[c] = nullptr;
-    g_retired.allocs[c] += heap_allocs(h, c);
-    g_retired.frees[c] += h->frees[c].load(std::memory_order_relaxed);
-    g_retired.remote_frees[c] += h->remote_frees[c].load(std::memory_order_relaxed);
   }
-  g_retired.reallocs += h->reallocs.load(std::memory_order_relaxed);
-  // Freed large blocks go to the shared cache; the counters stay here.
-  (void)large_tcache_flush(&h->large);
-  large_tcache_add(h->large, &g_retired.large);
-  // Unregister and recycle the struct.
-  if (h->prev_heap != nullptr) h->prev_heap->next_heap = h->next_heap;
-  else g_heaps = h->next_heap;
-  if (h->next_heap != nullptr) h->next_heap->prev_heap = h->prev_heap;
-  h->live = false;
-  g_heap_count.fetch_sub(1, std::memory_order_relaxed);
-  h->next_heap = g_free_heaps;
-  g_free_heaps = h;
+  retire_heap(h, false, true);
 }
 
 Heap* heap_create() noexcept {

@@ -168,6 +168,11 @@ void heap_collect(bool force) noexcept;
 inline constexpr size_t kHeapChunk = 64 * 1024;
 inline constexpr size_t kHeapBytes = (sizeof(Heap) + 63) & ~size_t{63};
 [[nodiscard]] Heap* heap_create() noexcept;
+// In the child after fork, with the locks reset: the heaps of the threads
+// that did not come along give their pools up, as at a thread's exit, and
+// self (the forking thread's heap) gets back parked pools whose report was
+// under way in one of them.
+void heap_after_fork_child(Heap* self) noexcept;
 void heap_lock_for_fork() noexcept;
 void heap_unlock_for_fork(bool child) noexcept;
 

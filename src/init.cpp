@@ -114,6 +114,7 @@ void fork_child() noexcept {
   large_unlock_for_fork(true);
   heap_unlock_for_fork(true);
   check_full_unlock_for_fork(true);
+  heap_after_fork_child(tl_heap);
 }
 
 }  // namespace pm

@@ -204,13 +204,19 @@ void report_invalid_free(const Pool* p, const void* b) noexcept {
 }
 
 void pool_free_remote(Pool* p, Block* b) noexcept {
+  if (pool_push_remote(p, b)) pool_report_parked(p);
+}
+
+bool pool_push_remote(Pool* p, Block* b) noexcept {
   // Only the shared line and `remote` are read here (see Pool).
   const PoolKeys& k = p->shared;
   switch (shared_block_state(p, b)) {
     case SharedBlockState::kNotABlock:
-      return report_invalid_free(p, b);
+      report_invalid_free(p, b);
+      return false;
     case SharedBlockState::kFreed:
-      return report_double_free(p, b);
+      report_double_free(p, b);
+      return false;
     case SharedBlockState::kLive:
       break;
   }
@@ -224,20 +230,24 @@ void pool_free_remote(Pool* p, Block* b) noexcept {
     // between them), and must not push it again: the stack would loop.
     // Tagging by an atomic exchange would catch every such race, but it
     // cost a quarter of the producer/consumer throughput.
-    if (remote_first(head) == b) [[unlikely]]
-      return report_double_free(p, b);
+    if (remote_first(head) == b) [[unlikely]] {
+      report_double_free(p, b);
+      return false;
+    }
     b->link = encode_link(k.key, remote_first(head));
     mine = remote_head(b, remote_count(head) + 1);
   } while (!p->remote.compare_exchange_weak(head, mine, std::memory_order_seq_cst, std::memory_order_relaxed));
   // The first remote free into a parked pool tells its owner (see heap.cpp).
-  if (head == 0 && p->notify.load(std::memory_order_seq_cst) == 1 &&
-      p->notify.exchange(0, std::memory_order_acq_rel) == 1) {
-    Heap* h = p->owner.load(std::memory_order_acquire);
-    Pool* top = h->pending.load(std::memory_order_relaxed);
-    do {
-      p->pending_next = top;
-    } while (!h->pending.compare_exchange_weak(top, p, std::memory_order_release, std::memory_order_relaxed));
-  }
+  return head == 0 && p->notify.load(std::memory_order_seq_cst) == 1 &&
+         p->notify.exchange(0, std::memory_order_acq_rel) == 1;
+}
+
+void pool_report_parked(Pool* p) noexcept {
+  Heap* h = p->owner.load(std::memory_order_acquire);
+  Pool* top = h->pending.load(std::memory_order_relaxed);
+  do {
+    p->pending_next = top;
+  } while (!h->pending.compare_exchange_weak(top, p, std::memory_order_release, std::memory_order_relaxed));
 }
 
 bool pool_check_invariants(const Pool* p) noexcept {

@@ -261,6 +261,11 @@ uint32_t pool_collect_remote(Pool* p) noexcept;
 [[gnu::cold, gnu::noinline]] void report_invalid_free(const Pool* p, const void* b) noexcept;
 // Push a block freed by a thread that does not own the pool.
 void pool_free_remote(Pool* p, Block* b) noexcept;
+// Its two steps: the push, true when it was the first into a parked pool
+// and took the pool's notification; then the report that puts the pool on
+// its owner's pending list.
+[[nodiscard]] bool pool_push_remote(Pool* p, Block* b) noexcept;
+void pool_report_parked(Pool* p) noexcept;
 // Debug/test: full check of a pool's lists (owner thread only).
 bool pool_check_invariants(const Pool* p) noexcept;
 

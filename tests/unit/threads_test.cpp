@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "alloc.h"
+#include "heap.h"
 #include "lock.h"
 #include "segment.h"
 
@@ -197,24 +198,57 @@ TEST(Threads, ConcurrentCrossFreesKeepContents) {
 }
 
 TEST(Threads, ForkWhileOtherThreadsAllocate) {
+  // The threads also trade blocks through shared slots (frees into each
+  // other's pools), and the child frees what the slots hold: blocks of
+  // heaps whose threads it does not have, some of them caught in the
+  // middle of a malloc, a free or a slow path by the fork.
+  constexpr size_t kSlots = 512;
+  std::atomic<unsigned char*> slots[kSlots] = {};
   std::atomic<bool> stop{false};
   std::vector<std::thread> ts;
+  dealloc(alloc(16));  // the process is set up before any thread can fork in the middle of it
   for (int t = 0; t < 2; ++t)
-    ts.emplace_back([&] {
+    ts.emplace_back([&, t] {
+      unsigned r = 7u + static_cast<unsigned>(t);
       while (!stop.load()) {
         void* p[64];
         for (auto& q : p) q = alloc(24 + 100 * (reinterpret_cast<uintptr_t>(&q) % 7));
         for (auto& q : p) dealloc(q);
+        for (int k = 0; k < 64; ++k) {
+          r = r * 1103515245u + 12345u;
+          size_t n = 24 + (r >> 8) % 3000;
+          auto* b = static_cast<unsigned char*>(alloc(n));
+          b[0] = static_cast<unsigned char>(n);
+          b[n - 1] = static_cast<unsigned char>(n >> 3);
+          *reinterpret_cast<size_t*>(b + 8) = n;
+          if (unsigned char* old = slots[(r >> 4) % kSlots].exchange(b)) dealloc(old);
+        }
       }
     });
   for (int i = 0; i < 50; ++i) {
     pid_t pid = fork();
     ASSERT_GE(pid, 0);
     if (pid == 0) {
-      for (int j = 0; j < 10000; ++j) dealloc(alloc(static_cast<size_t>(j % 5000)));
+      alarm(20);
+      int code = 0;
+      for (auto& s : slots) {
+        unsigned char* b = s.load();
+        if (b == nullptr) continue;
+        size_t n = *reinterpret_cast<size_t*>(b + 8);
+        // A slot written just before its block's contents: the fork may show either.
+        if (n >= 24 && n < 3024 && (b[0] != static_cast<unsigned char>(n) || b[n - 1] != static_cast<unsigned char>(n >> 3)))
+          code = 4;
+        if (n >= 24 && n < 3024) dealloc(b);
+      }
+      std::vector<void*> mine;
+      for (int j = 0; j < 10000; ++j) {
+        mine.push_back(alloc(static_cast<size_t>(j % 5000) + 1));
+        memset(mine.back(), 0x33, static_cast<size_t>(j % 5000) + 1);
+      }
+      for (void* q : mine) dealloc(q);
       void* big = alloc(1 << 20);
       dealloc(big);
-      _exit(0);
+      _exit(code);
     }
     int status = 0;
     ASSERT_EQ(waitpid(pid, &status, 0), pid);
@@ -222,6 +256,94 @@ TEST(Threads, ForkWhileOtherThreadsAllocate) {
   }
   stop = true;
   for (auto& t : ts) t.join();
+  for (auto& s : slots)
+    if (unsigned char* b = s.load()) dealloc(b);
+}
+
+// A remote free into a parked pool takes the pool's notification, then puts
+// the pool on its owner's pending list. A fork between the two leaves a
+// child in which no thread will: the child must relist the pool itself, or
+// it stays parked for good and the owner's exit waits for it forever.
+TEST(Threads, ForkBetweenARemoteFreesTwoStepsLosesNoPool) {
+  std::vector<void*> mine;
+  Pool* parked = nullptr;
+  void* first = alloc(64);
+  mine.push_back(first);
+  for (int i = 0; i < 100000 && parked == nullptr; ++i) {
+    mine.push_back(alloc(64));
+    if (pool_of(first)->state.load() == PoolState::kParked) parked = pool_of(first);
+  }
+  ASSERT_NE(parked, nullptr) << "no pool was parked";
+  // The first step of another thread's free of `first`, up to the notification.
+  bool took = false;
+  std::thread([&] { took = pool_push_remote(parked, static_cast<Block*>(first)); }).join();
+  ASSERT_TRUE(took);
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    alarm(10);  // a hang ends the child by SIGALRM
+    for (size_t i = 1; i < mine.size(); ++i) dealloc(mine[i]);
+    heap_collect(false);  // takes in the pools on the pending list, as a slow path does
+    bool unparked = parked->state.load() != PoolState::kParked;
+    heap_abandon(tl_heap);  // what the thread's exit does
+    tl_heap = &g_empty_heap;
+    _exit(unparked ? 0 : 3);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status)) << "child ended by signal " << (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+  EXPECT_EQ(WIFEXITED(status) ? WEXITSTATUS(status) : -1, 0) << "the pool stayed parked in the child";
+  // Here the report was only delayed: finish it.
+  pool_report_parked(parked);
+  for (size_t i = 1; i < mine.size(); ++i) dealloc(mine[i]);
+}
+
+// In a fork child only the forking thread exists: the pools of the others
+// go to the abandoned lists, so that the child reuses their memory once it
+// frees their blocks, and trim returns it.
+TEST(Threads, AForkChildReusesThePoolsOfThreadsLeftBehind) {
+  constexpr int kN = 60000;
+  std::vector<void*> theirs(kN);
+  std::atomic<int> stage{0};
+  std::thread worker([&] {
+    for (int i = 0; i < kN; ++i) {
+      theirs[i] = alloc(256);
+      memset(theirs[i], i & 0xff, 256);
+    }
+    stage = 1;
+    while (stage.load() != 2) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  });
+  while (stage.load() != 1) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    alarm(20);
+    int code = 0;
+    size_t at_fork = arena_stats().pools_in_use;
+    for (int i = 0; i < kN; ++i) {
+      auto* b = static_cast<unsigned char*>(theirs[i]);
+      if (b[0] != (i & 0xff) || b[255] != (i & 0xff)) code = 4;
+      dealloc(b);
+    }
+    trim();
+    size_t freed = arena_stats().pools_in_use;
+    if (freed + kN * 256 / (64 << 10) > at_fork) code = code ? code : 5;  // their pools went back
+    for (int i = 0; i < kN; ++i) theirs[i] = alloc(256);
+    if (arena_stats().pools_in_use > at_fork + 8) code = code ? code : 6;  // and were used again
+    for (void* p : theirs) dealloc(p);
+    _exit(code);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  stage = 2;
+  worker.join();
+  EXPECT_TRUE(WIFEXITED(status)) << "child ended by signal " << (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+  int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  EXPECT_NE(code, 4) << "a block changed in the child";
+  EXPECT_NE(code, 5) << "the other thread's pools stayed in use after its blocks were freed";
+  EXPECT_NE(code, 6) << "the child mapped new pools instead of reusing the other thread's";
+  EXPECT_EQ(code, 0);
+  for (void* p : theirs) dealloc(p);
 }
 
 TEST(Threads, FirstCallOfAThreadIsFree) {
