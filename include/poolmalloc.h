@@ -144,10 +144,11 @@ POOLMALLOC_API poolmalloc_fixed_pool* poolmalloc_fixed_create(const poolmalloc_f
 POOLMALLOC_API void poolmalloc_fixed_destroy(poolmalloc_fixed_pool* pool) POOLMALLOC_NOEXCEPT;
 /* A block, or NULL when the pool is at its cap or memory is short. */
 POOLMALLOC_API void* poolmalloc_fixed_alloc(poolmalloc_fixed_pool* pool) POOLMALLOC_NOEXCEPT;
-/* p must come from this pool (or be NULL). */
+/* p must come from this pool (or be NULL). Aborts with a message when no
+ * block of the pool is in use, or when p (16 bytes or more) is already free. */
 POOLMALLOC_API void poolmalloc_fixed_free(poolmalloc_fixed_pool* pool, void* p) POOLMALLOC_NOEXCEPT;
-/* Nonzero when p points into this pool's memory. Linear in the number of
- * times the pool grew. */
+/* Nonzero when p is the start of one of this pool's blocks. Linear in the
+ * number of times the pool grew. */
 POOLMALLOC_API int poolmalloc_fixed_owns(const poolmalloc_fixed_pool* pool, const void* p) POOLMALLOC_NOEXCEPT;
 POOLMALLOC_API void poolmalloc_fixed_get_stats(const poolmalloc_fixed_pool* pool, poolmalloc_fixed_stats* out)
     POOLMALLOC_NOEXCEPT;

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <cstdlib>
 #include <memory_resource>
 #include <new>
@@ -93,11 +94,14 @@ class fixed_pool {
     poolmalloc_fixed_options c{block_size, o.align, o.initial_blocks, o.max_blocks, Sync::value ? 1 : 0};
     pool_ = poolmalloc_fixed_create(&c);
     if (pool_ == nullptr) detail::throw_bad_alloc();
+    block_size_ = stats().block_size;
   }
   ~fixed_pool() { poolmalloc_fixed_destroy(pool_); }
-  fixed_pool(fixed_pool&& o) noexcept : pool_(std::exchange(o.pool_, nullptr)) {}
+  fixed_pool(fixed_pool&& o) noexcept
+      : pool_(std::exchange(o.pool_, nullptr)), block_size_(std::exchange(o.block_size_, 0)) {}
   fixed_pool& operator=(fixed_pool&& o) noexcept {
     std::swap(pool_, o.pool_);
+    std::swap(block_size_, o.block_size_);
     return *this;
   }
   fixed_pool(const fixed_pool&) = delete;
@@ -113,11 +117,19 @@ class fixed_pool {
   void* try_allocate() noexcept { return poolmalloc_fixed_alloc(pool_); }
   void deallocate(void* p) noexcept { poolmalloc_fixed_free(pool_, p); }
 
-  // Constructs a T in a block (T must fit in block_size()).
+  // Constructs a T in a block. std::bad_alloc also when a T does not fit in
+  // block_size() or needs more alignment than the pool's blocks have.
   template <class T, class... Args>
   T* create(Args&&... args) {
     static_assert(alignof(T) <= 4096);
+    if (sizeof(T) > block_size_ || block_size_ % alignof(T) != 0) detail::throw_bad_alloc();
     void* p = allocate();
+    // Every block of a pool sits at the same offset from an alignment of
+    // up to a page: the first one tells for all.
+    if (reinterpret_cast<std::uintptr_t>(p) % alignof(T) != 0) {
+      deallocate(p);
+      detail::throw_bad_alloc();
+    }
     if constexpr (std::is_nothrow_constructible_v<T, Args...>) {
       return new (p) T(std::forward<Args>(args)...);
     } else {
@@ -133,11 +145,15 @@ class fixed_pool {
 #endif
     }
   }
+  // Destroys and frees an object made by create, also through a pointer to
+  // one of its polymorphic bases (whose address may differ from the block's).
   template <class T>
   void destroy(T* p) noexcept {
     if (p == nullptr) return;
+    void* block = p;
+    if constexpr (std::is_polymorphic_v<T>) block = dynamic_cast<void*>(p);
     p->~T();
-    deallocate(p);
+    deallocate(block);
   }
 
   [[nodiscard]] bool owns(const void* p) const noexcept { return poolmalloc_fixed_owns(pool_, p) != 0; }
@@ -146,11 +162,12 @@ class fixed_pool {
     poolmalloc_fixed_get_stats(pool_, &s);
     return s;
   }
-  [[nodiscard]] std::size_t block_size() const noexcept { return stats().block_size; }
+  [[nodiscard]] std::size_t block_size() const noexcept { return block_size_; }
   [[nodiscard]] poolmalloc_fixed_pool* native_handle() const noexcept { return pool_; }
 
  private:
   poolmalloc_fixed_pool* pool_ = nullptr;
+  std::size_t block_size_ = 0;
 };
 
 // A memory resource over poolmalloc's size-class pools: the same memory
@@ -185,6 +202,12 @@ class pool_resource final : public std::pmr::memory_resource {
   static constexpr std::size_t kMinPooled = 16;
   static constexpr std::size_t kMaxPooled = 4096;
   static constexpr unsigned kBins = 9;  // 16, 32, ..., 4096
+
+  pool_resource() = default;
+  // A resource is known by its address (containers keep a pointer to it):
+  // neither copied nor moved.
+  pool_resource(const pool_resource&) = delete;
+  pool_resource& operator=(const pool_resource&) = delete;
 
   // The pool serving blocks of up to `bytes` bytes, or nullptr above kMaxPooled.
   [[nodiscard]] const fixed_pool<Sync>* pool_for(std::size_t bytes, std::size_t align = 1) const noexcept {

@@ -103,15 +103,18 @@ poolmalloc_allocation poolmalloc_alloc_range(size_t min, size_t max) noexcept {
     if (pm::class_size(cls) > max) return {nullptr, 0};
     return sized(pm::alloc_class(cls));
   }
-  // A large block's usable size depends on where its header falls: try the
-  // plain block, then a page-aligned one, whose usable size is min rounded
-  // up to a page, the smallest there is.
-  poolmalloc_allocation a = sized(pm::alloc(min));
-  if (a.ptr == nullptr || a.size <= max) return a;
-  pm::dealloc(a.ptr);
-  a = sized(pm::alloc_aligned(pm::kPageSize, min));
-  if (a.ptr == nullptr || a.size <= max) return a;
-  pm::dealloc(a.ptr);
+  // A large block's usable size depends on where its header falls: a plain
+  // block has whole pages less its 16-byte header, a page-aligned one min
+  // rounded up to a page (its header is on a page of its own). The plain one
+  // is smaller unless min falls in the last 16 bytes of a page.
+  const size_t header = 16, page = pm::kPageSize;
+  if (min > SIZE_MAX - 2 * page) return {nullptr, 0};
+  bool aligned_first = (min + page - 1) / page * page < min + header;
+  for (int k = 0; k < 2; ++k, aligned_first = !aligned_first) {
+    poolmalloc_allocation a = sized(aligned_first ? pm::alloc_aligned(page, min) : pm::alloc(min));
+    if (a.ptr == nullptr || a.size <= max) return a;
+    pm::dealloc(a.ptr);
+  }
   return {nullptr, 0};
 }
 

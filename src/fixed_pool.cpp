@@ -22,10 +22,14 @@ using pm::kPageSize;
 struct Chunk {
   Chunk* next;
   size_t bytes;  // of the mapping
+  char* end;     // past its last block (the cap may leave part of the mapping unused)
 };
 
+// A free block: its link and, in blocks of 16 bytes or more, the pool's
+// free tag, which a second free of the same block finds.
 struct FreeBlock {
   FreeBlock* next;
+  uintptr_t tag;
 };
 
 constexpr size_t kMaxChunkBytes = size_t{16} << 20;  // growth doubles up to this
@@ -40,6 +44,7 @@ struct poolmalloc_fixed_pool {
   size_t stride = 0;  // block size rounded to the alignment
   size_t align = 0;
   size_t max_blocks = 0;
+  uintptr_t tag = 0;          // free tag (blocks of 16 bytes or more): a secret of this pool
   FreeBlock* free = nullptr;  // freed blocks, reused first (LIFO: warm in cache)
   char* bump = nullptr;       // fresh blocks of the newest chunk
   char* bump_end = nullptr;
@@ -72,6 +77,7 @@ bool add_chunk(poolmalloc_fixed_pool* fp, size_t blocks) noexcept {
   if (fp->max_blocks != 0 && fit > fp->max_blocks - fp->st.capacity) fit = fp->max_blocks - fp->st.capacity;
   fp->bump = static_cast<char*>(mem) + offset;
   fp->bump_end = fp->bump + fit * fp->stride;
+  c->end = fp->bump_end;
   fp->st.capacity += fit;
   fp->st.reserved_bytes += bytes;
   size_t next = fit * 2;
@@ -83,8 +89,10 @@ bool add_chunk(poolmalloc_fixed_pool* fp, size_t blocks) noexcept {
 void* take(poolmalloc_fixed_pool* fp) noexcept {
   void* p = nullptr;
   if (fp->free != nullptr) {
-    p = fp->free;
-    fp->free = fp->free->next;
+    FreeBlock* b = fp->free;
+    fp->free = b->next;
+    if (fp->stride >= sizeof(FreeBlock)) b->tag = 0;
+    p = b;
   } else {
     if (fp->bump == fp->bump_end) {
       if (!add_chunk(fp, fp->next_blocks)) {
@@ -102,6 +110,17 @@ void* take(poolmalloc_fixed_pool* fp) noexcept {
 
 void give(poolmalloc_fixed_pool* fp, void* p) noexcept {
   auto* b = static_cast<FreeBlock*>(p);
+  // What can be told without a walk of the chunks: a free with no block out
+  // (of another pool, or freed twice), and a block that carries this pool's
+  // free tag (freed twice). Either would make the free list hand one block
+  // out twice.
+  if (fp->st.in_use == 0) [[unlikely]]
+    pm::fatal("poolmalloc_fixed_free: no block of this pool is in use; pointer", p, fp->stride);
+  if (fp->stride >= sizeof(FreeBlock)) {
+    if (b->tag == fp->tag) [[unlikely]]
+      pm::fatal("poolmalloc_fixed_free: double free of", p, fp->stride);
+    b->tag = fp->tag;
+  }
   b->next = fp->free;
   fp->free = b;
   --fp->st.in_use;
@@ -137,8 +156,9 @@ poolmalloc_fixed_pool* poolmalloc_fixed_create(const poolmalloc_fixed_options* o
   if (mem == nullptr) return nullptr;
   auto* fp = new (mem) poolmalloc_fixed_pool;
   fp->thread_safe = o->thread_safe != 0;
-  fp->align = align < alignof(FreeBlock) ? alignof(FreeBlock) : align;
-  fp->stride = round_up(o->block_size < sizeof(FreeBlock) ? sizeof(FreeBlock) : o->block_size, fp->align);
+  fp->tag = reinterpret_cast<uintptr_t>(fp) * 0x9E3779B97F4A7C15u ^ pm::g_tag_secret;
+  fp->align = align < alignof(FreeBlock*) ? alignof(FreeBlock*) : align;
+  fp->stride = round_up(o->block_size < sizeof(FreeBlock*) ? sizeof(FreeBlock*) : o->block_size, fp->align);
   fp->max_blocks = o->max_blocks;
   fp->st.block_size = fp->stride;
   fp->st.max_blocks = o->max_blocks;
@@ -182,7 +202,7 @@ int poolmalloc_fixed_owns(const poolmalloc_fixed_pool* fp, const void* p) noexce
   size_t offset = round_up(sizeof(Chunk), fp->align);
   for (const Chunk* c = fp->chunks; c != nullptr; c = c->next) {
     auto base = reinterpret_cast<uintptr_t>(c) + offset;
-    if (a >= base && a < reinterpret_cast<uintptr_t>(c) + c->bytes) return (a - base) % fp->stride == 0;
+    if (a >= base && a < reinterpret_cast<uintptr_t>(c->end)) return (a - base) % fp->stride == 0;
   }
   return 0;
 }

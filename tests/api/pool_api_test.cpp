@@ -87,6 +87,92 @@ TEST(FixedPool, AlignmentAndObjects) {
   EXPECT_EQ(pool.stats().in_use, 0u);
 }
 
+TEST(FixedPool, ObjectsThatDoNotFitAreRefused) {
+  struct alignas(64) Line {
+    int v[16];
+  };
+  struct Big {
+    char c[256];
+  };
+  fixed_pool<single_thread> small(16);
+  EXPECT_THROW(small.create<Big>(), std::bad_alloc);  // 256 bytes in 16-byte blocks
+  fixed_pool<single_thread> loose(64);                  // 16-byte alignment
+  EXPECT_THROW(loose.create<Line>(), std::bad_alloc);
+  EXPECT_EQ(small.stats().in_use, 0u);
+  EXPECT_EQ(loose.stats().in_use, 0u);
+}
+
+TEST(FixedPool, DestroyThroughABaseFreesTheBlock) {
+  struct A {
+    virtual ~A() = default;
+    long a = 1;
+  };
+  struct B {
+    virtual ~B() = default;
+    long b = 2;
+  };
+  struct C : A, B {
+    long c = 3;
+  };
+  fixed_pool<single_thread> pool(sizeof(C));
+  std::set<void*> blocks;
+  for (int i = 0; i < 50; ++i) {
+    C* c = pool.create<C>();
+    B* b = c;
+    ASSERT_NE(static_cast<void*>(b), static_cast<void*>(c));
+    blocks.insert(c);
+    pool.destroy(b);  // the block is c's address, not b's
+  }
+  EXPECT_EQ(blocks.size(), 1u);  // the one block, reused each time
+  EXPECT_EQ(pool.stats().in_use, 0u);
+}
+
+TEST(FixedPool, OwnsOnlyItsBlocks) {
+  poolmalloc_fixed_options o{};
+  o.block_size = 100;  // stride 112
+  o.max_blocks = 3;
+  poolmalloc_fixed_pool* pool = poolmalloc_fixed_create(&o);
+  ASSERT_NE(pool, nullptr);
+  auto* b = static_cast<char*>(poolmalloc_fixed_alloc(pool));
+  ASSERT_NE(b, nullptr);
+  EXPECT_TRUE(poolmalloc_fixed_owns(pool, b));
+  EXPECT_TRUE(poolmalloc_fixed_owns(pool, b + 2 * 112));
+  EXPECT_FALSE(poolmalloc_fixed_owns(pool, b + 1));
+  EXPECT_FALSE(poolmalloc_fixed_owns(pool, b + 3 * 112));  // past the cap's 3 blocks
+  EXPECT_FALSE(poolmalloc_fixed_owns(pool, b + 10 * 112));
+  poolmalloc_fixed_free(pool, b);
+  poolmalloc_fixed_destroy(pool);
+}
+
+TEST(FixedPoolDeath, DoubleFreeAndFreeIntoTheWrongPoolAbort) {
+  EXPECT_DEATH(
+      {
+        fixed_pool<single_thread> pool(48);
+        void* keep = pool.allocate();
+        void* p = pool.allocate();
+        pool.deallocate(p);
+        pool.deallocate(p);
+        pool.deallocate(keep);
+      },
+      "poolmalloc_fixed_free: double free of 0x");
+  EXPECT_DEATH(
+      {
+        fixed_pool<single_thread> a(32);
+        fixed_pool<single_thread> b(256);
+        void* p = a.allocate();
+        b.deallocate(p);
+      },
+      "poolmalloc_fixed_free: no block of this pool is in use");
+}
+
+TEST(Pmr, PoolResourceIsNeitherCopiedNorMoved) {
+  using R = poolmalloc::pool_resource<single_thread>;
+  EXPECT_FALSE(std::is_copy_constructible_v<R>);
+  EXPECT_FALSE(std::is_move_constructible_v<R>);
+  EXPECT_FALSE(std::is_copy_assignable_v<R>);
+  EXPECT_FALSE(std::is_move_assignable_v<R>);
+}
+
 TEST(FixedPool, BadOptionsAreRefused) {
   poolmalloc_fixed_options o{};
   EXPECT_EQ(poolmalloc_fixed_create(&o), nullptr);  // block_size 0
@@ -166,6 +252,12 @@ TEST(Range, SatisfiableRanges) {
   EXPECT_LE(l.size, 303104u);
   memset(l.ptr, 7, l.size);
   poolmalloc::deallocate(l.ptr);
+  // min in the last 16 bytes of a page: a plain block would take one page
+  // more for its header; the page-aligned one is the smallest, 74 pages.
+  auto top = poolmalloc::allocate_range(303100, 400000);
+  ASSERT_NE(top.ptr, nullptr);
+  EXPECT_EQ(top.size, 303104u);
+  poolmalloc::deallocate(top.ptr);
 }
 
 TEST(Range, ImpossibleRangesGiveNull) {
@@ -197,6 +289,9 @@ TEST(Pmr, ContainersOnTheDefaultResource) {
 }
 
 TEST(Pmr, PoolResourceServesAndReleases) {
+  // Cached large mappings are given back on both sides: the large block
+  // below comes from resource() and goes back to the cache.
+  (void)poolmalloc::purge();
   size_t mapped_before = pm::os::mapped_bytes();
   {
     poolmalloc::pool_resource<single_thread> pools;
@@ -213,6 +308,7 @@ TEST(Pmr, PoolResourceServesAndReleases) {
     pools.deallocate(aligned, 64, 1024);
     EXPECT_FALSE(pools.is_equal(poolmalloc::pool_resource<single_thread>()));
   }
+  (void)poolmalloc::purge();
   EXPECT_EQ(pm::os::mapped_bytes(), mapped_before);
 }
 
