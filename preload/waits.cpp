@@ -9,12 +9,22 @@
 // timeout), with the same result, errno and remaining time. In every other
 // case (another thread, the purger thread running or turned off, nothing
 // to purge, a zero timeout) they are one call to the C library's function.
+//
+// Signals: a sliced wrapper blocks every signal for its whole length, and
+// each slice waits with the caller's mask put back atomically (ppoll,
+// pselect, epoll_pwait), as the caller's own call would have waited. A
+// signal that comes between two slices (during a purge) stays pending
+// until the next slice, which it interrupts: the wrapper returns EINTR as
+// the real call would have, and the handler runs then. Run between the
+// slices with the caller's mask, the handler would run and the wait go on.
 #undef _FORTIFY_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/select.h>
 #include <time.h>
 #include <unistd.h>
@@ -50,6 +60,8 @@ using NanosleepFn = int (*)(const timespec*, timespec*);
 using ClockNanosleepFn = int (*)(clockid_t, int, const timespec*, timespec*);
 using SleepFn = unsigned (*)(unsigned);
 using UsleepFn = int (*)(useconds_t);
+using PpollFn = int (*)(pollfd*, nfds_t, const timespec*, const sigset_t*);
+using PselectFn = int (*)(int, fd_set*, fd_set*, fd_set*, const timespec*, const sigset_t*);
 
 constinit std::atomic<PollFn> g_poll{nullptr};
 constinit std::atomic<SelectFn> g_select{nullptr};
@@ -59,6 +71,8 @@ constinit std::atomic<NanosleepFn> g_nanosleep{nullptr};
 constinit std::atomic<ClockNanosleepFn> g_clock_nanosleep{nullptr};
 constinit std::atomic<SleepFn> g_sleep{nullptr};
 constinit std::atomic<UsleepFn> g_usleep{nullptr};
+constinit std::atomic<PpollFn> g_ppoll{nullptr};
+constinit std::atomic<PselectFn> g_pselect{nullptr};
 
 // Looked up when the library is loaded, not at a first call, which may
 // come from a signal handler (these functions are async-signal-safe, and
@@ -73,6 +87,39 @@ constinit std::atomic<UsleepFn> g_usleep{nullptr};
   next_symbol(g_clock_nanosleep, "clock_nanosleep");
   next_symbol(g_sleep, "sleep");
   next_symbol(g_usleep, "usleep");
+  next_symbol(g_ppoll, "ppoll");
+  next_symbol(g_pselect, "pselect");
+}
+
+// Every signal blocked while the wrapper runs; the slices wait with the
+// caller's mask (see the top of the file).
+class SignalsHeld {
+ public:
+  SignalsHeld() noexcept {
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &caller_);
+  }
+  ~SignalsHeld() { pthread_sigmask(SIG_SETMASK, &caller_, nullptr); }
+  SignalsHeld(const SignalsHeld&) = delete;
+  SignalsHeld& operator=(const SignalsHeld&) = delete;
+  [[nodiscard]] const sigset_t* caller() const noexcept { return &caller_; }
+
+ private:
+  sigset_t caller_;
+};
+
+// Whether the n bytes at p lie in mapped pages: a bad pointer goes to the
+// C library's function, which fails with EFAULT, instead of being read here.
+bool mapped(const void* p, size_t n) noexcept {
+  if (p == nullptr) return false;
+  const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  uintptr_t first = reinterpret_cast<uintptr_t>(p) & ~(page - 1);
+  uintptr_t last = (reinterpret_cast<uintptr_t>(p) + n - 1) & ~(page - 1);
+  unsigned char v;
+  for (uintptr_t a = first; a <= last; a += page)
+    if (mincore(reinterpret_cast<void*>(a), page, &v) != 0) return false;
+  return true;
 }
 
 constexpr int64_t kNsPerMs = 1000000;
@@ -118,18 +165,26 @@ class MsDeadline {
 template <class Wait>
 int sliced_wait(int timeout, int slice, Wait wait) noexcept {
   if (timeout >= 0 && timeout <= slice) {  // one slice: the event loop's usual call, with no clock read
-    int r = wait(timeout);
-    if (r == 0) (void)pm::idle_purge();
+    int r = wait(timeout, nullptr);
+    if (r == 0) {
+      // Purged with every signal held: a handler runs when the caller's
+      // mask is back, after a wait that timed out, as it may without us.
+      SignalsHeld held;
+      int saved = errno;
+      (void)pm::idle_purge();
+      errno = saved;
+    }
     return r;
   }
+  SignalsHeld held;
   MsDeadline deadline(timeout);
   for (;;) {
-    int r = wait(deadline.next(slice));
+    int r = wait(deadline.next(slice), held.caller());
     if (r != 0) return r;
     bool more = pm::idle_purge();
     if (deadline.left() == 0) return 0;
     slice = more ? pm::idle_slice_ms() : -1;
-    if (slice < 0) return wait(deadline.left());
+    if (slice < 0) return wait(deadline.left(), held.caller());
   }
 }
 
@@ -140,7 +195,8 @@ constexpr time_t kMaxSlicedSeconds = 1000000000;     // relative: about 31 years
 constexpr time_t kMaxSlicedEndSeconds = 4000000000;  // absolute: the year 2096
 
 bool valid(const timespec* t, time_t max_seconds = kMaxSlicedSeconds) noexcept {
-  return t != nullptr && t->tv_sec >= 0 && t->tv_sec <= max_seconds && t->tv_nsec >= 0 && t->tv_nsec < kNsPerSec;
+  return mapped(t, sizeof *t) && t->tv_sec >= 0 && t->tv_sec <= max_seconds && t->tv_nsec >= 0 &&
+         t->tv_nsec < kNsPerSec;
 }
 
 // clock_nanosleep on a clock whose end is `end` ns: slices with absolute
@@ -149,15 +205,24 @@ bool valid(const timespec* t, time_t max_seconds = kMaxSlicedSeconds) noexcept {
 // idle time too). Returns 0 or an error number; on EINTR of a relative
 // sleep, `rem` gets what is left.
 int sliced_sleep(clockid_t clock, int64_t end, int slice, bool relative, timespec* rem) noexcept {
-  ClockNanosleepFn real = next_symbol(g_clock_nanosleep, "clock_nanosleep");
-  for (;;) {
+  PpollFn wait = next_symbol(g_ppoll, "ppoll");
+  SignalsHeld held;
+  for (bool first = true;; first = false) {
     int64_t now = now_ns(clock);
-    if (now >= end) return 0;
-    int64_t until = slice < 0 || end - now <= slice * kNsPerMs ? end : now + slice * kNsPerMs;
-    timespec at = to_timespec(until);
-    int r = real(clock, TIMER_ABSTIME, &at, nullptr);
-    if (r != 0) {
+    if (now >= end) {
+      if (first) pthread_testcancel();  // a sleep of nothing is a cancellation point too
+      return 0;
+    }
+    int64_t part = end - now;
+    if (slice >= 0 && part > slice * kNsPerMs) part = slice * kNsPerMs;
+    // ppoll counts on the monotonic clock: a wall-clock end is looked at
+    // again at least once a second, so that a change of the clock counts.
+    if (clock == CLOCK_REALTIME && !relative && part > kNsPerSec) part = kNsPerSec;
+    timespec ts = to_timespec(part);
+    if (wait(nullptr, 0, &ts, held.caller()) != 0) {
+      int r = errno;
       if (r == EINTR && relative && rem != nullptr) {
+        if (!mapped(rem, sizeof *rem)) return EFAULT;
         int64_t left = end - now_ns(clock);
         *rem = to_timespec(left > 0 ? left : 0);
       }
@@ -189,7 +254,12 @@ PM_EXPORT int poll(pollfd* fds, nfds_t n, int timeout) {
   PollFn real = next_symbol(g_poll, "poll");
   int slice = timeout == 0 ? -1 : pm::idle_slice_ms();
   if (slice < 0) return real(fds, n, timeout);
-  return sliced_wait(timeout, slice, [&](int ms) { return real(fds, n, ms); });
+  PpollFn masked = next_symbol(g_ppoll, "ppoll");
+  return sliced_wait(timeout, slice, [&](int ms, const sigset_t* mask) {
+    if (mask == nullptr) return real(fds, n, ms);
+    timespec ts = to_timespec(ms * kNsPerMs);
+    return masked(fds, n, ms < 0 ? nullptr : &ts, mask);
+  });
 }
 
 // select clears the sets of a wait that times out and, on Linux, leaves
@@ -202,11 +272,15 @@ PM_EXPORT int select(int n, fd_set* rd, fd_set* wr, fd_set* ex, timeval* tv) {
                                       tv->tv_usec < 1000000 &&
                                       (tv->tv_sec != 0 || tv->tv_usec != 0)));
   int slice = sliceable ? pm::idle_slice_ms() : -1;
-  if (slice < 0) return real(n, rd, wr, ex, tv);
   // Only the words that cover n descriptors: a caller may pass sets that
   // size, not whole fd_sets.
   const size_t bytes = static_cast<size_t>((n + NFDBITS - 1) / NFDBITS) * sizeof(fd_mask);
   fd_set* sets[3] = {rd, wr, ex};
+  for (int i = 0; i < 3 && slice >= 0; ++i)
+    if (sets[i] != nullptr && bytes != 0 && !mapped(sets[i], bytes)) slice = -1;  // EFAULT from the real one
+  if (slice < 0) return real(n, rd, wr, ex, tv);
+  PselectFn masked = next_symbol(g_pselect, "pselect");
+  SignalsHeld held;
   fd_set saved[3];
   for (int i = 0; i < 3; ++i)
     if (sets[i] != nullptr) memcpy(&saved[i], sets[i], bytes);
@@ -216,15 +290,15 @@ PM_EXPORT int select(int n, fd_set* rd, fd_set* wr, fd_set* ex, timeval* tv) {
     int64_t left = forever ? INT64_MAX : end - now_ns(CLOCK_MONOTONIC);
     if (left < 0) left = 0;
     int64_t ns = slice >= 0 && left > slice * kNsPerMs ? slice * kNsPerMs : left;
-    timeval part{};
-    timeval* arg = nullptr;
+    timespec part{};
+    timespec* arg = nullptr;
     if (ns != INT64_MAX) {
-      part = timeval{static_cast<time_t>(ns / kNsPerSec), static_cast<suseconds_t>(ns % kNsPerSec / 1000)};
+      part = to_timespec(ns / 1000 * 1000);  // select's microseconds
       arg = &part;
     }
     for (int i = 0; i < 3; ++i)
       if (sets[i] != nullptr) memcpy(sets[i], &saved[i], bytes);
-    int r = real(n, rd, wr, ex, arg);
+    int r = masked(n, rd, wr, ex, arg, held.caller());
     int64_t rest = forever ? 0 : end - now_ns(CLOCK_MONOTONIC);
     bool done = r != 0 || (!forever && rest <= 0);
     if (r == 0 && slice >= 0) slice = pm::idle_purge() ? pm::idle_slice_ms() : -1;
@@ -242,7 +316,10 @@ PM_EXPORT int epoll_wait(int epfd, epoll_event* events, int max, int timeout) {
   EpollWaitFn real = next_symbol(g_epoll_wait, "epoll_wait");
   int slice = timeout == 0 ? -1 : pm::idle_slice_ms();
   if (slice < 0) return real(epfd, events, max, timeout);
-  return sliced_wait(timeout, slice, [&](int ms) { return real(epfd, events, max, ms); });
+  EpollPwaitFn masked = next_symbol(g_epoll_pwait, "epoll_pwait");
+  return sliced_wait(timeout, slice, [&](int ms, const sigset_t* mask) {
+    return mask == nullptr ? real(epfd, events, max, ms) : masked(epfd, events, max, ms, mask);
+  });
 }
 
 // With a signal mask, never sliced: between two slices the caller's own
@@ -252,7 +329,7 @@ PM_EXPORT int epoll_pwait(int epfd, epoll_event* events, int max, int timeout, c
   EpollPwaitFn real = next_symbol(g_epoll_pwait, "epoll_pwait");
   int slice = timeout == 0 || mask != nullptr ? -1 : pm::idle_slice_ms();
   if (slice < 0) return real(epfd, events, max, timeout, mask);
-  return sliced_wait(timeout, slice, [&](int ms) { return real(epfd, events, max, ms, mask); });
+  return sliced_wait(timeout, slice, [&](int ms, const sigset_t* caller) { return real(epfd, events, max, ms, caller); });
 }
 
 PM_EXPORT int nanosleep(const timespec* req, timespec* rem) {
@@ -280,9 +357,12 @@ PM_EXPORT unsigned sleep(unsigned seconds) {
   if (slice < 0) return next_symbol(g_sleep, "sleep")(seconds);
   timespec req{static_cast<time_t>(seconds), 0}, rem{};
   int saved = errno;
-  if (sleep_relative(&req, &rem, slice) == 0) return 0;
-  errno = saved;  // sleep reports an interruption by what is left, not errno
-  return static_cast<unsigned>(rem.tv_sec) + (rem.tv_nsec != 0 ? 1 : 0);
+  if (sleep_relative(&req, &rem, slice) == 0) {
+    errno = saved;
+    return 0;
+  }
+  // As the C library's: the whole seconds left, errno left at EINTR.
+  return static_cast<unsigned>(rem.tv_sec);
 }
 
 PM_EXPORT int usleep(useconds_t usec) {

@@ -40,9 +40,9 @@ void thread_done(void* arg) noexcept {
   if (tl_heap == h) tl_heap = &g_empty_heap;
   tl_heap_done = true;
   heap_abandon(h);
-  // The purger looks at its next pass whether this was the program's last
-  // thread (then it ends too, or the process would never exit).
-  if (purger_parked()) purger_wake();
+  // The purger looks now whether this was the program's last thread (then
+  // it ends too, or the process would never exit).
+  purger_thread_exited();
 }
 
 void register_atfork() noexcept {

@@ -15,6 +15,7 @@
 #include "heap.h"
 #include "large.h"
 #include "options.h"
+#include "os.h"
 #include "segment.h"
 
 namespace pm {
@@ -22,6 +23,8 @@ namespace pm {
 constinit std::atomic<bool> g_purge_wanted{false};
 constinit std::atomic<bool> g_idle_dirty{false};
 constinit std::atomic<uint32_t> g_purger_state{kPurgerStopped};
+// Bumped at every exit of a thread that had a heap, to wake a napping purger.
+constinit std::atomic<uint32_t> g_thread_exits{0};
 
 namespace {
 
@@ -68,7 +71,10 @@ bool task_runs(int dir, const char* name) noexcept {
 // answers false.
 bool alone() noexcept {
   int dir = ::open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir < 0) return false;
+  // Without /proc: when no thread that ever allocated is left. One that
+  // never did may still run; ending the purger early only stops the
+  // returning of memory until a slow path starts it again.
+  if (dir < 0) return heaps_live() == 0;
   const pid_t me = gettid();
   bool others = false;
   alignas(8) char buf[2048];
@@ -109,18 +115,47 @@ void park() noexcept {
   g_purger_state.compare_exchange_strong(parked, kPurgerRunning, std::memory_order_relaxed);
 }
 
+// A thread reports its exit from its key destructor, before it has ended:
+// look a few times over about 100 ms.
+bool last_thread_gone() noexcept {
+  for (long wait_ms = 1; wait_ms <= 64; wait_ms *= 2) {
+    if (alone()) return true;
+    timespec ts{0, wait_ms * 1000000L};
+    nanosleep(&ts, nullptr);
+  }
+  return alone();
+}
+
+// Sleeps `ms`, woken early by the exit of one of the program's threads
+// (purger_thread_exited): true when that left the purger alone.
+bool nap(uint64_t ms) noexcept {
+  const uint64_t end = os::now_ms() + ms;
+  for (uint64_t now = os::now_ms(); now < end; now = os::now_ms()) {
+    uint32_t seen = g_thread_exits.load(std::memory_order_acquire);
+    uint64_t step = end - now;
+    timespec ts{static_cast<time_t>(step / 1000), static_cast<long>(step % 1000) * 1000000L};
+    syscall(SYS_futex, &g_thread_exits, FUTEX_WAIT_PRIVATE, seen, &ts, nullptr, 0);
+    if (g_thread_exits.load(std::memory_order_acquire) != seen && last_thread_gone()) return true;
+  }
+  return false;
+}
+
 void* purge_loop(void*) noexcept {
   for (;;) {
     uint64_t ms = options().purge_delay_ms / 2;
     if (ms < 10) ms = 10;
-    timespec ts{static_cast<time_t>(ms / 1000), static_cast<long>(ms % 1000) * 1000000L};
-    nanosleep(&ts, nullptr);
+    if (nap(ms)) break;
     heap_collect(false);  // this thread has no heap: sweeps abandoned pools only
     heaps_drain_large(false);  // the caches of threads that made no large request since the last pass
     arena_purge(false);
     large_purge(false);
     if (alone()) break;  // the program's last thread has ended: so does this one, and the process
-    if (nothing_to_purge()) park();
+    if (nothing_to_purge()) {
+      uint32_t exits = g_thread_exits.load(std::memory_order_acquire);
+      park();
+      // Woken by a thread's exit, or the second is up.
+      if (g_thread_exits.load(std::memory_order_acquire) != exits ? last_thread_gone() : alone()) break;
+    }
   }
   g_purger_state.store(kPurgerStopped, std::memory_order_relaxed);
   return nullptr;
@@ -198,6 +233,13 @@ bool idle_purge() noexcept {
   if (!arena_done || !large_done || dirty != 0 || cached != 0) return true;
   g_idle_dirty.store(false, std::memory_order_relaxed);
   return false;
+}
+
+void purger_thread_exited() noexcept {
+  g_thread_exits.fetch_add(1, std::memory_order_release);
+  uint32_t state = g_purger_state.load(std::memory_order_relaxed);
+  if (state == kPurgerParked) purger_wake();
+  else if (state == kPurgerRunning) syscall(SYS_futex, &g_thread_exits, FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
 }
 
 bool purger_running() noexcept { return g_purger_state.load(std::memory_order_relaxed) != kPurgerStopped; }
