@@ -299,15 +299,11 @@ void relist_lost_notifications(Heap* h) noexcept {
   }
 }
 
-struct OwnedPools {
-  const Heap* h;
-  size_t owned;  // pools whose owner is h
-  size_t total;  // pools in use, all owners
-};
+// One pass over the arena for all heaps: each heap's owned_at_fork, and
+// the pools in use (an upper bound on any list's length).
 void count_owned(const Pool* p, void* arg) noexcept {
-  auto* o = static_cast<OwnedPools*>(arg);
-  ++o->total;
-  if (p->owner.load(std::memory_order_relaxed) == o->h) ++o->owned;
+  ++*static_cast<size_t*>(arg);
+  if (Heap* h = p->owner.load(std::memory_order_relaxed); h != nullptr) ++h->owned_at_fork;
 }
 
 // A list of h's pools as its thread's slow paths leave it between two
@@ -343,20 +339,18 @@ bool abandon_dead_pool(Pool* p) noexcept {
 // the fork (a list half-changed, pools owned but listed nowhere), which
 // leaves it as it is: its memory is then kept, never reused, but never
 // handed out twice either.
-void retire_dead_heap(Heap* h) noexcept {
-  OwnedPools o{h, 0, 0};
-  arena_for_each_pool(count_owned, &o);
+void retire_dead_heap(Heap* h, size_t pools_in_use) noexcept {
   size_t listed = 0;
   for (unsigned c = 0; c < kNumClasses; ++c) {
-    if (!list_intact(h, h->partial[c], PoolState::kActive, o.total, &listed)) return;
+    if (!list_intact(h, h->partial[c], PoolState::kActive, pools_in_use, &listed)) return;
     if (Pool* cur = h->bins[c]; cur != &g_empty_pool) {
       if (cur->owner.load(std::memory_order_relaxed) != h || cur->state.load(std::memory_order_relaxed) != PoolState::kActive)
         return;
       ++listed;
     }
   }
-  if (!list_intact(h, h->full, PoolState::kParked, o.total, &listed)) return;
-  bool all = listed == o.owned;
+  if (!list_intact(h, h->full, PoolState::kParked, pools_in_use, &listed)) return;
+  bool all = listed == h->owned_at_fork;
   h->pending.store(nullptr, std::memory_order_relaxed);
   for (Pool* p = h->full; p != nullptr;) {
     Pool* next = p->next;
@@ -389,9 +383,15 @@ void retire_dead_heap(Heap* h) noexcept {
 void heap_after_fork_child(Heap* self) noexcept {
   LockGuard g(g_heap_lock);
   if (self != &g_empty_heap && self != &g_check_heap) relist_lost_notifications(self);
+  if (g_heaps == nullptr || (g_heaps == self && self->next_heap == nullptr)) return;  // no other thread had a heap
+  // `owner` of a pool may name any heap, live or recycled: count them all.
+  for (Heap* h = g_heaps; h != nullptr; h = h->next_heap) h->owned_at_fork = 0;
+  for (Heap* h = g_free_heaps; h != nullptr; h = h->next_heap) h->owned_at_fork = 0;
+  size_t pools_in_use = 0;
+  arena_for_each_pool(count_owned, &pools_in_use);
   for (Heap* h = g_heaps; h != nullptr;) {
     Heap* next = h->next_heap;
-    if (h != self) retire_dead_heap(h);
+    if (h != self) retire_dead_heap(h, pools_in_use);
     h = next;
   }
 }

@@ -51,6 +51,7 @@ struct Heap {
   Heap* prev_heap = nullptr;
   int tid = 0;
   bool live = false;
+  size_t owned_at_fork = 0;  // fork child: pools naming this heap as owner (heap_after_fork_child)
 };
 
 extern constinit Heap g_empty_heap;
