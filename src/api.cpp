@@ -114,8 +114,10 @@ void* alloc_zeroed(size_t count, size_t size) noexcept {
     return p;
   }
   void* p = alloc(n);
-  // Reused pool blocks hold old data (and free blocks their links): clear.
-  if (p != nullptr) memset(p, 0, n);
+  // Reused pool blocks hold old data (and free blocks their links): clear,
+  // at least the link and tag words, which a request under 16 bytes would
+  // otherwise leave in the block's usable slack (every block has 16).
+  if (p != nullptr) memset(p, 0, n < sizeof(Block) ? sizeof(Block) : n);
   return p;
 }
 

@@ -280,7 +280,20 @@ void* check_full_resize(void* p, size_t n) noexcept {
   size_t old = 0;
   if (in_segment(p)) {
     old = check_full_usable(p);
-    if (old == 0) fatal("realloc of a pointer that was not allocated or already freed:", p);
+    if (old == 0) {
+      bool freed = false;
+      {
+        LockGuard g(g_lock);
+        const Pool* pool = pool_of(p);
+        freed = pool->state.load(std::memory_order_relaxed) != PoolState::kFree &&
+                !not_block_start(pool, reinterpret_cast<uintptr_t>(p)) &&
+                (small_record(p, pool->block_size) & kFreedBit) != 0;
+      }
+      // Not a freed block: free's checks name what is wrong (an overwritten
+      // size record, a pointer into a block) and abort.
+      if (!freed) dealloc(p);
+      fatal("realloc of a pointer that was not allocated or already freed:", p);
+    }
   } else {
     LockGuard g(g_lock);
     old = large_size(p, "realloc of a freed block:", "realloc of a pointer that was not allocated:");

@@ -104,6 +104,22 @@ TEST(Surface, FailuresReturnNullWithEnomemAndKeepTheBlock) {
   EXPECT_EQ(realloc(q, 0), nullptr);  // frees, as glibc does
 }
 
+// Below 16 bytes, a recycled block's usable slack held its old free-list
+// link (the next block's address under the pool's key): calloc clears it.
+TEST(Surface, CallocOfAFewBytesClearsTheWholeBlock) {
+  for (size_t n : {1, 5, 8, 13}) {
+    void* keep = malloc(16);
+    void* p = malloc(16);
+    memset(p, 0xEE, 16);
+    free(p);
+    free(keep);  // p's link now names keep
+    auto* z = static_cast<unsigned char*>(calloc(1, n));
+    ASSERT_GE(malloc_usable_size(z), 16u);
+    for (size_t i = 0; i < 16; ++i) ASSERT_EQ(z[i], 0) << n << " byte " << i;
+    free(z);
+  }
+}
+
 TEST(Surface, CallocZeroesReusedMemory) {
   for (size_t n : {24, 200, 5000, 100000}) {
     void* p = malloc(n);

@@ -80,6 +80,18 @@ TEST_F(Full, OverflowOverTheSizeRecord) {
       "poolmalloc: heap overflow: the size record after the block was overwritten");
 }
 
+// realloc names the overflow as free does (it used to say "not allocated
+// or already freed").
+TEST_F(Full, ReallocOfAnOverflowedBlockNamesTheOverflow) {
+  EXPECT_DEATH(
+      {
+        auto* p = static_cast<char*>(pm::alloc(16));
+        memset(p + 16, 'A', 16);
+        (void)pm::resize(p, 64);
+      },
+      "poolmalloc: heap overflow: the size record after the block was overwritten");
+}
+
 TEST_F(Full, WriteAfterFree) {
   EXPECT_DEATH(
       {
