@@ -99,9 +99,11 @@ void fork_prepare() noexcept {
   heap_lock_for_fork();
   large_lock_for_fork();
   arena_lock_for_fork();
+  profile_lock_for_fork();  // a leaf: no other lock is taken under it
 }
 
 void fork_parent() noexcept {
+  profile_unlock_for_fork(false);
   arena_unlock_for_fork(false);
   large_unlock_for_fork(false);
   heap_unlock_for_fork(false);
@@ -110,6 +112,7 @@ void fork_parent() noexcept {
 
 void fork_child() noexcept {
   purger_forget();
+  profile_unlock_for_fork(true);
   arena_unlock_for_fork(true);
   large_unlock_for_fork(true);
   heap_unlock_for_fork(true);

@@ -21,15 +21,31 @@ bool equals(const char* a, const char* b) noexcept {
 
 bool parse_bool(const char* v, bool* out) noexcept {
   if (equals(v, "1") || equals(v, "yes") || equals(v, "true") || equals(v, "on")) return *out = true, true;
-  if (equals(v, "0") || equals(v, "no") || equals(v, "false") || equals(v, "off") || *v == '\0')
-    return *out = false, true;
+  if (equals(v, "0") || equals(v, "no") || equals(v, "false") || equals(v, "off")) return *out = false, true;
   return false;
 }
 
-void copy_path(char* dst, size_t cap, const char* v) noexcept {
-  size_t i = 0;
-  for (; v[i] != '\0' && i + 1 < cap; ++i) dst[i] = v[i];
-  dst[i] = '\0';
+// False, leaving dst as it was, when v does not fit: a path cut short
+// would write somewhere else.
+bool copy_path(char* dst, size_t cap, const char* v) noexcept {
+  size_t n = 0;
+  while (v[n] != '\0') ++n;
+  if (n + 1 > cap) return false;
+  for (size_t i = 0; i <= n; ++i) dst[i] = v[i];
+  return true;
+}
+
+// Milliseconds: digits only, no size suffix.
+bool parse_ms(const char* s, size_t max, size_t* out) noexcept {
+  if (s == nullptr || *s < '0' || *s > '9') return false;
+  size_t v = 0;
+  for (; *s >= '0' && *s <= '9'; ++s) {
+    v = v * 10 + static_cast<size_t>(*s - '0');
+    if (v > max) return false;
+  }
+  if (*s != '\0') return false;
+  *out = v;
+  return true;
 }
 
 // One line: "poolmalloc: <what>: POOLMALLOC_<name>=<value>", the value cut short if long.
@@ -48,7 +64,7 @@ void apply(Options& o, const char* name, const char* v) noexcept {
   bool ok = true;
   if (equals(name, "PURGE_DELAY")) {
     size_t ms = 0;
-    ok = parse_size(v, &ms) && ms <= 3600u * 1000u;
+    ok = parse_ms(v, 3600u * 1000u, &ms);
     if (ok) o.purge_delay_ms = ms;
   } else if (equals(name, "CHECK")) {
     if (equals(v, "full")) o.check = CheckLevel::kFull;
@@ -57,8 +73,8 @@ void apply(Options& o, const char* name, const char* v) noexcept {
   } else if (equals(name, "STATS")) {
     bool b = false;
     if (starts_with(v, "json") && (v[4] == ':' || v[4] == '\0')) {
-      o.stats = StatsMode::kJson;
-      if (v[4] == ':') copy_path(o.stats_path, sizeof o.stats_path, v + 5);
+      ok = v[4] == '\0' || copy_path(o.stats_path, sizeof o.stats_path, v + 5);
+      if (ok) o.stats = StatsMode::kJson;
     } else if (parse_bool(v, &b)) {
       o.stats = b ? StatsMode::kText : StatsMode::kOff;
     } else {
@@ -86,10 +102,10 @@ void apply(Options& o, const char* name, const char* v) noexcept {
   } else if (equals(name, "LARGE_THREAD_CACHE")) {
     ok = parse_size(v, &o.large_thread_cache);
   } else if (equals(name, "PROFILE")) {
-    copy_path(o.profile_path, sizeof o.profile_path, v);
+    ok = copy_path(o.profile_path, sizeof o.profile_path, v);
   } else if (equals(name, "PROFILE_INTERVAL")) {
     size_t ms = 0;
-    ok = parse_size(v, &ms) && ms >= 1 && ms <= 60u * 1000u;
+    ok = parse_ms(v, 60u * 1000u, &ms) && ms >= 1;
     if (ok) o.profile_interval_ms = ms;
   } else {
     warn_about("unknown option ignored", name, v);
@@ -118,11 +134,11 @@ bool parse_size(const char* s, size_t* out) noexcept {
     case 'g': case 'G': shift = 30; break;
     default: return false;
   }
-  if (*s != '\0') {
+  if (*s != '\0') {  // K, KB, KiB (and the same for M and G)
     ++s;
-    if (*s == 'B' || *s == 'b' || *s == 'i') ++s;
-    if (*s == 'B') ++s;
-    if (*s != '\0') return false;
+    if (*s == 'i') ++s;
+    if (*s == 'B' || *s == 'b') ++s;
+    if (*s != '\0' || s[-1] == 'i') return false;
   }
   if (shift != 0 && v > (SIZE_MAX >> shift)) return false;
   *out = v << shift;
@@ -141,7 +157,13 @@ void options_parse(char** env, Options* out) noexcept {
     size_t i = 0;
     while (*c != '\0' && *c != '=' && i + 1 < sizeof name) name[i++] = *c++;
     name[i] = '\0';
-    if (*c != '=') continue;
+    if (*c != '=') {
+      const char* eq = c;
+      while (*eq != '\0' && *eq != '=') ++eq;
+      // A name longer than any option's: unknown (its first 63 characters shown).
+      if (*eq == '=') warn_about("unknown option ignored", name, eq + 1);
+      continue;
+    }
     apply(*out, name, c + 1);
   }
 }

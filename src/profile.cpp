@@ -82,4 +82,10 @@ void profile_write_samples(Writer& w) noexcept {
   w.put('[').dec(now - g_start_ms).put(',').dec(live).put("]]");
 }
 
+void profile_lock_for_fork() noexcept { g_lock.lock(); }
+void profile_unlock_for_fork(bool child) noexcept {
+  if (child) g_lock.reset();
+  else g_lock.unlock();
+}
+
 }  // namespace pm

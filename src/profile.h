@@ -21,5 +21,8 @@ void profile_tick() noexcept;
 void profile_sample(uint64_t live_bytes) noexcept;
 // The "samples" member of the profile: [[ms since start, live bytes], ...].
 void profile_write_samples(Writer& w) noexcept;
+// fork: the sample table's lock is held across it, and reset in the child.
+void profile_lock_for_fork() noexcept;
+void profile_unlock_for_fork(bool child) noexcept;
 
 }  // namespace pm

@@ -164,7 +164,9 @@ void report_at_exit() noexcept {
       Writer w(fd);
       report_json(w, s, true, false);
       w.flush();
-      if (fd != 2) ::close(fd);
+      bool written = w.ok();
+      if (fd != 2 && ::close(fd) != 0) written = false;
+      if (!written) warn("could not write the whole POOLMALLOC_STATS report to", o.stats_path[0] != '\0' ? o.stats_path : "stderr");
     }
   }
   if (profile_enabled()) {
@@ -173,11 +175,15 @@ void report_at_exit() noexcept {
       warn("cannot open the POOLMALLOC_PROFILE file", o.profile_path);
       return;
     }
+    bool written;
     {
       Writer w(fd);
       report_json(w, s, true, true);
+      w.flush();
+      written = w.ok();
     }
-    ::close(fd);
+    if (::close(fd) != 0) written = false;
+    if (!written) warn("could not write the whole POOLMALLOC_PROFILE report to", o.profile_path);
   }
 }
 

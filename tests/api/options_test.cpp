@@ -66,7 +66,14 @@ TEST_F(OptionsEnv, BadValuesWarnAndKeepDefaults) {
                  Case{"POOLMALLOC_PROFILE_INTERVAL=0", "PROFILE_INTERVAL"},
                  Case{"POOLMALLOC_RESERVE_PREFAULT=sure", "RESERVE_PREFAULT"}, Case{"POOLMALLOC_CHECK=paranoid", "CHECK"},
                  Case{"POOLMALLOC_LARGE_CACHE=lots", "LARGE_CACHE"},
-                 Case{"POOLMALLOC_LARGE_THREAD_CACHE=4X", "LARGE_THREAD_CACHE"}, Case{"POOLMALLOC_NO_SUCH=1", "NO_SUCH"}}) {
+                 Case{"POOLMALLOC_LARGE_THREAD_CACHE=4X", "LARGE_THREAD_CACHE"}, Case{"POOLMALLOC_NO_SUCH=1", "NO_SUCH"},
+                 // An empty boolean is no value (it turned a default-on option off).
+                 Case{"POOLMALLOC_REGION=", "REGION"}, Case{"POOLMALLOC_PURGE_THREAD=", "PURGE_THREAD"},
+                 Case{"POOLMALLOC_VERBOSE=", "VERBOSE"},
+                 // Suffixes are K, KB, KiB (M, G alike), nothing else.
+                 Case{"POOLMALLOC_LARGE_CACHE=64KBB", "LARGE_CACHE"}, Case{"POOLMALLOC_LARGE_CACHE=64Ki", "LARGE_CACHE"},
+                 // Milliseconds take no size suffix.
+                 Case{"POOLMALLOC_PURGE_DELAY=3K", "PURGE_DELAY"}, Case{"POOLMALLOC_PROFILE_INTERVAL=5K", "PROFILE_INTERVAL"}}) {
     std::string err = parse({c.var});
     EXPECT_NE(err.find(std::string("POOLMALLOC_") + c.name), std::string::npos) << c.var << ": " << err;
     EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << c.var << ": " << err;
@@ -78,17 +85,26 @@ TEST_F(OptionsEnv, BadValuesWarnAndKeepDefaults) {
     EXPECT_EQ(o.profile_interval_ms, defaults.profile_interval_ms) << c.var;
     EXPECT_EQ(o.large_cache, defaults.large_cache) << c.var;
     EXPECT_EQ(o.large_thread_cache, defaults.large_thread_cache) << c.var;
+    EXPECT_EQ(o.region, defaults.region) << c.var;
+    EXPECT_EQ(o.purge_thread, defaults.purge_thread) << c.var;
   }
 }
 
 TEST_F(OptionsEnv, OddEntriesAreHarmless) {
+  // A path too long for the options is refused, not cut short (the report
+  // would go to another file); a name too long for any option is unknown.
   std::string long_path(1000, 'a');
   std::string var = "POOLMALLOC_STATS=json:" + long_path;
+  std::string profile = "POOLMALLOC_PROFILE=" + long_path;
   std::string long_name = "POOLMALLOC_" + std::string(200, 'X') + "=1";
-  parse({var.c_str(), "POOLMALLOC_VERBOSE", "POOLMALLOC_=1", long_name.c_str()});
-  EXPECT_EQ(parsed.stats, StatsMode::kJson);
-  EXPECT_LT(strlen(parsed.stats_path), sizeof parsed.stats_path);
+  std::string err = parse({var.c_str(), profile.c_str(), "POOLMALLOC_VERBOSE", "POOLMALLOC_=1", long_name.c_str()});
+  EXPECT_EQ(parsed.stats, Options{}.stats);
+  EXPECT_STREQ(parsed.stats_path, "");
+  EXPECT_STREQ(parsed.profile_path, "");
   EXPECT_FALSE(parsed.verbose);
+  EXPECT_NE(err.find("POOLMALLOC_STATS=json:aaa"), std::string::npos) << err;
+  EXPECT_NE(err.find("POOLMALLOC_PROFILE=aaa"), std::string::npos) << err;
+  EXPECT_NE(err.find("unknown option ignored: POOLMALLOC_XXXX"), std::string::npos) << err;
 }
 
 TEST(ParseSize, Suffixes) {
