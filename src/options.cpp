@@ -1,5 +1,7 @@
 #include "options.h"
 
+#include "segment.h"
+
 #include "check.h"
 #include "writer.h"
 
@@ -83,7 +85,11 @@ void apply(Options& o, const char* name, const char* v) noexcept {
   } else if (equals(name, "VERBOSE")) {
     ok = parse_bool(v, &o.verbose);
   } else if (equals(name, "RESERVE")) {
-    ok = parse_size(v, &o.reserve);
+    // At most the region's size: a larger value would map segments, one
+    // system call each, for minutes before the OS said no.
+    size_t bytes = 0;
+    ok = parse_size(v, &bytes) && bytes <= kRegionMaxSize;
+    if (ok) o.reserve = bytes;
   } else if (equals(name, "RESERVE_PREFAULT")) {
     ok = parse_bool(v, &o.reserve_prefault);
   } else if (equals(name, "PURGE_THREAD")) {

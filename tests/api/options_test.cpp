@@ -73,7 +73,9 @@ TEST_F(OptionsEnv, BadValuesWarnAndKeepDefaults) {
                  // Suffixes are K, KB, KiB (M, G alike), nothing else.
                  Case{"POOLMALLOC_LARGE_CACHE=64KBB", "LARGE_CACHE"}, Case{"POOLMALLOC_LARGE_CACHE=64Ki", "LARGE_CACHE"},
                  // Milliseconds take no size suffix.
-                 Case{"POOLMALLOC_PURGE_DELAY=3K", "PURGE_DELAY"}, Case{"POOLMALLOC_PROFILE_INTERVAL=5K", "PROFILE_INTERVAL"}}) {
+                 Case{"POOLMALLOC_PURGE_DELAY=3K", "PURGE_DELAY"}, Case{"POOLMALLOC_PROFILE_INTERVAL=5K", "PROFILE_INTERVAL"},
+                 // A reservation beyond the region's 64 GiB.
+                 Case{"POOLMALLOC_RESERVE=65G", "RESERVE"}, Case{"POOLMALLOC_RESERVE=18446744073709551615", "RESERVE"}}) {
     std::string err = parse({c.var});
     EXPECT_NE(err.find(std::string("POOLMALLOC_") + c.name), std::string::npos) << c.var << ": " << err;
     EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << c.var << ": " << err;
