@@ -1,8 +1,7 @@
 #include "options.h"
 
-#include "segment.h"
-
 #include "check.h"
+#include "segment.h"
 #include "writer.h"
 
 namespace pm {
