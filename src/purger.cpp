@@ -236,6 +236,9 @@ bool idle_purge() noexcept {
 }
 
 void purger_thread_exited() noexcept {
+  // Only the exit of the last thread that had a heap can leave the purger
+  // alone: a program whose threads come and go pays nothing here.
+  if (heaps_live() != 0) return;
   g_thread_exits.fetch_add(1, std::memory_order_release);
   uint32_t state = g_purger_state.load(std::memory_order_relaxed);
   if (state == kPurgerParked) purger_wake();

@@ -58,8 +58,9 @@ void purger_forget() noexcept;
 // A thread set up its heap.
 void purger_thread_started() noexcept;
 // True once the thread exists, parked or not (tests, statistics).
-// A thread that had a heap ended: a napping purger looks at once whether
-// it is the last thread left (and then ends, so that the process can).
+// A thread that had a heap ended (its heap already given up): when no
+// other thread has one, a napping purger looks at once whether it is the
+// last thread left (and then ends, so that the process can).
 void purger_thread_exited() noexcept;
 [[nodiscard]] bool purger_running() noexcept;
 // True while the thread waits for memory to purge (tests).
