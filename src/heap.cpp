@@ -47,9 +47,14 @@ void make_current(Heap* h, unsigned cls, Pool* p) noexcept {
 
 // The blocks out of h's current pool p (blocks on its remote stack count
 // as out, as `used` counts them).
-int32_t blocks_out(const Heap* h, const Pool* p) noexcept {
+// The count alone, for a pool that may not satisfy it (a fork child's
+// check of a dead thread's pool).
+int32_t counted_out(const Heap* h, const Pool* p) noexcept {
   uint64_t pops = heap_allocs(h, p->cls) - p->allocs_mark;
-  int32_t out = static_cast<int32_t>(static_cast<uint64_t>(p->used - kCurrentBias) + pops);
+  return static_cast<int32_t>(static_cast<uint64_t>(p->used - kCurrentBias) + pops);
+}
+int32_t blocks_out(const Heap* h, const Pool* p) noexcept {
+  int32_t out = counted_out(h, p);
   PM_ASSERT(out == static_cast<int32_t>(p->carved - pool_listed_blocks(p)));
   return out;
 }
@@ -360,9 +365,7 @@ void retire_dead_heap(Heap* h, size_t pools_in_use) noexcept {
   h->full = nullptr;
   for (unsigned c = 0; c < kNumClasses; ++c) {
     if (Pool* cur = h->bins[c]; cur != &g_empty_pool) {
-      // blocks_out without its assertion: the pool is checked next.
-      uint64_t pops = heap_allocs(h, c) - cur->allocs_mark;
-      cur->used = static_cast<int32_t>(static_cast<uint64_t>(cur->used - kCurrentBias) + pops);
+      cur->used = counted_out(h, cur);  // as leave_current does; checked next
       all &= abandon_dead_pool(cur);
     }
     set_bin(h, c, &g_empty_pool);
