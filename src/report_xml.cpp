@@ -36,14 +36,14 @@ void report_xml(Writer& w, const Stats& s) noexcept {
   }
   w.put("</sizes>\n");
   total(w, "fast", 0, 0);
-  total(w, "rest", free_blocks, s.fragmentation);
+  total(w, "rest", free_blocks, free_bytes);  // as glibc: the sum of <sizes>
   system(w, "system", "current", s.arena.reserved);
   system(w, "system", "max", s.arena.reserved);
   system(w, "aspace", "total", s.arena.reserved);
   system(w, "aspace", "mprotect", s.arena.reserved);
   w.put("</heap>\n");
   total(w, "fast", 0, 0);
-  total(w, "rest", free_blocks, s.fragmentation);
+  total(w, "rest", free_blocks, free_bytes);  // as glibc: the sum of <sizes>
   total(w, "mmap", s.large.live_blocks, s.large.mapped_bytes);
   system(w, "system", "current", s.os_reserved);
   system(w, "system", "max", s.os_reserved);

@@ -71,6 +71,13 @@ with tempfile.TemporaryDirectory() as tmp:
         check(root.tagName == "malloc", "malloc_info root element")
         mmap = [e for e in root.getElementsByTagName("total") if e.getAttribute("type") == "mmap"]
         check(mmap and int(mmap[0].getAttribute("count")) >= 1, "malloc_info counts the large block")
+        # As in glibc's output, a heap's "rest" total is the sum of its <size> entries.
+        heap = root.getElementsByTagName("heap")[0]
+        sizes = heap.getElementsByTagName("size")
+        rest = [e for e in heap.getElementsByTagName("total") if e.getAttribute("type") == "rest"][0]
+        check(int(rest.getAttribute("count")) == sum(int(e.getAttribute("count")) for e in sizes)
+              and int(rest.getAttribute("size")) == sum(int(e.getAttribute("total")) for e in sizes),
+              f"malloc_info rest total is the sum of its sizes: {rest.toxml()}")
     except Exception as e:  # noqa: BLE001 - any parse error is a failure to report
         failures.append(f"malloc_info XML: {e}: {r.stdout[:500]}")
 
