@@ -254,15 +254,25 @@ void check_full_free(void* p) noexcept {
   else free_large(p);
 }
 
+namespace {
+
+// The size record of p, a pointer into a segment: 0 when p is no block of
+// a pool in use, kFreedBit set when the block was freed. g_lock held.
+uint64_t segment_record(const void* p) noexcept {
+  const Pool* pool = pool_of(p);
+  if (pool->state.load(std::memory_order_relaxed) == PoolState::kFree ||
+      not_block_start(pool, reinterpret_cast<uintptr_t>(p)))
+    return 0;
+  return small_record(const_cast<void*>(p), pool->block_size);
+}
+
+}  // namespace
+
 size_t check_full_usable(const void* p) noexcept {
   if (p == nullptr) return 0;
   LockGuard g(g_lock);
   if (in_segment(p)) {
-    const Pool* pool = pool_of(p);
-    if (pool->state.load(std::memory_order_relaxed) == PoolState::kFree ||
-        not_block_start(pool, reinterpret_cast<uintptr_t>(p)))
-      return 0;
-    uint64_t r = small_record(const_cast<void*>(p), pool->block_size);
+    uint64_t r = segment_record(p);
     return (r & kFreedBit) != 0 ? 0 : r;
   }
   if (large_quarantined(p) || !large_owns(p)) return 0;
@@ -284,10 +294,7 @@ void* check_full_resize(void* p, size_t n) noexcept {
       bool freed = false;
       {
         LockGuard g(g_lock);
-        const Pool* pool = pool_of(p);
-        freed = pool->state.load(std::memory_order_relaxed) != PoolState::kFree &&
-                !not_block_start(pool, reinterpret_cast<uintptr_t>(p)) &&
-                (small_record(p, pool->block_size) & kFreedBit) != 0;
+        freed = (segment_record(p) & kFreedBit) != 0;
       }
       // Not a freed block: free's checks name what is wrong (an overwritten
       // size record, a pointer into a block) and abort.
