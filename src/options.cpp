@@ -36,15 +36,12 @@ bool copy_path(char* dst, size_t cap, const char* v) noexcept {
   return true;
 }
 
-// Milliseconds: digits only, no size suffix.
+// Milliseconds: a number as parse_size reads it, without a suffix.
 bool parse_ms(const char* s, size_t max, size_t* out) noexcept {
-  if (s == nullptr || *s < '0' || *s > '9') return false;
+  for (const char* c = s; *c != '\0'; ++c)
+    if (*c < '0' || *c > '9') return false;
   size_t v = 0;
-  for (; *s >= '0' && *s <= '9'; ++s) {
-    v = v * 10 + static_cast<size_t>(*s - '0');
-    if (v > max) return false;
-  }
-  if (*s != '\0') return false;
+  if (!parse_size(s, &v) || v > max) return false;
   *out = v;
   return true;
 }
