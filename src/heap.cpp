@@ -108,10 +108,10 @@ bool park(Heap* h, Pool* p) noexcept {
   leave_current(h, p);
   add_used(p, -kParkBias);
   p->state.store(PoolState::kParked, std::memory_order_relaxed);
-  // Dekker-style with pool_free_remote: we publish notify, then look at remote;
-  // a remote thread publishes its block, then looks at notify.
-  p->notify.store(1, std::memory_order_seq_cst);
-  if (p->remote.load(std::memory_order_seq_cst) != 0 && p->notify.exchange(0, std::memory_order_acq_rel) == 1) {
+  // The mark goes only onto an empty stack: remote frees that came
+  // meanwhile keep the pool current (see kParkedMark).
+  uintptr_t empty = 0;
+  if (!p->remote.compare_exchange_strong(empty, kParkedMark, std::memory_order_acq_rel, std::memory_order_relaxed)) {
     add_used(p, kParkBias);
     make_current(h, p->cls, p);
     p->state.store(PoolState::kActive, std::memory_order_relaxed);
@@ -230,10 +230,11 @@ void* heap_alloc_slow(Heap* h, unsigned cls) noexcept {
 
 void heap_free_slow(Heap* h, Pool* p) noexcept {
   if (p->state.load(std::memory_order_relaxed) == PoolState::kParked) {
-    uint32_t one = 1;
-    // Holding the notification means no remote thread will report this pool:
+    uintptr_t mark = kParkedMark;
+    // Taking the mark back means no remote thread will report this pool:
     // unpark it ourselves. Otherwise it is on its way to h->pending.
-    if (p->notify.compare_exchange_strong(one, 0, std::memory_order_acq_rel)) unpark(h, p);
+    if (p->remote.compare_exchange_strong(mark, 0, std::memory_order_acq_rel, std::memory_order_relaxed))
+      unpark(h, p);
     return;
   }
   if (h->bins[p->cls] == p) {  // the current pool ran through its bias
@@ -294,7 +295,7 @@ void retire_heap(Heap* h, bool keep_tcache, bool recycle) noexcept {
 // none of its own slow paths.
 void relist_lost_notifications(Heap* h) noexcept {
   for (Pool* p = h->full; p != nullptr; p = p->next) {
-    if (p->notify.load(std::memory_order_relaxed) != 0) continue;  // still waiting for its first remote free
+    if (p->remote.load(std::memory_order_relaxed) == kParkedMark) continue;  // still waiting for its first remote free
     bool listed = false;
     for (Pool* q = h->pending.load(std::memory_order_relaxed); q != nullptr && !listed; q = q->pending_next)
       listed = q == p;
@@ -331,7 +332,8 @@ bool list_intact(const Heap* h, const Pool* head, PoolState state, size_t limit,
 // are) and the function returns false.
 bool abandon_dead_pool(Pool* p) noexcept {
   if (p->state.load(std::memory_order_relaxed) == PoolState::kAbandoned) return true;  // met twice
-  p->notify.store(0, std::memory_order_relaxed);
+  uintptr_t mark = kParkedMark;  // no thread is left to report it
+  p->remote.compare_exchange_strong(mark, 0, std::memory_order_relaxed);
   p->pending_next = nullptr;
   if (!pool_check_invariants(p)) return false;
   abandon_pool(p);
@@ -404,8 +406,10 @@ void heap_abandon(Heap* h) noexcept {
   // Take back notifications of parked pools; those already taken are in
   // flight to h->pending and must arrive before h can be recycled.
   unsigned in_flight = 0;
-  for (Pool* p = h->full; p != nullptr; p = p->next)
-    if (p->notify.exchange(0, std::memory_order_acq_rel) == 0) ++in_flight;
+  for (Pool* p = h->full; p != nullptr; p = p->next) {
+    uintptr_t mark = kParkedMark;
+    if (!p->remote.compare_exchange_strong(mark, 0, std::memory_order_acq_rel, std::memory_order_relaxed)) ++in_flight;
+  }
   while (in_flight > 0) {
     Pool* p = h->pending.exchange(nullptr, std::memory_order_acquire);
     if (p == nullptr) {

@@ -173,6 +173,10 @@ void drop_entry(unsigned i) noexcept {  // g_lock held; caller unmaps
 
 constinit uint64_t g_last_decay_ms = 0;
 
+// Milliseconds from `then` to `now`; 0 when `then` is later (another thread
+// read the clock after this one and took the lock first).
+uint64_t ms_since(uint64_t now, uint64_t then) noexcept { return now > then ? now - then : 0; }
+
 // A block with the plain 16-byte offset in a cached mapping of exactly
 // `need` bytes, laid out and registered: its user pointer, or nullptr. The
 // best fit is split (the rest stays cached, no system call); failing that,
@@ -250,27 +254,34 @@ struct Evicted {
   }
 };
 
+// Bytes the shared cache may hold: none when freed memory is to be returned
+// at once (POOLMALLOC_PURGE_DELAY=0).
+size_t cache_budget() noexcept {
+  const Options& o = options();
+  return o.purge_delay_ms == 0 ? 0 : o.large_cache;
+}
+
 // With g_lock held: keeps the mapping if it fits in the cache budget,
 // evicting the oldest entries to make room and dropping entries unused for
 // longer than the decay time; what leaves the cache (the mapping itself when
 // it does not fit) goes to `out`.
 void cache_put(char* base, size_t size, MappingId mapping, uint64_t now, Evicted* out) noexcept {
-  size_t budget = options().large_cache;
+  size_t budget = cache_budget();
   if (size > budget) {
     out->add(CacheEntry{base, size, now, mapping});
     return;
   }
   uint64_t decay = options().purge_delay_ms;
-  if (now - g_last_decay_ms >= decay / 2) {
+  if (ms_since(now, g_last_decay_ms) >= decay / 2) {
     for (unsigned i = 0; i < g_cached;) {
-      if (now - g_cache[i].freed_ms >= decay) {
+      if (ms_since(now, g_cache[i].freed_ms) >= decay) {
         out->add(g_cache[i]);
         drop_entry(i);
       } else {
         ++i;
       }
     }
-    g_last_decay_ms = now;
+    if (now > g_last_decay_ms) g_last_decay_ms = now;
   }
   while (g_cached > 0 && (g_cached == kCacheEntries || g_cached_bytes + size > budget)) {
     unsigned oldest = 0;
@@ -347,11 +358,11 @@ void release(const LargeTcache::Entry* e, unsigned n) noexcept {
   evicted.unmap_all();
 }
 
-// POOLMALLOC_LARGE_CACHE=0 asks for freed blocks to go back at once: no
-// thread keeps any either.
+// POOLMALLOC_LARGE_CACHE=0 (or PURGE_DELAY=0) asks for freed blocks to go
+// back at once: no thread keeps any either.
 size_t tcache_budget() noexcept {
   const Options& o = options();
-  return o.large_thread_cache < o.large_cache ? o.large_thread_cache : o.large_cache;
+  return o.large_thread_cache < cache_budget() ? o.large_thread_cache : cache_budget();
 }
 
 // The owner's side of the protocol in large.h.
@@ -689,7 +700,7 @@ size_t large_purge(bool force) noexcept {
     {
       LockGuard g(g_lock);
       for (unsigned i = 0; i < g_cached; ++i) {
-        if (force || now - g_cache[i].freed_ms >= delay) {
+        if (force || ms_since(now, g_cache[i].freed_ms) >= delay) {
           base = g_cache[i].base;
           size = g_cache[i].size;
           drop_entry(i);
@@ -739,7 +750,10 @@ LargeStats large_stats() noexcept {
   LargeStats s{};
   s.allocs = sh.allocs + t.allocs;
   s.frees = sh.frees + t.frees;
-  s.live_blocks = static_cast<size_t>(s.allocs - s.frees);
+  // The thread caches' counters are read while their owners go on: a block
+  // taken from one cache and freed into another one read later counts its
+  // free but not its request.
+  s.live_blocks = s.allocs > s.frees ? static_cast<size_t>(s.allocs - s.frees) : 0;
   s.live_bytes = sh.live > t.held_usable ? sh.live - t.held_usable : 0;
   s.peak_live_bytes = sh.peak;
   for (unsigned b = 0; b < kLargeBuckets; ++b) s.hist[b] = sh.hist[b];

@@ -95,7 +95,6 @@ void pool_recycle(Pool* p) noexcept {
   p->free = end_marker(p);
   p->next = p->prev = nullptr;
   p->pending_next = nullptr;
-  p->notify.store(0, std::memory_order_relaxed);
 }
 
 namespace {
@@ -115,6 +114,7 @@ static_assert(remote_counts_fit(), "a remote stack's count must fit its head wor
 
 uint32_t pool_collect_remote(Pool* p) noexcept {
   uintptr_t head = p->remote.exchange(0, std::memory_order_acquire);
+  PM_ASSERT(head != kParkedMark);  // a parked pool is collected once unparked
   if (head == 0) return 0;
   auto* first = static_cast<Block*>(remote_first(head));
   const uint32_t n = remote_count(head);
@@ -236,10 +236,11 @@ bool pool_push_remote(Pool* p, Block* b) noexcept {
     }
     b->link = encode_link(k.key, remote_first(head));
     mine = remote_head(b, remote_count(head) + 1);
-  } while (!p->remote.compare_exchange_weak(head, mine, std::memory_order_seq_cst, std::memory_order_relaxed));
-  // The first remote free into a parked pool tells its owner (see heap.cpp).
-  return head == 0 && p->notify.load(std::memory_order_seq_cst) == 1 &&
-         p->notify.exchange(0, std::memory_order_acq_rel) == 1;
+  } while (!p->remote.compare_exchange_weak(head, mine, std::memory_order_acq_rel, std::memory_order_relaxed));
+  // Nothing of the pool is read from here on: once the block is published,
+  // its owner may collect it and give the pool back. Replacing a parked
+  // pool's mark took its report (see kParkedMark).
+  return head == kParkedMark;
 }
 
 void pool_report_parked(Pool* p) noexcept {

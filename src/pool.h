@@ -17,7 +17,8 @@
 //   `end` fails the fast path's link check and goes to the slow path: the
 //   fast path needs no separate test for an empty list.
 //   Only the owner touches free, local_free, used, carved; other threads only
-//   push onto `remote` and, for a parked pool, consume `notify`.
+//   push onto `remote` (the first push into a parked pool replaces its
+//   kParkedMark and so takes the pool's report on itself).
 //   `shared` holds the values of start, div_mul, div_limit, key, tag_key
 //   and cls, for the threads that free into a pool they do not own.
 #pragma once
@@ -73,8 +74,18 @@ inline constexpr uintptr_t kRemoteAddrMask = (uintptr_t{1} << kRemoteCountShift)
   return static_cast<uint32_t>(head >> kRemoteCountShift);
 }
 [[gnu::always_inline]] inline void* remote_first(uintptr_t head) noexcept {
-  return reinterpret_cast<void*>(head & kRemoteAddrMask);
+  return reinterpret_cast<void*>(head & kRemoteAddrMask & ~uintptr_t{1});
 }
+// The head word of a parked pool's empty stack while no remote free has
+// come yet: its owner waits for the first one to report the pool (heap.cpp,
+// park). Blocks are 16-aligned, so no stack of blocks has bit 0 set. The
+// remote free whose push replaces the mark has taken the pool's
+// notification in the same atomic step, and the owner takes it back by
+// replacing the mark with an empty stack: whoever changes the word from
+// the mark reports or unparks the pool, and a push never reads the pool
+// after its block is published (the owner may then collect the block,
+// give the pool back and the segment may be unmapped).
+inline constexpr uintptr_t kParkedMark = 1;
 
 struct Pool {
   constexpr Pool() noexcept = default;
@@ -119,10 +130,9 @@ struct Pool {
   // Treiber stack of remote frees: the first block's address in the low
   // bits, the number of blocks on the stack above kRemoteCountShift (see
   // remote_head), so that the owner takes the whole stack over without
-  // walking it.
+  // walking it; kParkedMark while parked and waiting for the first one.
   alignas(64) std::atomic<uintptr_t> remote{0};
-  std::atomic<uint32_t> notify{0};  // 1: parked and waiting for a remote free to report
-  Pool* pending_next = nullptr;     // link in the owner heap's pending list
+  Pool* pending_next = nullptr;  // link in the owner heap's pending list
 
   // --- read by every thread that frees a block of the pool; written only
   // when the pool changes hands or state. A free by another thread reads

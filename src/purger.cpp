@@ -35,7 +35,9 @@ constinit std::atomic<bool> g_fork_child{false};
 constinit pid_t g_fork_tid = 0;  // the thread that forked, in the child
 
 bool nothing_to_purge() noexcept {
-  return arena_stats().dirty_bytes == 0 && large_stats().cached_bytes == 0;
+  // The dirty slots of reserved segments stay until a trim: they give the
+  // purger nothing to do.
+  return arena_stats().purgeable_bytes == 0 && large_stats().cached_bytes == 0;
 }
 
 // Whether the task `name` (a directory of /proc/self/task) still runs: not

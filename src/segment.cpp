@@ -203,7 +203,7 @@ void maybe_purge_locked() noexcept {
   uint64_t delay = options().purge_delay_ms;
   if (g_dirty_count > kMaxDirtySlots)
     purge_locked(false, now + delay);  // everything dirty counts as old enough
-  else if (now - g_last_purge_ms >= delay / 2 + 1)
+  else if (delay == 0 || now - g_last_purge_ms >= delay / 2 + 1)
     purge_locked(false, now);
 }
 
@@ -356,6 +356,7 @@ ArenaStats arena_stats() noexcept {
   st.reserved = g_segment_count * kSegmentSize;
   st.pools_in_use = g_pools_in_use;
   st.pool_bytes_in_use = g_slots_in_use * kSlotSize;
+  st.purgeable_bytes = g_dirty_count * kSlotSize;
   for (Segment* s = g_segments; s != nullptr; s = s->next) {
     st.dirty_bytes += static_cast<size_t>(__builtin_popcountll(s->dirty_slots)) * kSlotSize;
     if (s->free_slots == kAllSlots && !s->reserved) st.free_segment_bytes += kSegmentSize;

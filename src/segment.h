@@ -145,6 +145,7 @@ struct ArenaStats {
   size_t pools_in_use;
   size_t pool_bytes_in_use;  // slots held by pools
   size_t dirty_bytes;        // free, not yet purged
+  size_t purgeable_bytes;    // of which outside reserved segments (POOLMALLOC_RESERVE), which only a trim purges
   size_t free_segment_bytes;  // segments with every slot free, which a trim unmaps
 };
 ArenaStats arena_stats() noexcept;

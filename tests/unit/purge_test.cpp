@@ -398,6 +398,57 @@ void purger_off_scenario() {
   std::_Exit(purger_running() ? 1 : 0);
 }
 
+// Free slots of reserved segments (POOLMALLOC_RESERVE) stay until a trim:
+// they leave the purger nothing to do, and it parks.
+void reserved_dirty_scenario() {
+  char e1[] = "POOLMALLOC_PURGE_DELAY=20";
+  char* env[] = {e1, nullptr};
+  process_init();
+  options_init(env);
+  if (arena_reserve(size_t{8} << 20, false) == 0) std::_Exit(10);
+  std::thread([] {}).join();  // a threaded program: the purger may start
+  churn_then_free(20000, 1000);
+  dealloc(alloc(5000));  // a slow path: starts the purger
+  if (!purger_running()) std::_Exit(11);
+  for (int i = 0; i < 100 && !purger_parked(); ++i) usleep(20 * 1000);
+  ArenaStats st = arena_stats();
+  if (st.dirty_bytes == 0) std::_Exit(12);  // the test needs dirty reserved slots
+  if (st.purgeable_bytes != 0) std::_Exit(13);
+  if (!purger_parked()) std::_Exit(14);
+  std::_Exit(0);
+}
+
+TEST(PurgeThread, ParksWhenOnlyReservedSlotsAreDirty) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(reserved_dirty_scenario(), testing::ExitedWithCode(0), "");
+}
+
+// POOLMALLOC_PURGE_DELAY=0: every pool given back is returned at once, also
+// when many are given back within one millisecond, and no freed large block
+// is kept, by the shared cache or a thread's.
+void zero_delay_scenario() {
+  char e1[] = "POOLMALLOC_PURGE_DELAY=0";
+  char e2[] = "POOLMALLOC_PURGE_THREAD=0";
+  char* env[] = {e1, e2, nullptr};
+  process_init();
+  options_init(env);
+  std::vector<void*> v;
+  for (int i = 0; i < 200; ++i) v.push_back(alloc(250000));  // 25 pools of eight blocks
+  for (void* p : v) dealloc(p);
+  if (arena_stats().dirty_bytes != 0) std::_Exit(10);
+  dealloc(alloc(8 << 20));
+  if (large_stats().cached_bytes != 0) std::_Exit(11);
+  std::thread([] { dealloc(alloc(600 << 10)); }).join();  // threaded: a thread cache's size
+  dealloc(alloc(600 << 10));
+  if (large_stats().cached_bytes != 0) std::_Exit(12);
+  std::_Exit(0);
+}
+
+TEST(Purge, ZeroDelayReturnsEveryPoolAtOnce) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(zero_delay_scenario(), testing::ExitedWithCode(0), "");
+}
+
 TEST(PurgeThread, OffMeansNever) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_EXIT(purger_off_scenario(), testing::ExitedWithCode(0), "");
