@@ -177,6 +177,8 @@ void* pool_pop_checked_direct(Heap* h, Pool* p, size_t g) noexcept {
 
 void* heap_alloc_slow(Heap* h, unsigned cls) noexcept {
   if (h == &g_empty_heap) {
+    if (thread_heap_torn_down()) [[unlikely]]
+      return alloc_after_teardown(cls);
     h = thread_init();
     if (h == nullptr) {
       errno = ENOMEM;

@@ -182,6 +182,10 @@ void heap_unlock_for_fork(bool child) noexcept;
 // The calling thread's heap, set up now if it has none yet; nullptr once
 // its heap was torn down at thread exit (or when out of memory).
 [[nodiscard]] Heap* thread_heap_or_set_up() noexcept;
+// True once the thread's heap was torn down at its exit.
+[[nodiscard]] bool thread_heap_torn_down() noexcept;
+// A request of class cls by such a thread (a heap set up and given up again).
+[[nodiscard]] void* alloc_after_teardown(unsigned cls) noexcept;
 void process_init() noexcept;
 void fork_prepare() noexcept;
 void fork_parent() noexcept;

@@ -2,6 +2,7 @@
 // malloc while the calling thread has no heap: libc calls that might
 // (pthread_setspecific for high keys, pthread_atfork) run only after the
 // thread's heap is installed, so a nested malloc finds it.
+#include <errno.h>
 #include <pthread.h>
 #include <unistd.h>
 
@@ -89,9 +90,41 @@ Heap* thread_init() noexcept {
   return h;
 }
 
+// Frees of a thread with no heap, before it gets one. A heap set up after
+// the thread's pthread key destructors have run (glibc frees the TLS of
+// cached stacks from an exiting detached thread, after its destructors) is
+// never torn down: a thread that has only freed a few blocks does not get one.
+constinit thread_local uint32_t tl_heapless_frees [[gnu::tls_model("initial-exec")]] = 0;
+inline constexpr uint32_t kFreesBeforeHeap = 32;
+
 Heap* thread_heap_or_set_up() noexcept {
   if (tl_heap != &g_empty_heap) return tl_heap;
-  return tl_heap_done ? nullptr : thread_init();
+  if (tl_heap_done || ++tl_heapless_frees <= kFreesBeforeHeap) return nullptr;
+  return thread_init();
+}
+
+bool thread_heap_torn_down() noexcept { return tl_heap_done; }
+
+// A request by a thread whose heap was torn down (a later pthread key
+// destructor): whether glibc runs another round of destructors is not
+// known (not after the last of PTHREAD_DESTRUCTOR_ITERATIONS), so the
+// heap that serves it is given up again at once; its pools go to the
+// abandoned lists, where the next such request adopts them.
+void* alloc_after_teardown(unsigned cls) noexcept {
+  Heap* h = heap_create();
+  if (h == nullptr && release_for_retry(kHeapChunk)) h = heap_create();
+  if (h == nullptr) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  tl_heap = h;
+  void* b = heap_alloc_slow(h, cls);
+  int saved = errno;
+  tl_heap = &g_empty_heap;
+  heap_abandon(h);
+  purger_thread_exited();
+  errno = saved;
+  return b;
 }
 
 void fork_prepare() noexcept {

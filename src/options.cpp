@@ -109,6 +109,8 @@ void apply(Options& o, const char* name, const char* v) noexcept {
     size_t ms = 0;
     ok = parse_ms(v, 60u * 1000u, &ms) && ms >= 1;
     if (ok) o.profile_interval_ms = ms;
+  } else if (equals(name, "LIB") || equals(name, "BUILD")) {
+    return;  // the project's scripts' own settings (scripts/poolmalloc-run, scripts/setup)
   } else {
     warn_about("unknown option ignored", name, v);
     return;

@@ -14,12 +14,12 @@ def data_file(doc, key, path):
         f.write("workload " + " ".join(doc["allocators"]) + "\n")
         for w in doc["workloads"]:
             vals = [doc["cells"][w][a][key] for a in doc["allocators"]]
-            f.write(w + " " + " ".join("-" if v is None else f"{v:.4f}" for v in vals) + "\n")
+            f.write('"' + w.replace('"', "'") + '" ' + " ".join("-" if v is None else f"{v:.4f}" for v in vals) + "\n")
 
 
 def script(data, png, what, baseline, columns):
     return f"""
-set terminal pngcairo size 1200,520 font ",10"
+set terminal pngcairo noenhanced size 1200,520 font ",10"
 set output '{png}'
 set title "{what} relative to {baseline} (lower is better; missing bar = failed)"
 set datafile missing '-'
@@ -44,10 +44,10 @@ def draw(doc, outdir, warn):
         return []
     made = []
     for png, key, what in CHARTS:
-        data = os.path.join(outdir, png.replace(".png", ".dat"))
-        data_file(doc, key, data)
+        data = png.replace(".png", ".dat")
+        data_file(doc, key, os.path.join(outdir, data))
         path = os.path.join(outdir, png)
-        proc = subprocess.run([gnuplot], input=script(data, path, what, doc["baseline"],
+        proc = subprocess.run([gnuplot], cwd=outdir, input=script(data, png, what, doc["baseline"],
                                                       len(doc["allocators"])),
                               text=True, capture_output=True, check=False)
         if proc.returncode != 0 or not os.path.exists(path):

@@ -20,8 +20,8 @@ def warn(msg):
 
 
 def parse_args(argv):
-    command = []
-    if "--" in argv:
+    command, dashes = [], "--" in argv
+    if dashes:
         cut = argv.index("--")
         argv, command = argv[:cut], argv[cut + 1:]
     p = argparse.ArgumentParser(
@@ -52,6 +52,10 @@ def parse_args(argv):
     args = p.parse_args(argv)
     if args.rounds is not None and args.rounds < 1:
         p.error("--rounds must be at least 1")
+    if dashes and not command:
+        p.error("no COMMAND after --")
+    if command and args.workloads:
+        p.error("--workloads and -- COMMAND exclude each other")
     args.command = command
     args.rounds = args.rounds or (1 if args.quick else 5)
     args.timeout = args.timeout or (60 if args.quick else 300)
@@ -150,7 +154,8 @@ def resolve_allocators(args, fresh):
         if not sep or not name or not path:
             raise allocators.SetupError(f"--baseline wants NAME=PATH, got {item!r}")
         extra[name] = path
-    names = args.allocators.split(",") if args.allocators else allocators.DEFAULT_ORDER
+    names = args.allocators.split(",") if args.allocators else (
+        allocators.DEFAULT_ORDER + [n for n in extra if n not in allocators.DEFAULT_ORDER])
     if not fresh and not args.lib and "poolmalloc" in names:
         if args.allocators:
             raise allocators.SetupError("poolmalloc was asked for but its library does not build")
@@ -176,7 +181,12 @@ def main(argv):
             allocators.verify_loaded(alloc, base_env)
         stamp = datetime.datetime.now().strftime("%Y-%m-%d-%H%M%S")
         outdir = os.path.abspath(args.out or os.path.join(TOP, "out", f"compare-{stamp}"))
-        os.makedirs(outdir, exist_ok=True)
+        try:
+            os.makedirs(outdir, exist_ok=True)
+            with tempfile.TemporaryFile(dir=outdir):
+                pass
+        except OSError as e:
+            raise allocators.SetupError(f"--out {outdir}: {e.strerror}")
         with tempfile.TemporaryDirectory(prefix="compare-") as tmpdir:
             if args.instructions:
                 return count_instructions(args, allocs, base_env, outdir, tmpdir)
@@ -198,6 +208,11 @@ def main(argv):
     doc = summary.build(raw, [w.name for w in chosen], names,
                         "glibc" if "glibc" in names else names[0],
                         {w.name for w in chosen if w.check_output}, meta)
+    for w, by_alloc in raw.items():  # runs the output check failed after the fact
+        for a, runs in by_alloc.items():
+            for i, r in enumerate(runs, 1):
+                if r.detail.startswith("output differs"):
+                    save_log(outdir, w, a, i, r)
     return write_reports(doc, outdir)
 
 

@@ -46,6 +46,9 @@ def table(doc):
         r = f"x{g['rss_ratio']:.2f}" if g["rss_ratio"] else "-"
         geo += f" | {'':>{TIME_W}}{t:>{RATIO_W}}{r:>{RSS_W}}"
     lines.append(f"{'geomean':<{name_w}}" + geo)
+    g0 = next(iter(doc["geomean"].values()))
+    if g0.get("of") and g0["workloads"] < g0["of"]:
+        lines.append(f"geomean over the {g0['workloads']} of {g0['of']} workloads that every allocator completed")
     lines.append(f"median of {doc['meta']['rounds']} round(s); x{base} = time relative to {base} "
                  f"(lower is better); geomean RSS column: peak RSS relative to {base}")
     return "\n".join(lines)

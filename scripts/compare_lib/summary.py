@@ -55,11 +55,15 @@ def build(raw, workloads, allocators, baseline, checked, meta):
             c["time_ratio"] = stats.ratio(c["wall_s"], base.get("wall_s"))
             c["rss_ratio"] = stats.ratio(c["rss_kb"], base.get("rss_kb"))
     geo = {}
+    # Only workloads every allocator completed: an allocator must not gain
+    # by failing (crashing on) the workloads it is slowest on.
+    common = [w for w in workloads
+              if all(cells[w][a]["time_ratio"] is not None for a in allocators)]
     for a in allocators:
-        times = [cells[w][a]["time_ratio"] for w in workloads]
-        rss = [cells[w][a]["rss_ratio"] for w in workloads]
+        times = [cells[w][a]["time_ratio"] for w in common]
+        rss = [cells[w][a]["rss_ratio"] for w in common]
         geo[a] = {"time_ratio": stats.geomean(times), "rss_ratio": stats.geomean(rss),
-                  "workloads": sum(t is not None for t in times)}
+                  "workloads": len(common), "of": len(workloads)}
     return {"meta": meta, "baseline": baseline, "allocators": list(allocators),
             "workloads": list(workloads), "cells": cells, "geomean": geo}
 

@@ -3,6 +3,7 @@ the result document and its rendering, allocator selection."""
 import csv
 import io
 import json
+import shlex
 import os
 import subprocess
 import sys
@@ -10,7 +11,7 @@ import tempfile
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts"))
-from compare_lib import allocators, report, stats, summary, workloads  # noqa: E402
+from compare_lib import allocators, charts, report, stats, summary, workloads  # noqa: E402
 from compare_lib.progress import Progress  # noqa: E402
 from compare_lib.runner import Run  # noqa: E402
 
@@ -119,6 +120,26 @@ class Document(unittest.TestCase):
         self.assertEqual(doc["geomean"]["pm"]["workloads"], 1)
         self.assertAlmostEqual(doc["geomean"]["pm"]["time_ratio"], 0.5)
         self.assertEqual(len(summary.failures(doc)), 2)
+
+    def test_geomean_only_over_workloads_every_allocator_completed(self):
+        # pm failed b and c: glibc's figure must not take them in either,
+        # or an allocator would gain by crashing on its slowest workloads.
+        doc = self.make()
+        for a in ("pm", "glibc"):
+            self.assertEqual((doc["geomean"][a]["workloads"], doc["geomean"][a]["of"]), (1, 3))
+        self.assertIn("geomean over the 1 of 3 workloads that every allocator completed", report.table(doc))
+
+    def test_chart_data_quotes_workload_names(self):
+        doc = self.make()
+        doc["cells"] = {"my prog_v2": doc["cells"]["a"]}
+        doc["workloads"] = ["my prog_v2"]
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "t.dat")
+            charts.data_file(doc, "time_ratio", path)
+            with open(path) as f:
+                rows = f.read().splitlines()
+        self.assertTrue(rows[1].startswith('"my prog_v2" '))
+        self.assertEqual(len(shlex.split(rows[1])), 1 + len(doc["allocators"]))
 
     def test_table_and_files(self):
         doc = self.make()
