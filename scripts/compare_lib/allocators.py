@@ -1,8 +1,11 @@
 """The malloc implementations compared, and the check that a preloaded
 library really is in the process (ld.so only warns when it is not)."""
+import atexit
 import dataclasses
 import os
+import shutil
 import subprocess
+import tempfile
 
 LIBDIR = "/usr/lib/x86_64-linux-gnu"
 BASELINES = {
@@ -34,6 +37,23 @@ class Allocator:
         return env
 
 
+_LINKS = []
+
+
+def preloadable(path):
+    """path, or a link to it that LD_PRELOAD can name: ld.so splits the
+    variable at spaces and colons, so a library under such a directory is
+    reached through a link in a temporary directory of its own."""
+    if not any(c in path for c in " :"):
+        return path
+    if not _LINKS:
+        _LINKS.append(tempfile.mkdtemp(prefix="compare-libs-"))
+        atexit.register(shutil.rmtree, _LINKS[0], True)
+    link = os.path.join(_LINKS[0], f"{len(os.listdir(_LINKS[0]))}-{os.path.basename(path).replace(' ', '_').replace(':', '_')}")
+    os.symlink(path, link)
+    return link
+
+
 def choose(names, explicit, poolmalloc_lib, lib_given, extra, warn):
     """Allocators to run, in order. names: requested names; explicit: the
     user named them (a missing library is then an error, not a skip), as is
@@ -52,7 +72,7 @@ def choose(names, explicit, poolmalloc_lib, lib_given, extra, warn):
             hint = " (not built? see scripts/setup, or pass --lib)" if name == "poolmalloc" else ""
             warn(f"{msg}; skipping {name}{hint}")
             continue
-        chosen.append(Allocator(name, os.path.abspath(lib) if lib else None))
+        chosen.append(Allocator(name, preloadable(os.path.abspath(lib)) if lib else None))
     if not chosen:
         raise SetupError("no allocator left to compare")
     return chosen

@@ -171,6 +171,18 @@ class Choosing(unittest.TestCase):
         with self.assertRaises(allocators.SetupError):
             allocators.choose(["glibc", "jemalloc"], True, "/x.so", False, extra, notes.append)
 
+    def test_library_under_a_path_with_a_space_is_reached_by_a_link(self):
+        with tempfile.TemporaryDirectory() as d:
+            odd = os.path.join(d, "a dir:x")
+            os.mkdir(odd)
+            lib = os.path.join(odd, "lib.so")
+            open(lib, "w").close()
+            link = allocators.preloadable(lib)
+            self.assertFalse(any(c in link for c in " :"))
+            self.assertEqual(os.path.realpath(link), os.path.realpath(lib))
+            plain = os.path.join(d, "lib.so")
+            self.assertEqual(allocators.preloadable(plain), plain)
+
     def test_poolmalloc_library(self):
         with self.assertRaises(allocators.SetupError):
             allocators.choose(["poolmalloc"], False, "/nonexistent.so", True, {}, print)
