@@ -35,7 +35,9 @@ PM_EXPORT struct mallinfo2 mallinfo2() noexcept {
   m.arena = s.arena.reserved;          // bytes of pool segments
   m.ordblks = s.arena.pools_in_use;    // pools in use
   m.hblks = s.large.live_blocks;       // large blocks, each its own mapping
-  m.hblkhd = s.large.mapped_bytes;
+  // Mapped bytes of the live large blocks, as in glibc: the cached freed
+  // mappings are free memory, not blocks.
+  m.hblkhd = s.large.mapped_bytes > s.large.cached_bytes ? s.large.mapped_bytes - s.large.cached_bytes : 0;
   m.usmblks = s.peak_live_bytes;
   m.uordblks = s.live_bytes;           // bytes of live blocks, small and large
   m.fordblks = s.fragmentation;        // pool bytes not holding live blocks

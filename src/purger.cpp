@@ -128,35 +128,53 @@ bool last_thread_gone() noexcept {
   return alone();
 }
 
+// Whether the program's last thread has ended, given the count of exits
+// the purger last looked at (*seen, brought up to date): an exit reported
+// since then makes it look for up to 100 ms; otherwise it looks once, and
+// only when `look` (an exit reported while the purger was busy, or before
+// it first read the count, is caught so).
+bool ended(uint32_t* seen, bool look) noexcept {
+  uint32_t exits = g_thread_exits.load(std::memory_order_acquire);
+  if (exits != *seen) {
+    *seen = exits;
+    return last_thread_gone();
+  }
+  return look && alone();
+}
+
 // Sleeps `ms`, woken early by the exit of one of the program's threads
-// (purger_thread_exited): true when that left the purger alone.
-bool nap(uint64_t ms) noexcept {
+// (purger_thread_exited), and looking once a second whether the program's
+// threads have all ended: true when they have. *seen is the count of exits
+// the purger has looked at, kept from one call to the next, so that an exit
+// reported while it purged wakes the next nap at once.
+bool nap(uint64_t ms, uint32_t* seen) noexcept {
   const uint64_t end = os::now_ms() + ms;
   for (uint64_t now = os::now_ms(); now < end; now = os::now_ms()) {
-    uint32_t seen = g_thread_exits.load(std::memory_order_acquire);
-    uint64_t step = end - now;
+    uint64_t step = end - now < 1000 ? end - now : 1000;
     timespec ts{static_cast<time_t>(step / 1000), static_cast<long>(step % 1000) * 1000000L};
-    syscall(SYS_futex, &g_thread_exits, FUTEX_WAIT_PRIVATE, seen, &ts, nullptr, 0);
-    if (g_thread_exits.load(std::memory_order_acquire) != seen && last_thread_gone()) return true;
+    syscall(SYS_futex, &g_thread_exits, FUTEX_WAIT_PRIVATE, *seen, &ts, nullptr, 0);
+    if (ended(seen, step == 1000)) return true;
   }
   return false;
 }
 
 void* purge_loop(void*) noexcept {
+  // An exit reported before this read (the purger started by that very
+  // exit) is found by the first look of a nap or a park.
+  uint32_t seen = g_thread_exits.load(std::memory_order_acquire);
   for (;;) {
     uint64_t ms = options().purge_delay_ms / 2;
     if (ms < 10) ms = 10;
-    if (nap(ms)) break;
+    if (nap(ms, &seen)) break;
     heap_collect(false);  // this thread has no heap: sweeps abandoned pools only
     heaps_drain_large(false);  // the caches of threads that made no large request since the last pass
     arena_purge(false);
     large_purge(false);
     if (alone()) break;  // the program's last thread has ended: so does this one, and the process
     if (nothing_to_purge()) {
-      uint32_t exits = g_thread_exits.load(std::memory_order_acquire);
       park();
       // Woken by a thread's exit, or the second is up.
-      if (g_thread_exits.load(std::memory_order_acquire) != exits ? last_thread_gone() : alone()) break;
+      if (ended(&seen, true)) break;
     }
   }
   g_purger_state.store(kPurgerStopped, std::memory_order_relaxed);
