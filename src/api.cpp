@@ -74,21 +74,21 @@ void dealloc_remote(Heap* h, Pool* p, Block* b) noexcept {
   if (g_check_full) [[unlikely]]  // every pool is g_check_heap's: all frees come here
     return check_full_free(b);
   // The pool's owner exited: take the pool over instead of pushing onto a
-  // list that only an adoption or a trim would collect. The free then runs
-  // the owner's path, with its checks. A thread with no heap yet pushes
-  // (it gets a heap below, once it has freed enough to need one).
-  if (h != &g_empty_heap && p->state.load(std::memory_order_acquire) == PoolState::kAbandoned &&
-      heap_reclaim(h, p))
-    return dealloc(b);
+  // list that only an adoption would ever collect (a thread whose first
+  // call is this free gets its heap for it). The free then runs the
+  // owner's path, with its checks.
+  if (p->state.load(std::memory_order_acquire) == PoolState::kAbandoned) {
+    if (Heap* mine = thread_heap_or_set_up(); mine != nullptr && heap_reclaim(mine, p)) return dealloc(b);
+    h = tl_heap;
+  }
   unsigned cls = p->shared.cls;
   pool_free_remote(p, b);
   if (h == &g_empty_heap) [[unlikely]] {
     // A thread that frees what others allocated but has not allocated yet
-    // (a consumer that only frees) gets a heap for its counters once it has
-    // freed a few blocks (thread_heap_or_set_up): one shared atomic counter
-    // would make every such free of every such thread wait on the same
-    // cache line. Its first frees, and those of a thread whose heap is
-    // already torn down (a free by a late destructor), count here.
+    // (a consumer that only frees) gets a heap for its counters: one shared
+    // atomic counter would make every such free of every such thread wait
+    // on the same cache line. Only a thread whose heap is already torn down
+    // (a free by a late destructor) counts here.
     h = thread_heap_or_set_up();
     if (h == nullptr) {
       g_orphan_frees[cls].fetch_add(1, std::memory_order_relaxed);

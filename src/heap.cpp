@@ -1,6 +1,8 @@
 #include "heap.h"
 
 #include <errno.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <new>
 
@@ -401,6 +403,9 @@ void heap_after_fork_child(Heap* self) noexcept {
     if (h != self) retire_dead_heap(h, pools_in_use);
     h = next;
   }
+  // Heaps kept as they were name threads of the parent: never reaped as
+  // dead (heaps_reap_dead), since their lists may be half-changed.
+  for (Heap* h = g_heaps; h != nullptr; h = h->next_heap) h->tid = h == self ? os::thread_id() : 0;
 }
 
 void heap_abandon(Heap* h) noexcept {
@@ -530,6 +535,29 @@ void large_tcache_totals(TcacheTotals* out, void (*also)(void*), void* arg) noex
   *out = g_retired.large;
   for (Heap* h = g_heaps; h != nullptr; h = h->next_heap) large_tcache_add(h->large, out);
   also(arg);
+}
+
+void heaps_reap_dead() noexcept {
+  constexpr unsigned kBatch = 16;
+  Heap* dead[kBatch];
+  unsigned n = 0;
+  {
+    LockGuard g(g_heap_lock);
+    const int saved = errno;
+    const long pid = ::getpid();
+    for (Heap* h = g_heaps; h != nullptr && n < kBatch; h = h->next_heap) {
+      // ESRCH: no such thread in the process. A thread id taken again by a
+      // newer thread hides a dead heap (kept, as before); it never makes a
+      // live one look dead.
+      if (h->tid > 0 && ::syscall(SYS_tgkill, pid, static_cast<long>(h->tid), 0) != 0 && errno == ESRCH)
+        dead[n++] = h;
+    }
+    errno = saved;
+  }
+  for (unsigned i = 0; i < n; ++i) {
+    heap_abandon(dead[i]);
+    purger_thread_exited();
+  }
 }
 
 void heaps_drain_large(bool force) noexcept {

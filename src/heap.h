@@ -215,5 +215,11 @@ void large_tcache_totals(TcacheTotals* out, void (*also)(void*), void* arg) noex
 // Empties the large-block caches of the other threads: all of them (force),
 // or those unused since the last call (the purger).
 void heaps_drain_large(bool force) noexcept;
+// Gives up, as at their thread's exit, the heaps whose thread has ended
+// without tearing them down: set up after its pthread key destructors had
+// run (a free from glibc's own thread exit, or a thread's first request in
+// the last round of destructors), so that glibc never ran the allocator's
+// destructor for them. Called by the background purger.
+void heaps_reap_dead() noexcept;
 
 }  // namespace pm

@@ -90,17 +90,9 @@ Heap* thread_init() noexcept {
   return h;
 }
 
-// Frees of a thread with no heap, before it gets one. A heap set up after
-// the thread's pthread key destructors have run (glibc frees the TLS of
-// cached stacks from an exiting detached thread, after its destructors) is
-// never torn down: a thread that has only freed a few blocks does not get one.
-constinit thread_local uint32_t tl_heapless_frees [[gnu::tls_model("initial-exec")]] = 0;
-inline constexpr uint32_t kFreesBeforeHeap = 32;
-
 Heap* thread_heap_or_set_up() noexcept {
   if (tl_heap != &g_empty_heap) return tl_heap;
-  if (tl_heap_done || ++tl_heapless_frees <= kFreesBeforeHeap) return nullptr;
-  return thread_init();
+  return tl_heap_done ? nullptr : thread_init();
 }
 
 bool thread_heap_torn_down() noexcept { return tl_heap_done; }

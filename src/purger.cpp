@@ -168,6 +168,7 @@ void* purge_loop(void*) noexcept {
     if (nap(ms, &seen)) break;
     heap_collect(false);  // this thread has no heap: sweeps abandoned pools only
     heaps_drain_large(false);  // the caches of threads that made no large request since the last pass
+    heaps_reap_dead();
     arena_purge(false);
     large_purge(false);
     if (alone()) break;  // the program's last thread has ended: so does this one, and the process

@@ -49,32 +49,22 @@ TEST(Stats, ClassCountersAreExact) {
   EXPECT_EQ(a.pool_bytes, a.pools * kClasses.slots[cls] * kSlotSize);
 
   // The thread has exited: its counters are retired, not lost. Another
-  // thread, which never allocated, frees 40 of the blocks. A thread gets a
-  // heap for its frees only once it has freed 32 blocks without one (a few
-  // frees at a thread's exit must not set up a heap that nothing would tear
-  // down). 30 frees are all remote frees into the exited thread's pool,
-  // counted without a heap; a thread that frees 40 sets up its heap at the
-  // 33rd (a remote free too), takes the pool over at the next, and frees
-  // the other 7 as its own.
+  // thread frees 20 of the blocks: it takes the exited thread's pool over at
+  // the first of them, so all 20 are its own frees, not remote ones.
   Stats mid = read();
   EXPECT_EQ(mid.cls[cls].allocs, a.allocs);
   on_thread([&] {
-    for (int i = 30; i < 60; ++i) dealloc(blocks[i]);
+    for (int i = 30; i < 50; ++i) dealloc(blocks[i]);
+  });
+  // A thread that never allocated frees 10: the same (it gets a heap).
+  on_thread([&] {
+    for (int i = 50; i < 60; ++i) dealloc(blocks[i]);
   });
   Stats end = read();
-  EXPECT_EQ(end.cls[cls].remote_frees - a.remote_frees, 30u);
+  EXPECT_EQ(end.cls[cls].remote_frees, a.remote_frees);
   EXPECT_EQ(end.cls[cls].frees - a.frees, 30u);
-  EXPECT_EQ(end.remote_frees - after.remote_frees, 30u);
+  EXPECT_EQ(end.remote_frees, after.remote_frees);
   EXPECT_EQ(end.cls[cls].live_blocks - b.live_blocks, 40u);
-  on_thread([&] {
-    for (int i = 60; i < 100; ++i) dealloc(blocks[i]);
-  });
-  Stats end2 = read();
-  EXPECT_EQ(end2.cls[cls].remote_frees - end.cls[cls].remote_frees, 33u);
-  EXPECT_EQ(end2.cls[cls].frees - end.cls[cls].frees, 40u);
-  EXPECT_EQ(end2.cls[cls].live_blocks, b.live_blocks);
-  // The rest of the test allocates them again.
-  for (int i = 60; i < 100; ++i) blocks[i] = alloc(40);
 
   // Frees into the pool of a thread that is still running are remote.
   std::atomic<int> stage{0};
@@ -91,9 +81,9 @@ TEST(Stats, ClassCountersAreExact) {
   Stats fin = read();
   stage.store(2);
   owner.join();
-  EXPECT_EQ(fin.cls[cls].remote_frees - end2.cls[cls].remote_frees, 25u);
-  EXPECT_EQ(fin.cls[cls].frees - end2.cls[cls].frees, 25u);
-  EXPECT_EQ(fin.remote_frees - end2.remote_frees, 25u);
+  EXPECT_EQ(fin.cls[cls].remote_frees - end.cls[cls].remote_frees, 25u);
+  EXPECT_EQ(fin.cls[cls].frees - end.cls[cls].frees, 25u);
+  EXPECT_EQ(fin.remote_frees - end.remote_frees, 25u);
   for (int i = 60; i < 100; ++i) dealloc(blocks[i]);
   EXPECT_EQ(read().cls[cls].live_blocks, b.live_blocks);
 }
