@@ -391,7 +391,10 @@ void retire_dead_heap(Heap* h, size_t pools_in_use) noexcept {
 
 void heap_after_fork_child(Heap* self) noexcept {
   LockGuard g(g_heap_lock);
-  if (self != &g_empty_heap && self != &g_check_heap) relist_lost_notifications(self);
+  if (self != &g_empty_heap && self != &g_check_heap) {
+    self->tid = os::thread_id();  // the forking thread's own id in the child (see heaps_reap_dead)
+    relist_lost_notifications(self);
+  }
   if (g_heaps == nullptr || (g_heaps == self && self->next_heap == nullptr)) return;  // no other thread had a heap
   // `owner` of a pool may name any heap, live or recycled: count them all.
   for (Heap* h = g_heaps; h != nullptr; h = h->next_heap) h->owned_at_fork = 0;
@@ -405,7 +408,8 @@ void heap_after_fork_child(Heap* self) noexcept {
   }
   // Heaps kept as they were name threads of the parent: never reaped as
   // dead (heaps_reap_dead), since their lists may be half-changed.
-  for (Heap* h = g_heaps; h != nullptr; h = h->next_heap) h->tid = h == self ? os::thread_id() : 0;
+  for (Heap* h = g_heaps; h != nullptr; h = h->next_heap)
+    if (h != self) h->tid = 0;
 }
 
 void heap_abandon(Heap* h) noexcept {
