@@ -210,7 +210,7 @@ size_t trim() noexcept {
   heap_collect(true);
   if (tl_heap != &g_empty_heap) (void)large_tcache_flush(&tl_heap->large);
   heaps_drain_large(true);
-  return arena_purge(true) + large_purge(true);
+  return arena_drop_freed_pools(true) + arena_purge(true) + large_purge(true);
 }
 
 bool release_for_retry(size_t need) noexcept {

@@ -1,11 +1,13 @@
 #include "pool.h"
 
 #include "heap.h"
+#include "purger.h"
 #include "segment.h"
 
 namespace pm {
 
 constinit uintptr_t g_tag_secret = 0;
+constinit std::atomic<bool> g_pools_freed_remotely{false};
 
 namespace {
 
@@ -84,7 +86,7 @@ void pool_init(Pool* p, unsigned cls) noexcept {
   p->tag_key = mix(p->key ^ g_tag_secret) | 1;  // never 0, the tag of an allocated block
   p->end = Block{encode_link(p->key, nullptr), 0};
   block_start_constants(size, p->capacity, &p->div_mul, &p->div_limit);
-  p->shared = PoolKeys{p->start, p->div_mul, p->div_limit, p->key, p->tag_key, p->cls};
+  p->shared = PoolKeys{p->start, p->div_mul, p->div_limit, p->key, p->tag_key, p->cls, p->capacity};
   pool_recycle(p);  // empty lists, nothing carved
 }
 
@@ -110,12 +112,34 @@ consteval bool remote_counts_fit() {
 }
 static_assert(remote_counts_fit(), "a remote stack's count must fit its head word");
 
+// The stack was kDroppedMark: every block of p is free and its pages went
+// back to the OS. Once the purger has finished with them (it holds the
+// arena lock from its exchange to the end of its purge), the pool starts
+// over: nothing carved, nothing listed, every block back.
+[[gnu::cold, gnu::noinline]] uint32_t take_dropped(Pool* p) noexcept {
+  arena_sync();
+  // Every block was on the stack, so the owner's lists were empty: a block
+  // on them now was freed by the owner after it was already free.
+  if (has_free_block(p) || p->local_free != nullptr || p->carved != p->capacity) [[unlikely]]
+    fatal("double free into a pool whose blocks were all free; pool of", p->start, p->block_size);
+  p->free = end_marker(p);
+  p->carved = 0;
+  p->used = p->used - static_cast<int32_t>(p->capacity);
+  return p->capacity;
+}
+
 }  // namespace
+
+bool pool_all_remote(const Pool* p, uintptr_t head) noexcept {
+  return (head & (kParkedMark | kDroppedMark)) == 0 && head != 0 && remote_count(head) == p->capacity;
+}
 
 uint32_t pool_collect_remote(Pool* p) noexcept {
   uintptr_t head = p->remote.exchange(0, std::memory_order_acquire);
   PM_ASSERT(head != kParkedMark);  // a parked pool is collected once unparked
   if (head == 0) return 0;
+  if (head == kDroppedMark) [[unlikely]]
+    return take_dropped(p);
   auto* first = static_cast<Block*>(remote_first(head));
   const uint32_t n = remote_count(head);
   if (n == 0 || n > p->capacity) [[unlikely]]
@@ -203,6 +227,20 @@ void report_invalid_free(const Pool* p, const void* b) noexcept {
         p->state.load(std::memory_order_relaxed) == PoolState::kFree ? 0 : p->block_size);
 }
 
+// The last block of a pool went onto its remote stack: the purger looks
+// for pools that stay so (its owner idle), once per flag set (see
+// kDroppedMark). A set flag is left alone, so that a program whose threads
+// free each other's pools all the time writes the flag's line once per
+// purger pass.
+namespace {
+[[gnu::cold, gnu::noinline]] void note_pool_freed_remotely() noexcept {
+  if (g_pools_freed_remotely.load(std::memory_order_relaxed)) return;
+  g_pools_freed_remotely.store(true, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_seq_cst);  // before the purger's state is read (purger_note)
+  purger_note();
+}
+}  // namespace
+
 void pool_free_remote(Pool* p, Block* b) noexcept {
   if (pool_push_remote(p, b)) pool_report_parked(p);
 }
@@ -221,9 +259,14 @@ bool pool_push_remote(Pool* p, Block* b) noexcept {
       break;
   }
   if constexpr (kHardened) b->tag = k.tag_key;
+  const uint32_t capacity = k.capacity;
   uintptr_t head = p->remote.load(std::memory_order_relaxed);
   uintptr_t mine;
   do {
+    if (head == kDroppedMark) [[unlikely]] {  // every block of the pool was free
+      report_double_free(p, b);
+      return false;
+    }
     // Two threads that free the same block at the same moment may both
     // find it untagged. The second push then usually finds the block on
     // top of the stack (unless a free of another block of the pool came
@@ -240,6 +283,8 @@ bool pool_push_remote(Pool* p, Block* b) noexcept {
   // Nothing of the pool is read from here on: once the block is published,
   // its owner may collect it and give the pool back. Replacing a parked
   // pool's mark took its report (see kParkedMark).
+  if (remote_count(mine) == capacity) [[unlikely]]
+    note_pool_freed_remotely();
   return head == kParkedMark;
 }
 

@@ -58,6 +58,7 @@ struct PoolKeys {
   uintptr_t key = 0;
   uintptr_t tag_key = 0;
   uint8_t cls = 0;
+  uint32_t capacity = 0;
 };
 
 inline constexpr int32_t kParkBias = int32_t{1} << 30;
@@ -86,6 +87,17 @@ inline constexpr uintptr_t kRemoteAddrMask = (uintptr_t{1} << kRemoteCountShift)
 // after its block is published (the owner may then collect the block,
 // give the pool back and the segment may be unmapped).
 inline constexpr uintptr_t kParkedMark = 1;
+// The head word of a pool whose every block was on its remote stack for a
+// whole purger pass, while its owner allocated nothing from it (an idle
+// thread whose blocks other threads freed): the purger replaced the stack
+// by this mark under the arena lock and returned the pool's pages to the
+// OS (arena_drop_freed_pools). The owner that next collects the stack
+// finds every block free and carves the pool again (pool_collect_remote);
+// a remote free that finds the mark frees a block that was already free.
+inline constexpr uintptr_t kDroppedMark = 2;
+// Set by the remote free whose push puts a pool's last block on its
+// remote stack; the purger looks for such pools while it is set.
+extern constinit std::atomic<bool> g_pools_freed_remotely;
 
 struct Pool {
   constexpr Pool() noexcept = default;
@@ -269,6 +281,10 @@ uint32_t pool_collect_remote(Pool* p) noexcept;
 // them by a tail call and keep no stack frame.
 [[gnu::cold, gnu::noinline]] void report_double_free(const Pool* p, const void* b) noexcept;
 [[gnu::cold, gnu::noinline]] void report_invalid_free(const Pool* p, const void* b) noexcept;
+// True when `head`, a remote stack's head word of p, holds every block of
+// the pool (none live, none on the owner's lists). p must be in use and
+// stay so (the arena lock held).
+[[nodiscard]] bool pool_all_remote(const Pool* p, uintptr_t head) noexcept;
 // Push a block freed by a thread that does not own the pool.
 void pool_free_remote(Pool* p, Block* b) noexcept;
 // Its two steps: the push, true when it was the first into a parked pool

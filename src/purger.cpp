@@ -37,7 +37,8 @@ constinit pid_t g_fork_tid = 0;  // the thread that forked, in the child
 bool nothing_to_purge() noexcept {
   // The dirty slots of reserved segments stay until a trim: they give the
   // purger nothing to do.
-  return arena_stats().purgeable_bytes == 0 && large_stats().cached_bytes == 0;
+  return arena_stats().purgeable_bytes == 0 && large_stats().cached_bytes == 0 &&
+         !g_pools_freed_remotely.load(std::memory_order_relaxed) && !arena_drop_pending();
 }
 
 // Whether the task `name` (a directory of /proc/self/task) still runs: not
@@ -167,6 +168,7 @@ void* purge_loop(void*) noexcept {
     if (ms < 10) ms = 10;
     if (nap(ms, &seen)) break;
     heap_collect(false);  // this thread has no heap: sweeps abandoned pools only
+    arena_drop_freed_pools(false);  // pools that other threads freed whole, their owner idle
     heaps_drain_large(false);  // the caches of threads that made no large request since the last pass
     heaps_reap_dead();
     arena_purge(false);

@@ -1,6 +1,8 @@
 // The background purger: a thread that wakes every half purge delay and
 // returns freed pool slots and old cached large mappings to the OS, so that a
-// program that goes idle gives memory back within about one purge delay.
+// program that goes idle gives memory back within about one purge delay;
+// and the pages of pools whose blocks other threads have all freed while
+// their owner, alive, took none back for a whole pass (kDroppedMark).
 //
 // It starts when there is something to purge, or when a thread that
 // allocated exits (its pools go back then, maybe with no allocation after

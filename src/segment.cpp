@@ -28,6 +28,7 @@ constinit size_t g_slots_in_use = 0;
 constinit size_t g_dirty_count = 0;  // free slots not yet purged
 constexpr size_t kMaxDirtySlots = kMaxDirtyBytes / kSlotSize;  // config.h
 constinit uint64_t g_last_purge_ms = 0;
+constinit size_t g_pools_dropped = 0;  // arena_drop_freed_pools, since start
 
 constexpr uint64_t kAllSlots = ~uint64_t{0} & ~uint64_t{1};  // slot 0 is the header
 
@@ -357,12 +358,81 @@ ArenaStats arena_stats() noexcept {
   st.pools_in_use = g_pools_in_use;
   st.pool_bytes_in_use = g_slots_in_use * kSlotSize;
   st.purgeable_bytes = g_dirty_count * kSlotSize;
+  st.pools_dropped = g_pools_dropped;
   for (Segment* s = g_segments; s != nullptr; s = s->next) {
     st.dirty_bytes += static_cast<size_t>(__builtin_popcountll(s->dirty_slots)) * kSlotSize;
     if (s->free_slots == kAllSlots && !s->reserved) st.free_segment_bytes += kSegmentSize;
   }
   return st;
 }
+
+namespace {
+
+// Pools found with every block on their remote stack by the last call of
+// arena_drop_freed_pools, with the head word they had then (arena lock).
+constexpr unsigned kMaxDropCandidates = 1024;  // 64 MiB or more of pools a pass
+constinit Pool* g_drop_pool[kMaxDropCandidates] = {};
+constinit uintptr_t g_drop_head[kMaxDropCandidates] = {};
+constinit unsigned g_drop_count = 0;
+
+// p, a pool in use whose remote stack was `head`, gets the dropped mark in
+// its place and its slots go back to the OS, if the stack still is `head`
+// and holds every block of the pool. No pool changes hands while the arena
+// lock is held (acquisition and release take it), so the state and the
+// capacity read here are those of the pool the stack belongs to; its owner
+// waits for the lock before it carves the pool again (arena_sync).
+size_t drop_locked(Pool* p, uintptr_t head) noexcept {
+  PoolState s = p->state.load(std::memory_order_acquire);
+  if ((s != PoolState::kActive && s != PoolState::kParked) || segment_of(p->start)->reserved) return 0;
+  if (!pool_all_remote(p, head) ||
+      !p->remote.compare_exchange_strong(head, kDroppedMark, std::memory_order_acquire, std::memory_order_relaxed))
+    return 0;
+  size_t bytes = size_t{p->slots} * kSlotSize;
+  os::purge(p->start, bytes);
+  ++g_pools_dropped;
+  return bytes;
+}
+
+}  // namespace
+
+size_t arena_drop_freed_pools(bool force) noexcept {
+  LockGuard g(g_arena_lock);
+  size_t dropped = 0;
+  // The pools noted last time, if no free and no collection touched their
+  // stacks since: their owners have taken nothing back for a whole pass.
+  for (unsigned i = 0; i < g_drop_count; ++i)
+    if (in_segment(g_drop_pool[i])) dropped += drop_locked(g_drop_pool[i], g_drop_head[i]);  // not unmapped since
+  g_drop_count = 0;
+  if (!g_pools_freed_remotely.exchange(false, std::memory_order_relaxed) && !force) return dropped;
+  for (Segment* s = g_segments; s != nullptr; s = s->next) {
+    if (s->reserved) continue;
+    for (unsigned i = 1; i < kSlotsPerSegment; ++i) {
+      Pool* p = &s->pools[i];
+      if (s->pool_of[i] != p) continue;  // a free slot, or inside a pool
+      PoolState st = p->state.load(std::memory_order_acquire);
+      if (st != PoolState::kActive && st != PoolState::kParked) continue;
+      uintptr_t head = p->remote.load(std::memory_order_acquire);
+      if (!pool_all_remote(p, head)) continue;
+      if (force) {
+        dropped += drop_locked(p, head);
+      } else if (g_drop_count < kMaxDropCandidates) {
+        g_drop_pool[g_drop_count] = p;
+        g_drop_head[g_drop_count] = head;
+        ++g_drop_count;
+      } else {
+        g_pools_freed_remotely.store(true, std::memory_order_relaxed);  // the rest next time
+      }
+    }
+  }
+  return dropped;
+}
+
+bool arena_drop_pending() noexcept {
+  LockGuard g(g_arena_lock);
+  return g_drop_count != 0;
+}
+
+void arena_sync() noexcept { LockGuard g(g_arena_lock); }
 
 void arena_for_each_pool(void (*fn)(const Pool*, void*), void* arg) noexcept {
   LockGuard g(g_arena_lock);

@@ -139,6 +139,20 @@ size_t arena_purge(bool force) noexcept;
 // is set to the free slots not yet returned (reserved segments' aside).
 [[nodiscard]] bool arena_idle_purge(size_t* left) noexcept;
 
+// Returns to the OS the pages of pools whose every block other threads
+// freed while their owner took none of them back (kDroppedMark): those
+// that were so at the last call and have not changed since, and notes
+// those that are so now for the next call; with `force`, every such pool
+// at once (a trim). Pools of reserved segments keep their pages. Bytes
+// returned.
+size_t arena_drop_freed_pools(bool force) noexcept;
+// True while pools noted by the last call wait for the next one.
+[[nodiscard]] bool arena_drop_pending() noexcept;
+// Returns once no purge of a dropped pool is under way: the owner of a
+// pool whose stack it finds dropped calls it before it carves the pool's
+// blocks again. Takes the arena lock: never call it with the lock held.
+void arena_sync() noexcept;
+
 struct ArenaStats {
   size_t segments;
   size_t reserved;   // bytes of segments mapped
@@ -147,6 +161,7 @@ struct ArenaStats {
   size_t dirty_bytes;        // free, not yet purged
   size_t purgeable_bytes;    // of which outside reserved segments (POOLMALLOC_RESERVE), which only a trim purges
   size_t free_segment_bytes;  // segments with every slot free, which a trim unmaps
+  size_t pools_dropped;       // pools in use whose pages went back, all blocks freed by other threads (since start)
 };
 ArenaStats arena_stats() noexcept;
 // POOLMALLOC_RESERVE: map segments for `bytes` up front (pre-faulted when

@@ -256,4 +256,78 @@ TEST(Stress, RandomizedMultiThreaded) {
   EXPECT_LE(pm::os::mapped_bytes(), mapped_before + (4u << 20));
 }
 
+// Producers allocate batches of small blocks and hand them to a consumer,
+// which checks and frees them, so that whole pools of a producer end up on
+// their remote stacks; the producers pause now and then, and a third
+// thread trims all the time, so that such pools go back to the OS (the
+// dropped mark) at every moment of their owners' coming back to them. A
+// block handed out twice, or a page given back under a live block, breaks
+// a pattern.
+TEST(Stress, PoolsFreedRemotelyGoBackWhileTheirOwnersReturn) {
+  const uint64_t seconds = env_u64("PM_STRESS_SECONDS", 20) / 4 + 1;
+  const uint64_t seed = env_u64("PM_STRESS_SEED", 1);
+  pm::dealloc(pm::alloc(1));  // the allocator set up before the trimmer starts
+  Shared sh(1);
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> trims{0};
+  auto producer = [&](unsigned me) {
+    Rng r{seed * 0x9E3779B97F4A7C15ull + me + 1};
+    static constexpr size_t kSizes[] = {16, 48, 64, 200, 1000, 3000};
+    while (!stop.load(std::memory_order_relaxed)) {
+      std::vector<Live> batch(500 + r.below(4000));
+      size_t size = kSizes[r.below(std::size(kSizes))];
+      for (Live& b : batch) {
+        b.size = size;
+        b.id = sh.next_id.fetch_add(1, std::memory_order_relaxed);
+        b.p = pm::alloc(size);
+        if (b.p == nullptr) {
+          fail(sh, "allocation failed", b);
+          return;
+        }
+        fill(b);
+      }
+      {
+        std::lock_guard<std::mutex> g(sh.boxes[0].m);
+        sh.boxes[0].items.insert(sh.boxes[0].items.end(), batch.begin(), batch.end());
+      }
+      sh.ops.fetch_add(batch.size(), std::memory_order_relaxed);
+      if (r.below(3) == 0) std::this_thread::sleep_for(std::chrono::microseconds(r.below(3000)));
+    }
+  };
+  auto consumer = [&] {
+    for (bool last = false; !last;) {
+      last = stop.load(std::memory_order_acquire);
+      std::vector<Live> got;
+      {
+        std::lock_guard<std::mutex> g(sh.boxes[0].m);
+        got.swap(sh.boxes[0].items);
+      }
+      for (const Live& b : got) release(sh, b);
+      if (got.empty()) std::this_thread::yield();
+    }
+  };
+  std::thread trimmer([&] {
+    Rng r{seed + 99};
+    while (!stop.load(std::memory_order_relaxed)) {
+      (void)pm::trim();
+      trims.fetch_add(1, std::memory_order_relaxed);
+      std::this_thread::sleep_for(std::chrono::microseconds(r.below(2000)));
+    }
+  });
+  std::thread p0(producer, 0), p1(producer, 1), c(consumer);
+  std::this_thread::sleep_for(std::chrono::seconds(seconds));
+  stop = true;
+  p0.join();
+  p1.join();
+  c.join();
+  trimmer.join();
+  for (const Live& b : sh.boxes[0].items) release(sh, b);
+  const size_t dropped = pm::arena_stats().pools_dropped;
+  printf("drop stress: %llu blocks, %llu trims, %zu pools dropped in %llu s\n",
+         static_cast<unsigned long long>(sh.ops.load()), static_cast<unsigned long long>(trims.load()), dropped,
+         static_cast<unsigned long long>(seconds));
+  EXPECT_EQ(sh.failures.load(), 0u);
+  EXPECT_GT(dropped, 10u);
+}
+
 }  // namespace

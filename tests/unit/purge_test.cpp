@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -15,6 +16,7 @@
 #include <cstddef>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <thread>
 #include <vector>
 
@@ -452,6 +454,129 @@ TEST(Purge, ZeroDelayReturnsEveryPoolAtOnce) {
 TEST(PurgeThread, OffMeansNever) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_EXIT(purger_off_scenario(), testing::ExitedWithCode(0), "");
+}
+
+// Pages of the given blocks that are resident.
+size_t resident_pages(const std::vector<void*>& blocks) {
+  size_t n = 0;
+  uintptr_t last = 0;
+  for (void* b : blocks) {
+    uintptr_t page = reinterpret_cast<uintptr_t>(b) & ~uintptr_t{kPageSize - 1};
+    if (page == last) continue;
+    last = page;
+    unsigned char v = 0;
+    if (mincore(reinterpret_cast<void*>(page), kPageSize, &v) != 0) std::_Exit(90);
+    n += v & 1;
+  }
+  return n;
+}
+
+// A thread allocates 4 MiB of 64-byte blocks and then waits, alive and
+// idle, while the main thread frees every one of them into its pools. The
+// pools that are then wholly on their remote stacks go back to the OS:
+// with `trim`, at malloc_trim; otherwise from the background purger. The
+// owner then allocates from its pools again, and the blocks it gets are
+// whole and distinct.
+void idle_owner_scenario(bool trim_now) {
+  char e1[] = "POOLMALLOC_PURGE_THREAD=1", e2[] = "POOLMALLOC_PURGE_DELAY=40";
+  char* env[] = {e1, e2, nullptr};
+  process_init();
+  options_init(env);
+  constexpr size_t kBlocks = (size_t{4} << 20) / 64;
+  std::vector<void*> blocks(kBlocks);
+  std::barrier sync(2);
+  int failed = 0;
+  std::thread owner([&] {
+    for (void*& b : blocks) {
+      b = alloc(64);
+      std::memset(b, 0x5a, 64);
+    }
+    sync.arrive_and_wait();  // the main thread frees them
+    sync.arrive_and_wait();  // and looks at their pages
+    std::vector<void*> again(kBlocks);
+    for (size_t i = 0; i < kBlocks; ++i) {
+      again[i] = alloc(64);
+      std::memset(again[i], static_cast<int>(i), 64);
+    }
+    for (size_t i = 0; i < kBlocks; ++i)
+      if (static_cast<unsigned char*>(again[i])[63] != static_cast<unsigned char>(i)) failed = 1;
+    for (void* b : again) dealloc(b);
+  });
+  sync.arrive_and_wait();
+  const size_t pages = resident_pages(blocks);
+  if (pages < kBlocks * 64 / kPageSize) std::_Exit(91);
+  for (void* b : blocks) dealloc(b);  // remote frees: the owner takes none of them back
+  dealloc(alloc(64));  // the freeing thread goes on: its slow path starts the purger
+  size_t left = 0;
+  if (trim_now) {
+    trim();
+    left = resident_pages(blocks);
+  } else {
+    for (int i = 0; i < 200 && (left = resident_pages(blocks)) > pages / 16; ++i) usleep(20 * 1000);
+  }
+  // The class's current pool may still be carving: it is not wholly free.
+  if (left > pages / 16) {
+    std::fprintf(stderr, "%zu of %zu pages resident\n", left, pages);
+    std::_Exit(92);
+  }
+  sync.arrive_and_wait();
+  owner.join();
+  if (failed != 0) std::_Exit(93);
+  std::_Exit(0);
+}
+
+TEST(PurgeThread, PoolsOtherThreadsFreedWholeGoBackWhileTheirOwnerIsIdle) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(idle_owner_scenario(false), testing::ExitedWithCode(0), "");
+}
+
+TEST(Purge, TrimReturnsPoolsOtherThreadsFreedWhole) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(idle_owner_scenario(true), testing::ExitedWithCode(0), "");
+}
+
+// An owner thread allocates 4096 blocks of 64 bytes, the main thread frees
+// them all and trims, so that the owner's full pools go back whole; then
+// main_after(blocks) runs on the main thread, and owner_after(blocks) on
+// the owner once it is done.
+template <class MainAfter, class OwnerAfter>
+void with_dropped_pools(MainAfter main_after, OwnerAfter owner_after) {
+  process_init();
+  std::vector<void*> blocks(4096);
+  std::barrier sync(2);
+  std::thread owner([&] {
+    for (void*& b : blocks) b = alloc(64);
+    sync.arrive_and_wait();
+    sync.arrive_and_wait();
+    owner_after(blocks);
+  });
+  sync.arrive_and_wait();
+  for (void* b : blocks) dealloc(b);
+  trim();
+  main_after(blocks);
+  sync.arrive_and_wait();
+  owner.join();
+}
+
+// A remote free of a block of a pool whose pages went back (every block of
+// it was free) is a double free.
+TEST(Purge, FreeIntoAPoolReturnedWholeIsADoubleFree) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(with_dropped_pools([](std::vector<void*>& b) { dealloc(b[0]); }, [](std::vector<void*>&) {}),
+               "double free");
+}
+
+// The same block freed again by its pool's owner: its free tag went with
+// the pool's pages, and the owner finds the block on its list when it
+// takes the dropped pool back (here at its trim).
+TEST(Purge, OwnersFreeIntoAPoolReturnedWholeIsADoubleFree) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(with_dropped_pools([](std::vector<void*>&) {},
+                                  [](std::vector<void*>& b) {
+                                    dealloc(b[0]);
+                                    trim();
+                                  }),
+               "double free into a pool whose blocks were all free");
 }
 
 }  // namespace
