@@ -45,7 +45,8 @@ PM_EXPORT struct mallinfo2 mallinfo2() noexcept {
   return m;
 }
 
-PM_EXPORT struct mallinfo mallinfo() noexcept {
+// mallinfo and glibc's own name for it, __libc_mallinfo.
+PM_EXPORT struct mallinfo __libc_mallinfo() noexcept {
   struct mallinfo2 w = mallinfo2();
   struct mallinfo m{};
   m.arena = clamp(w.arena);
@@ -58,6 +59,7 @@ PM_EXPORT struct mallinfo mallinfo() noexcept {
   m.keepcost = clamp(w.keepcost);
   return m;
 }
+PM_EXPORT struct mallinfo mallinfo() noexcept { return __libc_mallinfo(); }
 
 PM_EXPORT void malloc_stats() noexcept {
   pm::Stats s;
@@ -67,11 +69,11 @@ PM_EXPORT void malloc_stats() noexcept {
   pm::report_text(w, s, false);
 }
 
+// glibc returns EINVAL itself for options other than 0 (not -1 with errno,
+// as its manual page says), errno untouched; a null stream, which glibc
+// would write through, fails the same way.
 PM_EXPORT int malloc_info(int options, FILE* fp) noexcept {
-  if (options != 0 || fp == nullptr) {
-    errno = EINVAL;
-    return -1;
-  }
+  if (options != 0 || fp == nullptr) return EINVAL;
   pm::Stats s;
   pm::stats_collect(&s);
   pm::Writer w(to_file, fp);
@@ -80,16 +82,14 @@ PM_EXPORT int malloc_info(int options, FILE* fp) noexcept {
 }
 
 // glibc's tuning parameters steer glibc's heap, which is not in use here:
-// poolmalloc is tuned through POOLMALLOC_* variables. Known parameters are
-// accepted (they cannot change a program's results); unknown ones fail.
-PM_EXPORT int mallopt(int param, int) noexcept {
-  switch (param) {
-    case M_MXFAST: case M_TRIM_THRESHOLD: case M_TOP_PAD: case M_MMAP_THRESHOLD:
-    case M_MMAP_MAX: case M_CHECK_ACTION: case M_PERTURB: case M_ARENA_TEST: case M_ARENA_MAX:
-      return 1;
-    default:
-      return 0;
-  }
+// poolmalloc is tuned through POOLMALLOC_* variables. The result is glibc
+// 2.36's, which a program may test: 1 for every parameter, known or not
+// (M_NLBLKS, M_GRAIN and M_KEEP of <malloc.h> are ignored there too),
+// except M_MXFAST outside 0 to 80 * sizeof(size_t) / 4, its largest fast bin.
+PM_EXPORT int mallopt(int param, int value) noexcept {
+  if (param == M_MXFAST && (value < 0 || static_cast<size_t>(value) > 80 * sizeof(size_t) / 4)) return 0;
+  return 1;
 }
+PM_EXPORT int __libc_mallopt(int param, int value) noexcept { return mallopt(param, value); }
 
 }  // extern "C"

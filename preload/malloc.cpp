@@ -48,25 +48,24 @@ PM_EXPORT void* reallocarray(void* p, size_t count, size_t size) noexcept {
   return pm::resize(p, n);
 }
 
+// A failure leaves errno at ENOMEM as glibc's does (it fails inside its
+// memalign), so that a program that reports it with perror says why.
 PM_EXPORT int posix_memalign(void** out, size_t align, size_t n) noexcept {
   if (!is_pow2(align) || align % sizeof(void*) != 0) return EINVAL;
-  int saved = errno;
   void* p = pm::alloc_aligned(align, n);
   if (p == nullptr) {
-    errno = saved;  // posix_memalign reports through its result, not errno
+    errno = ENOMEM;
     return ENOMEM;
   }
   *out = p;
   return 0;
 }
 
-PM_EXPORT void* aligned_alloc(size_t align, size_t n) noexcept {
-  if (!is_pow2(align)) {
-    errno = EINVAL;
-    return nullptr;
-  }
-  return pm::alloc_aligned(align, n);
-}
+// glibc 2.36's aligned_alloc is its memalign under another name: an
+// alignment of 0 or one that is not a power of two is accepted (rounded
+// up), not refused with EINVAL as from glibc 2.38, and programs built here
+// may rely on that.
+PM_EXPORT void* aligned_alloc(size_t align, size_t n) noexcept { return memalign_glibc(align, n); }
 
 PM_EXPORT void* memalign(size_t align, size_t n) noexcept { return memalign_glibc(align, n); }
 PM_EXPORT void* valloc(size_t n) noexcept { return pm::alloc_aligned(page_size(), n); }

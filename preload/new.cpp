@@ -2,11 +2,13 @@
 // runtime (C programs should not pay for loading it): the new-handler and
 // std::bad_alloc come from it through weak references, present whenever a
 // C++ program is the caller.
+#include <atomic>
 #include <cstddef>
 #include <new>
 
 #include "alloc.h"
 #include "check.h"
+#include "next_symbol.h"
 
 namespace std {
 [[gnu::weak]] new_handler get_new_handler() noexcept;
@@ -15,15 +17,22 @@ namespace std {
 
 namespace {
 
-// Called after an allocation failed: run the new-handler, or throw.
-void out_of_memory() {
-  std::new_handler handler = &std::get_new_handler != nullptr ? std::get_new_handler() : nullptr;
-  if (handler != nullptr) {
-    handler();
-    return;
-  }
+bool is_pow2(size_t a) noexcept { return a != 0 && (a & (a - 1)) == 0; }
+
+[[noreturn]] void throw_bad_alloc() {
   if (&std::__throw_bad_alloc != nullptr) std::__throw_bad_alloc();
   pm::fatal("out of memory in operator new and no C++ runtime to throw std::bad_alloc");
+}
+
+std::new_handler current_new_handler() noexcept {
+  return &std::get_new_handler != nullptr ? std::get_new_handler() : nullptr;
+}
+
+// Called after an allocation failed: run the new-handler, or throw.
+void out_of_memory() {
+  std::new_handler handler = current_new_handler();
+  if (handler == nullptr) throw_bad_alloc();
+  handler();
 }
 
 [[gnu::noinline]] void* new_slow(size_t n, size_t align) {
@@ -52,25 +61,66 @@ inline void* new_impl(size_t n) {
       [](size_t m) { return new_above_direct(m); });
 }
 
+// An alignment that is not a power of two (undefined by the standard) gets
+// std::bad_alloc at once, without the new-handler, as from libstdc++: the
+// core's aligned allocation is only defined for powers of two.
+[[gnu::noinline]] void* new_aligned_slow(size_t n, size_t align) {
+  if (!is_pow2(align)) throw_bad_alloc();
+  return new_slow(n, align);
+}
+
 inline void* new_aligned(size_t n, std::align_val_t a) {
-  void* p = pm::alloc_aligned(static_cast<size_t>(a), n);
+  size_t align = static_cast<size_t>(a);
+  void* p = is_pow2(align) ? pm::alloc_aligned(align, n) : nullptr;
   if (p == nullptr) [[unlikely]]
-    return new_slow(n, static_cast<size_t>(a));
+    return new_aligned_slow(n, align);
   return p;
 }
 
-inline void* new_nothrow(size_t n, size_t align) noexcept {
-  void* p = align <= pm::kMinAlign ? pm::alloc(n) : pm::alloc_aligned(align, n);
-  if (p != nullptr) [[likely]]
-    return p;
-  // The nothrow forms still give the new-handler its chance; a handler may throw.
-  while (p == nullptr && &std::get_new_handler != nullptr) {
-    std::new_handler handler = std::get_new_handler();
-    if (handler == nullptr) return nullptr;
+// The C++ runtime's own nothrow forms, looked up once. Each is a call of
+// the throwing form (ours, through the runtime's PLT) inside a catch that
+// turns what it throws into nullptr.
+using NothrowNew = void* (*)(size_t, const std::nothrow_t&) noexcept;
+using NothrowAlignedNew = void* (*)(size_t, std::align_val_t, const std::nothrow_t&) noexcept;
+std::atomic<NothrowNew> g_runtime_nothrow{nullptr};
+std::atomic<NothrowAlignedNew> g_runtime_nothrow_aligned{nullptr};
+
+// A nothrow form found no memory. With a new-handler installed it runs the
+// throwing form's loop, and the handler may throw std::bad_alloc (the
+// standard's way for a handler to give up), which must come out of the
+// nothrow form as nullptr. This library is built without exceptions and
+// cannot catch, and an exception leaving a noexcept function terminates
+// the program: the runtime's nothrow form does the catching.
+[[gnu::noinline]] void* new_nothrow_slow(size_t n, size_t align) noexcept {
+  if (current_new_handler() == nullptr) return nullptr;
+  const std::nothrow_t nothrow{};  // std::nothrow itself is the runtime's
+  if (align == 0) {
+    if (NothrowNew f = pm_preload::next_symbol(g_runtime_nothrow, "_ZnwmRKSt9nothrow_t")) return f(n, nothrow);
+  } else if (NothrowAlignedNew f = pm_preload::next_symbol(g_runtime_nothrow_aligned, "_ZnwmSt11align_val_tRKSt9nothrow_t")) {
+    return f(n, std::align_val_t{align}, nothrow);
+  }
+  // No runtime to catch for us (a handler is installed, so there is one
+  // unless it is linked into the program whole): the loop, uncaught.
+  void* p = nullptr;
+  for (std::new_handler handler; p == nullptr && (handler = current_new_handler()) != nullptr;) {
     handler();
     p = align <= pm::kMinAlign ? pm::alloc(n) : pm::alloc_aligned(align, n);
   }
   return p;
+}
+
+// align is 0 for the forms without one.
+inline void* new_nothrow(size_t n, size_t align) noexcept {
+  void* p = align <= pm::kMinAlign ? pm::alloc(n) : pm::alloc_aligned(align, n);
+  if (p != nullptr) [[likely]]
+    return p;
+  return new_nothrow_slow(n, align);
+}
+
+// As the throwing form: nullptr for an alignment that is not a power of two.
+inline void* new_nothrow_aligned(size_t n, std::align_val_t a) noexcept {
+  size_t align = static_cast<size_t>(a);
+  return is_pow2(align) ? new_nothrow(n, align) : nullptr;
 }
 
 }  // namespace
@@ -88,10 +138,10 @@ PM_EXPORT void* operator new[](size_t n, const std::nothrow_t&) noexcept { retur
 PM_EXPORT void* operator new(size_t n, std::align_val_t a) { return new_aligned(n, a); }
 PM_EXPORT void* operator new[](size_t n, std::align_val_t a) { return new_aligned(n, a); }
 PM_EXPORT void* operator new(size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {
-  return new_nothrow(n, static_cast<size_t>(a));
+  return new_nothrow_aligned(n, a);
 }
 PM_EXPORT void* operator new[](size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {
-  return new_nothrow(n, static_cast<size_t>(a));
+  return new_nothrow_aligned(n, a);
 }
 
 PM_HOT_ENTRY void operator delete(void* p) noexcept { pm::dealloc(p); }

@@ -33,24 +33,14 @@
 #include <cstdint>
 #include <cstring>
 
+#include "next_symbol.h"
 #include "purger.h"
 
 #define PM_EXPORT __attribute__((visibility("default")))
 
 namespace {
 
-// The C library's function of that name, looked up once.
-template <class Fn>
-Fn next_symbol(std::atomic<Fn>& cache, const char* name) noexcept {
-  Fn f = cache.load(std::memory_order_acquire);
-  if (f == nullptr) {
-    int saved = errno;
-    f = reinterpret_cast<Fn>(dlsym(RTLD_NEXT, name));
-    errno = saved;
-    cache.store(f, std::memory_order_release);
-  }
-  return f;
-}
+using pm_preload::next_symbol;
 
 using PollFn = int (*)(pollfd*, nfds_t, int);
 using SelectFn = int (*)(int, fd_set*, fd_set*, fd_set*, timeval*);
