@@ -128,8 +128,8 @@ void free_small(void* b) noexcept {
 
 // --- large blocks -------------------------------------------------------
 //   [guard page][meta page: n][... header | n caller bytes | canary][guard page]
-// The caller's block ends at most 15 bytes before the rear guard (alignment);
-// those bytes are canary.
+// The caller's block ends less than a page before the rear guard (at most
+// 15 bytes before it unless aligned beyond 16); those bytes are canary.
 struct LargeMeta {
   uint64_t n_keyed;  // n ^ key_of(user)
   uint64_t front;    // start of the front guard page
@@ -226,13 +226,19 @@ void* check_full_alloc_large(size_t n, size_t align) noexcept {
     errno = ENOMEM;
     return nullptr;
   }
-  char* rear = raw + span - kPageSize;
-  auto user = (reinterpret_cast<uintptr_t>(rear) - n) & ~(uintptr_t{align} - 1);
+  char* const end = raw + span;
+  auto user = (reinterpret_cast<uintptr_t>(end - kPageSize) - n) & ~(uintptr_t{align} - 1);
+  // The rear guard goes on the page after the block's last byte: rounding
+  // the block down to a large alignment leaves up to `align` bytes below
+  // the mapping's last page, which would otherwise all be canary, written
+  // and so resident (a 16-byte block aligned to 1 GiB wrote 1 GiB).
+  char* rear = reinterpret_cast<char*>(round_page(user + n));
+  if (rear + kPageSize < end) os::unmap(rear + kPageSize, static_cast<size_t>(end - rear - kPageSize));
   auto* meta = meta_of(reinterpret_cast<void*>(user));
   char* base = reinterpret_cast<char*>(meta) + kPageSize;  // the page holding the header
   char* front = reinterpret_cast<char*>(meta) - kPageSize;
   if (front > raw) os::unmap(raw, static_cast<size_t>(front - raw));
-  span = static_cast<size_t>(raw + span - front);
+  span = static_cast<size_t>(rear + kPageSize - front);
   os::protect_none(front, kPageSize);
   os::protect_none(rear, kPageSize);
   *meta = LargeMeta{n ^ key_of(reinterpret_cast<void*>(user)), reinterpret_cast<uintptr_t>(front), span};

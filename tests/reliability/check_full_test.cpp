@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <thread>
@@ -175,6 +176,26 @@ TEST_F(Full, LargeOverflowIntoAlignmentGap) {
         pm::dealloc(p);
       },
       "poolmalloc: heap overflow: canary after the block was overwritten, block 0x[0-9a-f]+ \\(size class 300001 bytes\\)");
+}
+
+// A small block with a huge alignment: the rear guard follows the block,
+// and the canary between them is less than a page, not the alignment.
+TEST_F(Full, LargeAlignmentWritesNoMoreThanTheBlock) {
+  auto resident_kib = [] {
+    FILE* f = fopen("/proc/self/statm", "r");
+    long pages = 0, rss = 0;
+    if (f == nullptr || fscanf(f, "%ld %ld", &pages, &rss) != 2) rss = -1;
+    if (f != nullptr) fclose(f);
+    return rss * static_cast<long>(pm::kPageSize / 1024);
+  };
+  long before = resident_kib();
+  auto* p = static_cast<char*>(pm::alloc_aligned(size_t{1} << 30, 16));
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % (size_t{1} << 30), 0u);
+  memset(p, 7, 16);
+  EXPECT_LT(resident_kib() - before, 1024);  // 1 GiB of canary before the fix
+  EXPECT_FAULT(static_cast<volatile char*>(p)[16 + pm::kPageSize] = 'x');  // in the rear guard
+  pm::dealloc(p);
 }
 
 TEST_F(Full, LargeUseAfterFreeFaults) {
