@@ -29,7 +29,14 @@ bool injected_failure() noexcept {
 void* raw_map(size_t size) noexcept {
   if (injected_failure()) return nullptr;
   int saved = errno;  // a failed mmap must not leak ENOMEM into the caller's errno
-  void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  // No MAP_NORESERVE: under the kernel's default overcommit heuristic
+  // (vm.overcommit_memory=0) a mapping larger than RAM + swap is refused, as
+  // glibc's malloc is (malloc(1 TiB) fails with ENOMEM there). With
+  // MAP_NORESERVE it succeeded, and a program that then fills the block
+  // (full mode fills every fresh block) met the OOM killer instead of NULL.
+  // Blocks grown with mremap keep the flag of their mapping, so they are
+  // checked the same way.
+  void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   errno = saved;
   if (p == MAP_FAILED) return nullptr;
   g_mapped.fetch_add(size, std::memory_order_relaxed);
