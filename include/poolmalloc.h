@@ -110,8 +110,9 @@ POOLMALLOC_API size_t poolmalloc_usable_size(const void* p) POOLMALLOC_NOEXCEPT;
 POOLMALLOC_API poolmalloc_allocation poolmalloc_alloc_at_least(size_t n) POOLMALLOC_NOEXCEPT;
 /* A block whose usable size lies in [min, max]: the smallest block the
  * allocator has for min bytes, provided it is not larger than max. {NULL, 0}
- * when min > max or no block size falls in the range (for instance [17, 20]:
- * the nearest sizes are 16 and 32). */
+ * with errno EINVAL when min > max or no block size falls in the range (for
+ * instance [17, 20]: the nearest sizes are 16 and 32), ENOMEM when memory
+ * is short. */
 POOLMALLOC_API poolmalloc_allocation poolmalloc_alloc_range(size_t min, size_t max) POOLMALLOC_NOEXCEPT;
 
 /* ---- fixed-size pools ---- */
@@ -137,18 +138,27 @@ typedef struct poolmalloc_fixed_stats {
   size_t failures;       /* allocations refused at the cap or for lack of memory */
 } poolmalloc_fixed_stats;
 
-/* NULL when the options are invalid or memory is short. */
+/* NULL with errno EINVAL when the options are invalid, ENOMEM when memory
+ * is short (initial_blocks are mapped at once). */
 POOLMALLOC_API poolmalloc_fixed_pool* poolmalloc_fixed_create(const poolmalloc_fixed_options* options)
     POOLMALLOC_NOEXCEPT;
-/* Releases all of the pool's memory; blocks still in use become invalid. */
+/* Releases all of the pool's memory; blocks still in use become invalid.
+ * No other call on the pool may overlap it, even on a thread-safe pool. A
+ * pool destroyed already aborts with a message (unless its memory went to
+ * a new pool in the meantime); so does every other call on a destroyed
+ * pool. */
 POOLMALLOC_API void poolmalloc_fixed_destroy(poolmalloc_fixed_pool* pool) POOLMALLOC_NOEXCEPT;
-/* A block, or NULL when the pool is at its cap or memory is short. */
+/* A block, or NULL with errno ENOMEM when the pool is at its cap or memory
+ * is short (the pool stays usable), EINVAL when pool is NULL. */
 POOLMALLOC_API void* poolmalloc_fixed_alloc(poolmalloc_fixed_pool* pool) POOLMALLOC_NOEXCEPT;
-/* p must come from this pool (or be NULL). Aborts with a message when no
- * block of the pool is in use, or when p (16 bytes or more) is already free. */
+/* p must be a block this pool handed out (or NULL). Aborts with a message
+ * when p is not the start of one of the pool's blocks (a block of another
+ * pool, of malloc, an interior pointer, a block never handed out), and on a
+ * double free: always for blocks of 16 bytes or more, for smaller ones when
+ * no block of the pool is in use. */
 POOLMALLOC_API void poolmalloc_fixed_free(poolmalloc_fixed_pool* pool, void* p) POOLMALLOC_NOEXCEPT;
-/* Nonzero when p is the start of one of this pool's blocks. Linear in the
- * number of times the pool grew. */
+/* Nonzero when p is the start of one of this pool's blocks (in use or not).
+ * Logarithmic in the number of times the pool grew. */
 POOLMALLOC_API int poolmalloc_fixed_owns(const poolmalloc_fixed_pool* pool, const void* p) POOLMALLOC_NOEXCEPT;
 POOLMALLOC_API void poolmalloc_fixed_get_stats(const poolmalloc_fixed_pool* pool, poolmalloc_fixed_stats* out)
     POOLMALLOC_NOEXCEPT;

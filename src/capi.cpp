@@ -1,7 +1,10 @@
 // The C entry points of poolmalloc.h (statistics, purge, version and
 // allocation with sizes), forwarded to the core. Fixed pools are in
 // fixed_pool.cpp.
+#include <errno.h>
+
 #include "alloc.h"
+#include "large.h"
 #include "poolmalloc.h"
 #include "report.h"
 #include "stats.h"
@@ -57,6 +60,12 @@ void fill(poolmalloc_stats* out, const pm::Stats& s) noexcept {
 
 poolmalloc_allocation sized(void* p) noexcept { return {p, p != nullptr ? pm::usable_size(p) : 0}; }
 
+// A range no block size of the allocator falls in.
+poolmalloc_allocation impossible() noexcept {
+  errno = EINVAL;
+  return {nullptr, 0};
+}
+
 }  // namespace
 
 extern "C" {
@@ -97,10 +106,10 @@ poolmalloc_allocation poolmalloc_alloc_at_least(size_t n) noexcept { return size
 
 poolmalloc_allocation poolmalloc_alloc_range(size_t min, size_t max) noexcept {
   if (min == 0) min = 1;
-  if (min > max) return {nullptr, 0};
+  if (min > max) return impossible();
   if (min <= pm::kSmallMax) {
     unsigned cls = pm::class_of(min);
-    if (pm::class_size(cls) > max) return {nullptr, 0};
+    if (pm::class_size(cls) > max) return impossible();
     return sized(pm::alloc_class(cls));
   }
   // A large block's usable size depends on where its header falls: a plain
@@ -108,14 +117,35 @@ poolmalloc_allocation poolmalloc_alloc_range(size_t min, size_t max) noexcept {
   // rounded up to a page (its header is on a page of its own). The plain one
   // is smaller unless min falls in the last 16 bytes of a page.
   const size_t header = 16, page = pm::kPageSize;
-  if (min > SIZE_MAX - 2 * page) return {nullptr, 0};
-  bool aligned_first = (min + page - 1) / page * page < min + header;
-  for (int k = 0; k < 2; ++k, aligned_first = !aligned_first) {
-    poolmalloc_allocation a = sized(aligned_first ? pm::alloc_aligned(page, min) : pm::alloc(min));
-    if (a.ptr == nullptr || a.size <= max) return a;
-    pm::dealloc(a.ptr);
+  if (min > SIZE_MAX - 2 * page) {
+    errno = ENOMEM;
+    return {nullptr, 0};
   }
-  return {nullptr, 0};
+  const size_t plain = (min + header + page - 1) / page * page - header;
+  const size_t aligned = (min + page - 1) / page * page;
+  if (plain < aligned ? plain > max : aligned > max) return impossible();
+  if (aligned < plain) return sized(pm::alloc_aligned(page, min));  // always a mapping of its own
+  // A plain block may come from the thread's cache of freed large blocks,
+  // which serves a request with a block up to a quarter larger: one too
+  // large for max is kept aside while the next is taken, so that the cache
+  // runs out of candidates and a block of the plain size (from the shared
+  // cache, which splits, or a fresh mapping) follows.
+  void* held[pm::kTcacheEntries];
+  unsigned n_held = 0;
+  poolmalloc_allocation a = sized(pm::alloc(min));
+  while (a.ptr != nullptr && a.size > max && n_held < pm::kTcacheEntries) {
+    held[n_held++] = a.ptr;
+    a = sized(pm::alloc(min));
+  }
+  int err = errno;
+  for (unsigned i = 0; i < n_held; ++i) pm::dealloc(held[i]);
+  errno = err;
+  if (a.ptr != nullptr && a.size > max) {  // not expected: the cache holds at most kTcacheEntries blocks
+    pm::dealloc(a.ptr);
+    errno = ENOMEM;
+    return {nullptr, 0};
+  }
+  return a;
 }
 
 }  // extern "C"

@@ -3,6 +3,8 @@
 // std::pmr resources.
 #include <gtest/gtest.h>
 
+#include <errno.h>
+
 #include <algorithm>
 #include <atomic>
 #include <list>
@@ -13,6 +15,8 @@
 #include <thread>
 #include <vector>
 
+#include "check_full.h"
+#include "config.h"
 #include "os.h"
 #include "poolmalloc.hpp"
 
@@ -45,6 +49,9 @@ TEST(FixedPool, CapAndExhaustion) {
 }
 
 TEST(FixedPool, GrowsOnDemandAndReleasesOnDestruction) {
+  // The pool's descriptor comes from the size-class pools: what their first
+  // use maps (a segment, the thread's heap) stays, also when this test runs alone.
+  poolmalloc_free(poolmalloc_malloc(64));
   size_t mapped_before = pm::os::mapped_bytes();
   {
     fixed_pool<single_thread> pool(100);
@@ -96,7 +103,7 @@ TEST(FixedPool, ObjectsThatDoNotFitAreRefused) {
   };
   fixed_pool<single_thread> small(16);
   EXPECT_THROW(small.create<Big>(), std::bad_alloc);  // 256 bytes in 16-byte blocks
-  fixed_pool<single_thread> loose(64);                  // 16-byte alignment
+  fixed_pool<single_thread> loose(96);                  // 16-byte alignment, 96-byte blocks
   EXPECT_THROW(loose.create<Line>(), std::bad_alloc);
   EXPECT_EQ(small.stats().in_use, 0u);
   EXPECT_EQ(loose.stats().in_use, 0u);
@@ -162,7 +169,238 @@ TEST(FixedPoolDeath, DoubleFreeAndFreeIntoTheWrongPoolAbort) {
         void* p = a.allocate();
         b.deallocate(p);
       },
-      "poolmalloc_fixed_free: no block of this pool is in use");
+      "poolmalloc_fixed_free: not a block of this pool");
+}
+
+// A pointer that is not a block this pool handed out would go onto its free
+// list and be handed out again while something else uses it. These are
+// caught also while the pool has blocks in use.
+TEST(FixedPoolDeath, ForeignInteriorAndUnusedBlocksAbort) {
+  EXPECT_DEATH(
+      {
+        fixed_pool<single_thread> a(48);
+        fixed_pool<single_thread> b(48);
+        void* keep = b.allocate();
+        void* p = a.allocate();
+        b.deallocate(p);  // a's block into b, which has one in use
+        b.deallocate(keep);
+      },
+      "poolmalloc_fixed_free: not a block of this pool");
+  EXPECT_DEATH(
+      {
+        fixed_pool<single_thread> a(48);
+        void* keep = a.allocate();
+        void* m = poolmalloc_malloc(48);
+        a.deallocate(m);
+        a.deallocate(keep);
+      },
+      "poolmalloc_fixed_free: not a block of this pool");
+  EXPECT_DEATH(
+      {
+        fixed_pool<single_thread> a(48);
+        auto* p = static_cast<char*>(a.allocate());
+        a.deallocate(p + 16);
+      },
+      "poolmalloc_fixed_free: not the start of a block of this pool");
+  EXPECT_DEATH(
+      {
+        fixed_pool<single_thread> a(48, {.initial_blocks = 10});
+        auto* p = static_cast<char*>(a.allocate());
+        a.deallocate(p + 3 * a.block_size());  // in the pool, never handed out
+      },
+      "poolmalloc_fixed_free: a block this pool never handed out");
+  // A block of an older chunk, after the pool grew.
+  EXPECT_DEATH(
+      {
+        fixed_pool<single_thread> a(48);
+        auto* first = static_cast<char*>(a.allocate());
+        for (int i = 0; i < 1000; ++i) (void)a.allocate();
+        ASSERT_GE(a.stats().grows, 2u);
+        a.deallocate(first + 8);
+      },
+      "poolmalloc_fixed_free: not the start of a block of this pool");
+}
+
+// Block starts are told from other addresses by a multiplication: check
+// it against the division for strides with odd factors of all sizes.
+TEST(FixedPool, OwnsTellsBlockStartsForEveryStride) {
+  for (size_t size : {8, 24, 40, 48, 56, 72, 100, 112, 120, 200, 1000, 1016, 3000, 4096, 5000, 12296}) {
+    for (size_t align : {8, 16, 64, 4096}) {
+      poolmalloc_fixed_options o{};
+      o.block_size = size;
+      o.align = align;
+      o.initial_blocks = 4;
+      poolmalloc_fixed_pool* pool = poolmalloc_fixed_create(&o);
+      ASSERT_NE(pool, nullptr);
+      poolmalloc_fixed_stats st;
+      poolmalloc_fixed_get_stats(pool, &st);
+      auto* b = static_cast<char*>(poolmalloc_fixed_alloc(pool));
+      ASSERT_NE(b, nullptr);
+      for (size_t k = 0; k < 4 * st.block_size; ++k)
+        ASSERT_EQ(poolmalloc_fixed_owns(pool, b + k) != 0, k % st.block_size == 0) << size << "/" << align << " +" << k;
+      poolmalloc_fixed_free(pool, b);
+      poolmalloc_fixed_destroy(pool);
+    }
+  }
+}
+
+TEST(FixedPool, BlocksOfOlderChunksAreFreedAndOwned) {
+  fixed_pool<single_thread> pool(40);
+  std::vector<void*> got;
+  for (int i = 0; i < 3000; ++i) got.push_back(pool.allocate());
+  size_t grows = pool.stats().grows;
+  ASSERT_GE(grows, 3u);
+  for (void* p : got) EXPECT_TRUE(pool.owns(p));
+  // Free in an order that visits every chunk, oldest first.
+  for (void* p : got) pool.deallocate(p);
+  EXPECT_EQ(pool.stats().in_use, 0u);
+  std::set<void*> again;
+  for (int i = 0; i < 3000; ++i) EXPECT_TRUE(again.insert(pool.allocate()).second);
+  EXPECT_EQ(again, std::set<void*>(got.begin(), got.end()));  // the same blocks, each once
+  EXPECT_EQ(pool.stats().grows, grows);  // no chunk mapped for blocks freed
+}
+
+TEST(FixedPoolDeath, UseAfterDestroyAborts) {
+  EXPECT_DEATH(
+      {
+        poolmalloc_fixed_options o{};
+        o.block_size = 64;
+        poolmalloc_fixed_pool* p = poolmalloc_fixed_create(&o);
+        (void)poolmalloc_fixed_alloc(p);
+        poolmalloc_fixed_destroy(p);
+        poolmalloc_fixed_destroy(p);
+      },
+      "poolmalloc_fixed_destroy: not a live fixed pool");
+  EXPECT_DEATH(
+      {
+        poolmalloc_fixed_options o{};
+        o.block_size = 64;
+        o.thread_safe = 1;
+        poolmalloc_fixed_pool* p = poolmalloc_fixed_create(&o);
+        poolmalloc_fixed_destroy(p);
+        (void)poolmalloc_fixed_alloc(p);
+      },
+      "poolmalloc_fixed_alloc: not a live fixed pool");
+}
+
+TEST(FixedPool, FailuresSetErrno) {
+  poolmalloc_fixed_options o{};
+  errno = 0;
+  EXPECT_EQ(poolmalloc_fixed_create(&o), nullptr);
+  EXPECT_EQ(errno, EINVAL);
+  o.block_size = 8;
+  o.align = 48;
+  errno = 0;
+  EXPECT_EQ(poolmalloc_fixed_create(&o), nullptr);
+  EXPECT_EQ(errno, EINVAL);
+  errno = 0;
+  EXPECT_EQ(poolmalloc_fixed_create(nullptr), nullptr);
+  EXPECT_EQ(errno, EINVAL);
+  o.align = 0;
+  o.initial_blocks = size_t{1} << 60;  // more than any address space
+  errno = 0;
+  EXPECT_EQ(poolmalloc_fixed_create(&o), nullptr);
+  EXPECT_EQ(errno, ENOMEM);
+  o.initial_blocks = 0;
+  o.max_blocks = 1;
+  poolmalloc_fixed_pool* pool = poolmalloc_fixed_create(&o);
+  ASSERT_NE(pool, nullptr);
+  void* p = poolmalloc_fixed_alloc(pool);
+  ASSERT_NE(p, nullptr);
+  errno = 0;
+  EXPECT_EQ(poolmalloc_fixed_alloc(pool), nullptr);  // at the cap
+  EXPECT_EQ(errno, ENOMEM);
+  poolmalloc_fixed_free(pool, p);
+  poolmalloc_fixed_destroy(pool);
+  errno = 0;
+  EXPECT_EQ(poolmalloc_fixed_alloc(nullptr), nullptr);
+  EXPECT_EQ(errno, EINVAL);
+}
+
+// The OS refusing memory leaves the pool as it was: the allocation fails
+// (counted, ENOMEM), the next one may succeed. A refused chunk of the
+// planned size is followed by a try of a page's worth.
+TEST(FixedPool, RefusedMemoryLeavesThePoolUsable) {
+  fixed_pool<single_thread> pool(64);
+  std::vector<void*> got;
+  for (int i = 0; i < 200; ++i) got.push_back(pool.allocate());  // next chunk planned larger than a page
+  auto s = pool.stats();
+  size_t fresh = s.capacity - s.in_use;
+  for (size_t i = 0; i < fresh; ++i) got.push_back(pool.allocate());
+  s = pool.stats();
+  ASSERT_EQ(s.in_use, s.capacity);
+  pm::os::inject_map_failures(1);
+  void* p = pool.try_allocate();  // the planned chunk is refused, a page's worth is not
+  pm::os::inject_map_failures(0);
+  ASSERT_NE(p, nullptr);
+  got.push_back(p);
+  auto t = pool.stats();
+  EXPECT_EQ(t.grows, s.grows + 1);
+  EXPECT_EQ(t.capacity, s.capacity + pm::kPageSize / 64);
+  EXPECT_EQ(t.failures, 0u);
+  while (pool.stats().in_use < pool.stats().capacity) got.push_back(pool.allocate());
+  pm::os::inject_map_failures(2);
+  errno = 0;
+  EXPECT_EQ(pool.try_allocate(), nullptr);
+  EXPECT_EQ(errno, ENOMEM);
+  pm::os::inject_map_failures(0);
+  EXPECT_EQ(pool.stats().failures, 1u);
+  EXPECT_EQ(pool.stats().in_use, got.size());
+  got.push_back(pool.allocate());  // memory is back
+  for (void* q : got) pool.deallocate(q);
+  EXPECT_EQ(pool.stats().in_use, 0u);
+}
+
+// Blocks allocated by some threads and freed by others, while another
+// thread reads the metrics: nothing is lost, and every figure read is
+// consistent.
+TEST(FixedPool, CrossThreadFreesAndConcurrentMetrics) {
+  constexpr int kPairs = 3, kItems = 20000, kCap = 512;
+  fixed_pool<thread_safe> pool(24, {.max_blocks = kCap});
+  std::atomic<bool> bad{false}, done{false};
+  std::atomic<long> refused{0};
+  std::thread reader([&] {
+    while (!done.load()) {
+      auto s = pool.stats();
+      if (s.in_use > s.capacity || s.in_use > s.peak_in_use || s.peak_in_use > kCap || s.capacity > kCap) bad = true;
+    }
+  });
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kPairs; ++t) {
+    auto* ring = new std::atomic<void*>[64]();
+    threads.emplace_back([&, ring] {  // producer
+      for (int i = 0; i < kItems; ++i) {
+        void* p;
+        while ((p = pool.try_allocate()) == nullptr) {
+          ++refused;
+          std::this_thread::yield();
+        }
+        *static_cast<int*>(p) = i;
+        std::atomic<void*>& slot = ring[i % 64];
+        while (slot.load(std::memory_order_acquire) != nullptr) std::this_thread::yield();
+        slot.store(p, std::memory_order_release);
+      }
+    });
+    threads.emplace_back([&, ring] {  // consumer
+      for (int i = 0; i < kItems; ++i) {
+        std::atomic<void*>& slot = ring[i % 64];
+        void* p;
+        while ((p = slot.load(std::memory_order_acquire)) == nullptr) std::this_thread::yield();
+        slot.store(nullptr, std::memory_order_relaxed);
+        if (*static_cast<int*>(p) != i || !pool.owns(p)) bad = true;
+        pool.deallocate(p);
+      }
+      delete[] ring;
+    });
+  }
+  for (auto& th : threads) th.join();
+  done = true;
+  reader.join();
+  EXPECT_FALSE(bad);
+  auto s = pool.stats();
+  EXPECT_EQ(s.in_use, 0u);
+  EXPECT_LE(s.peak_in_use, size_t{kCap});
+  EXPECT_EQ(s.failures, static_cast<size_t>(refused.load()));
 }
 
 TEST(Pmr, PoolResourceIsNeitherCopiedNorMoved) {
@@ -260,6 +498,49 @@ TEST(Range, SatisfiableRanges) {
   poolmalloc::deallocate(top.ptr);
 }
 
+// In a threaded process a thread keeps freed large blocks for itself and
+// serves a request with one up to a quarter larger: a range that such a
+// block overshoots still gets a block of the plain size.
+TEST(Range, LargeRangeIsNotSpoiledByTheThreadCache) {
+  std::thread([] { poolmalloc_free(poolmalloc_malloc(16)); }).join();  // the process is threaded from here on
+  poolmalloc_free(poolmalloc_malloc(16));  // and this thread has a heap, which holds the cache
+  if (pm::g_check_full) GTEST_SKIP() << "POOLMALLOC_CHECK=full: large blocks have the requested size, no cache";
+  for (int i = 0; i < 4; ++i) {
+    (void)poolmalloc::purge();  // empties this thread's cache of what earlier tests freed
+    void* big = poolmalloc_malloc(360000);  // a mapping of 88 pages
+    ASSERT_NE(big, nullptr);
+    poolmalloc_free(big);  // into this thread's cache
+    void* again = poolmalloc_malloc(300000);
+    ASSERT_GT(poolmalloc_usable_size(again), 303090u);  // the cached block: what the range must not take
+    poolmalloc_free(again);
+    // 300000 bytes: 74 pages less the header, 303088; the page-aligned
+    // form (303104) is above max.
+    auto a = poolmalloc::allocate_range(300000, 303090);
+    ASSERT_NE(a.ptr, nullptr) << "round " << i;
+    EXPECT_EQ(a.size, 303088u);
+    memset(a.ptr, 3, a.size);
+    poolmalloc::deallocate(a.ptr);
+  }
+}
+
+TEST(Range, ImpossibleRangesSetErrno) {
+  errno = 0;
+  EXPECT_EQ(poolmalloc::allocate_range(200, 100).ptr, nullptr);
+  EXPECT_EQ(errno, EINVAL);
+  errno = 0;
+  EXPECT_EQ(poolmalloc::allocate_range(17, 20).ptr, nullptr);
+  EXPECT_EQ(errno, EINVAL);
+  errno = 0;
+  EXPECT_EQ(poolmalloc::allocate_range(0, 0).ptr, nullptr);  // no block has 0 usable bytes
+  EXPECT_EQ(errno, EINVAL);
+  errno = 0;
+  EXPECT_EQ(poolmalloc::allocate_range(303105, 303106).ptr, nullptr);
+  EXPECT_EQ(errno, EINVAL);
+  errno = 0;
+  EXPECT_EQ(poolmalloc::allocate_range(SIZE_MAX / 2, SIZE_MAX).ptr, nullptr);
+  EXPECT_EQ(errno, ENOMEM);
+}
+
 TEST(Range, ImpossibleRangesGiveNull) {
   for (auto [lo, hi] : {std::pair<size_t, size_t>{17, 20}, {200, 100}, {40961, 40962}, {33000, 33001}, {73729, 73730}, {303105, 303106},
                         {SIZE_MAX / 2, SIZE_MAX}}) {
@@ -290,7 +571,11 @@ TEST(Pmr, ContainersOnTheDefaultResource) {
 
 TEST(Pmr, PoolResourceServesAndReleases) {
   // Cached large mappings are given back on both sides: the large block
-  // below comes from resource() and goes back to the cache.
+  // below comes from resource() and goes back to the cache. A small and a
+  // large block first: what the first of each maps (the thread's heap, the
+  // registry of large blocks) stays, also when this test runs alone.
+  poolmalloc::resource()->deallocate(poolmalloc::resource()->allocate(64), 64);
+  poolmalloc::resource()->deallocate(poolmalloc::resource()->allocate(300000), 300000);
   (void)poolmalloc::purge();
   size_t mapped_before = pm::os::mapped_bytes();
   {
