@@ -72,7 +72,8 @@ void report_text(Writer& w, const Stats& s, bool at_exit) noexcept {
   w.put(", remote frees ").dec(s.remote_frees).put(" (").percent(s.remote_frees, s.small_frees);
   w.put(" of small frees), reallocs ").dec(s.reallocs).put(", threads ").dec(s.threads).put('\n');
   w.put("Pools: ").dec(s.arena.pools_in_use).put(" in use, ").human(s.pool_bytes).put(", fragmentation ");
-  w.human(s.fragmentation).put(" (").percent(s.fragmentation, s.pool_bytes).put(" of pool bytes)\n");
+  w.human(s.fragmentation).put(" (").percent(s.fragmentation, s.pool_bytes).put(" of pool bytes), ");
+  w.dec(s.arena.pools_dropped).put(" returned to the OS whole while their idle owner held them\n");
   w.put("OS memory: reserved ").human(s.os_reserved).put(", committed ").human(s.os_committed);
   w.put(", resident (whole process) ").human(s.os_resident).put(", segments ").dec(s.arena.segments).put('\n');
   text_leaks(w, s, at_exit);
@@ -117,7 +118,8 @@ void report_json(Writer& w, const Stats& s, bool at_exit, bool profile) noexcept
   w.put(",\"peak_live_bytes\":").dec(s.peak_live_bytes).put(",\"threads\":").dec(s.threads).put("},\n");
   w.put("\"os\":{\"reserved_bytes\":").dec(s.os_reserved).put(",\"committed_bytes\":").dec(s.os_committed);
   w.put(",\"resident_bytes\":").dec(s.os_resident).put(",\"segments\":").dec(s.arena.segments);
-  w.put(",\"dirty_bytes\":").dec(s.arena.dirty_bytes).put("},\n");
+  w.put(",\"dirty_bytes\":").dec(s.arena.dirty_bytes).put(",\"pools_dropped\":").dec(s.arena.pools_dropped);
+  w.put("},\n");
   w.put("\"leaks\":{\"blocks\":").dec(s.small_live_blocks + s.large.live_blocks).put(",\"bytes\":").dec(s.live_bytes);
   w.put(",\"large_blocks\":").dec(s.large.live_blocks).put(",\"large_bytes\":").dec(s.large.live_bytes);
   w.put(",\"by_class\":[");
