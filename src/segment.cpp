@@ -396,13 +396,21 @@ size_t drop_locked(Pool* p, uintptr_t head) noexcept {
 }  // namespace
 
 size_t arena_drop_freed_pools(bool force) noexcept {
-  LockGuard g(g_arena_lock);
   size_t dropped = 0;
   // The pools noted last time, if no free and no collection touched their
   // stacks since: their owners have taken nothing back for a whole pass.
-  for (unsigned i = 0; i < g_drop_count; ++i)
-    if (in_segment(g_drop_pool[i])) dropped += drop_locked(g_drop_pool[i], g_drop_head[i]);  // not unmapped since
-  g_drop_count = 0;
+  // A few at a time, so that a thread that needs a pool meanwhile waits
+  // for a few purges, not for a thousand.
+  for (bool more = true; more;) {
+    LockGuard g(g_arena_lock);
+    for (unsigned batch = 0; g_drop_count > 0 && batch < 16; ++batch) {
+      --g_drop_count;
+      Pool* p = g_drop_pool[g_drop_count];
+      if (in_segment(p)) dropped += drop_locked(p, g_drop_head[g_drop_count]);  // not unmapped since
+    }
+    more = g_drop_count > 0;
+  }
+  LockGuard g(g_arena_lock);
   if (!g_pools_freed_remotely.exchange(false, std::memory_order_relaxed) && !force) return dropped;
   for (Segment* s = g_segments; s != nullptr; s = s->next) {
     if (s->reserved) continue;
