@@ -97,6 +97,7 @@ void pool_recycle(Pool* p) noexcept {
   p->free = end_marker(p);
   p->next = p->prev = nullptr;
   p->pending_next = nullptr;
+  p->current.store(false, std::memory_order_relaxed);
 }
 
 namespace {
@@ -117,7 +118,18 @@ static_assert(remote_counts_fit(), "a remote stack's count must fit its head wor
 // arena lock from its exchange to the end of its purge), the pool starts
 // over: nothing carved, nothing listed, every block back.
 [[gnu::cold, gnu::noinline]] uint32_t take_dropped(Pool* p) noexcept {
+  // The mark goes back onto the stack while this thread waits for the
+  // lock: a fork meanwhile (its prepare handler holds the arena lock) then
+  // leaves the child a pool marked dropped, which the child's abandonment
+  // of this heap takes back, instead of a pool with every block counted
+  // out and none listed, kept for good. Only a remote free of a block
+  // already free can have pushed onto the stack since the exchange.
+  uintptr_t empty = 0;
+  if (!p->remote.compare_exchange_strong(empty, kDroppedMark, std::memory_order_relaxed, std::memory_order_relaxed))
+    [[unlikely]]
+    fatal("double free into a pool whose blocks were all free; pool of", p->start, p->block_size);
   arena_sync();
+  p->remote.store(0, std::memory_order_relaxed);  // a push that finds the mark reports, and changes nothing
   // Every block was on the stack, so the owner's lists were empty: a block
   // on them now was freed by the owner after it was already free.
   if (has_free_block(p) || p->local_free != nullptr || p->carved != p->capacity) [[unlikely]]

@@ -145,6 +145,13 @@ struct Pool {
   // walking it; kParkedMark while parked and waiting for the first one.
   alignas(64) std::atomic<uintptr_t> remote{0};
   Pool* pending_next = nullptr;  // link in the owner heap's pending list
+  // True while the pool is its heap's current pool of its class (written
+  // by the owner in its slow paths, read by the purger): a current pool is
+  // never dropped (kDroppedMark), since its owner pops its free list on the
+  // fast path, without collecting the stack first; a block the owner freed
+  // twice into a dropped current pool would be handed out again at once,
+  // unreported, and once more after the pool was carved again.
+  std::atomic<bool> current{false};
 
   // --- read by every thread that frees a block of the pool; written only
   // when the pool changes hands or state. A free by another thread reads

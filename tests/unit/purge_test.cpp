@@ -26,6 +26,7 @@
 #include "options.h"
 #include "purger.h"
 #include "segment.h"
+#include "size_classes.h"
 
 namespace pm {
 namespace {
@@ -564,6 +565,38 @@ TEST(Purge, FreeIntoAPoolReturnedWholeIsADoubleFree) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_DEATH(with_dropped_pools([](std::vector<void*>& b) { dealloc(b[0]); }, [](std::vector<void*>&) {}),
                "double free");
+}
+
+// The owner's current pool, freed whole by another thread, is not dropped
+// while it is current: its owner pops its list on the fast path, without
+// looking at the stack first, so a block it then freed a second time
+// would be handed out at once, unreported (its free tag gone with the
+// pool's pages), and again once the pool was carved anew. The second free
+// stops the program as it does in a pool that keeps its pages.
+TEST(Purge, OwnersFreeIntoItsCurrentPoolFreedWholeIsReported) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  const size_t three_pools = size_t{kClasses.capacity[class_of(64)]} * 3;  // the last one current, all carved
+  EXPECT_DEATH(
+      {
+        process_init();
+        std::vector<void*> blocks(three_pools);
+        std::barrier sync(2);
+        std::thread owner([&] {
+          for (void*& b : blocks) b = alloc(64);
+          sync.arrive_and_wait();
+          sync.arrive_and_wait();
+          dealloc(blocks.back());  // freed already, by the main thread
+          void* q = alloc(64);
+          for (size_t i = 0; i < three_pools; ++i)
+            if (alloc(64) == q) std::_Exit(3);  // handed out twice
+        });
+        sync.arrive_and_wait();
+        for (void* b : blocks) dealloc(b);
+        trim();
+        sync.arrive_and_wait();
+        owner.join();
+      },
+      "double free of");
 }
 
 // The same block freed again by its pool's owner: its free tag went with
