@@ -124,25 +124,40 @@ def save_log(outdir, w, alloc, round_no, run):
         f.write(f"status: {run.status} {run.detail}\n--- stdout\n{run.stdout}\n--- stderr\n{run.stderr}")
 
 
+class Interrupted(Exception):
+    """Ctrl-C during the runs: `raw` holds the workloads finished before it."""
+
+    def __init__(self, raw):
+        super().__init__("interrupted")
+        self.raw = raw
+
+
 def run_all(args, allocs, chosen, base_env, outdir):
     """{workload: {allocator: [Run]}}; rounds alternate the allocator order
-    so slow drift of the machine hits every allocator alike."""
+    so slow drift of the machine hits every allocator alike. Interrupted
+    raised on Ctrl-C, with the workloads whose rounds were all run."""
     raw = {w.name: {a.name: [] for a in allocs} for w in chosen}
     progress = Progress(len(chosen) * len(allocs) * args.rounds)
-    for i, w in enumerate(chosen, 1):
-        progress.start_workload(w.name, i, len(chosen), len(allocs) * args.rounds)
-        for r in range(args.rounds):
-            for alloc in allocs if r % 2 == 0 else allocs[::-1]:
-                runs = raw[w.name][alloc.name]
-                if runs and runs[-1].status != "OK":
-                    progress.end_run(0)  # a failed cell is not run again
-                    continue
-                progress.start_run(alloc.name, r + 1, args.rounds)
-                run = w.run(alloc, base_env, args.timeout)
-                progress.end_run(run.wall)
-                runs.append(run)
-                if run.status != "OK":
-                    save_log(outdir, w.name, alloc.name, r + 1, run)
+    finished = []
+    try:
+        for i, w in enumerate(chosen, 1):
+            progress.start_workload(w.name, i, len(chosen), len(allocs) * args.rounds)
+            for r in range(args.rounds):
+                for alloc in allocs if r % 2 == 0 else allocs[::-1]:
+                    runs = raw[w.name][alloc.name]
+                    if runs and runs[-1].status != "OK":
+                        progress.end_run(0)  # a failed cell is not run again
+                        continue
+                    progress.start_run(alloc.name, r + 1, args.rounds)
+                    run = w.run(alloc, base_env, args.timeout)
+                    progress.end_run(run.wall)
+                    runs.append(run)
+                    if run.status != "OK":
+                        save_log(outdir, w.name, alloc.name, r + 1, run)
+            finished.append(w.name)
+    except KeyboardInterrupt:
+        progress.finish()
+        raise Interrupted({name: raw[name] for name in finished})
     progress.finish()
     return raw
 
@@ -193,7 +208,16 @@ def main(argv):
             chosen = pick_workloads(args, tmpdir)
             if not chosen:
                 raise allocators.SetupError("no workload left to run")
-            raw = run_all(args, allocs, chosen, base_env, outdir)
+            interrupted = False
+            try:
+                raw = run_all(args, allocs, chosen, base_env, outdir)
+            except Interrupted as e:
+                if not e.raw:
+                    raise KeyboardInterrupt from None
+                print(f"\ncompare: interrupted; reporting the {len(e.raw)} workload(s) finished before it",
+                      file=sys.stderr)
+                raw, interrupted = e.raw, True
+                chosen = [w for w in chosen if w.name in raw]
     except allocators.SetupError as e:
         print(f"compare: error: {e}", file=sys.stderr)
         return 2
@@ -203,7 +227,7 @@ def main(argv):
     names = [a.name for a in allocs]
     meta = {"date": datetime.datetime.now().isoformat(timespec="seconds"),
             "command": shlex.join(["scripts/compare"] + argv), "rounds": args.rounds,
-            "quick": args.quick, "host": host_info(),
+            "quick": args.quick, "interrupted": interrupted, "host": host_info(),
             "libraries": {a.name: a.lib for a in allocs}}
     doc = summary.build(raw, [w.name for w in chosen], names,
                         "glibc" if "glibc" in names else names[0],
@@ -213,7 +237,8 @@ def main(argv):
             for i, r in enumerate(runs, 1):
                 if r.detail.startswith("output differs"):
                     save_log(outdir, w, a, i, r)
-    return write_reports(doc, outdir)
+    status = write_reports(doc, outdir)
+    return 130 if interrupted else status
 
 
 def write_reports(doc, outdir):

@@ -5,6 +5,7 @@ build/) as it is; poolmalloc joins when its library has been built."""
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -119,6 +120,23 @@ class ErrorPaths(unittest.TestCase):
                        "--", "sh", "-c", 'echo "$LD_PRELOAD"')
         self.assertEqual(proc.returncode, 1)
         self.assertIn("FAIL: sh under jemalloc: output differs from glibc", proc.stdout)
+
+    def test_ctrl_c_reports_the_workloads_finished(self):
+        proc = subprocess.Popen([COMPARE, "--no-setup", "--build", BUILD, "--quick", "--allocators", "glibc",
+                                 "--workloads", "churn,lifo,larson", "--rounds", "2", "--out", self.out],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for line in proc.stderr:  # one line per workload as it starts (stderr is no terminal)
+            if line.startswith("compare: lifo"):
+                proc.send_signal(signal.SIGINT)
+                break
+        out, err = proc.communicate(timeout=120)
+        self.assertEqual(proc.returncode, 130, err)
+        self.assertIn("reporting the 1 workload(s) finished", err)
+        rows = [l.split()[0] for l in out.splitlines()[3:] if l and not l.startswith(("-", "geomean"))]
+        self.assertIn("churn", rows)
+        self.assertNotIn("larson", rows)
+        with open(os.path.join(self.out, "results.json")) as f:
+            self.assertEqual(json.load(f)["workloads"], ["churn"])
 
     def test_instruction_counts(self):
         proc = compare("--instructions", "--allocators", "glibc", "--out", self.out)
