@@ -15,6 +15,7 @@
 #include <new>
 
 #include "alloc.h"
+#include "fixed_pool.h"
 #include "lock.h"
 #include "os.h"
 #include "poolmalloc.h"
@@ -52,6 +53,9 @@ struct poolmalloc_fixed_pool {
   uintptr_t cookie = 0;
   pm::SpinLock lock;
   bool thread_safe = false;
+  // The registry of thread-safe pools (for the fork handlers).
+  poolmalloc_fixed_pool* registry_next = nullptr;
+  poolmalloc_fixed_pool* registry_prev = nullptr;
   size_t stride = 0;  // block size rounded to the alignment
   // stride == odd << shift; off is a multiple of stride when its low `shift`
   // bits are clear and (off >> shift) * odd_inverse <= odd_limit: a free
@@ -75,6 +79,24 @@ struct poolmalloc_fixed_pool {
 };
 
 namespace {
+
+// Every thread-safe pool, linked through registry_next/prev.
+constinit pm::SpinLock g_registry_lock;
+constinit poolmalloc_fixed_pool* g_registry = nullptr;
+
+void registry_add(poolmalloc_fixed_pool* fp) noexcept {
+  pm::LockGuard g(g_registry_lock);
+  fp->registry_next = g_registry;
+  if (g_registry != nullptr) g_registry->registry_prev = fp;
+  g_registry = fp;
+}
+
+void registry_remove(poolmalloc_fixed_pool* fp) noexcept {
+  pm::LockGuard g(g_registry_lock);
+  if (fp->registry_prev != nullptr) fp->registry_prev->registry_next = fp->registry_next;
+  else g_registry = fp->registry_next;
+  if (fp->registry_next != nullptr) fp->registry_next->registry_prev = fp->registry_prev;
+}
 
 uintptr_t cookie_of(const poolmalloc_fixed_pool* fp) noexcept {
   return reinterpret_cast<uintptr_t>(fp) ^ pm::g_tag_secret;
@@ -278,12 +300,14 @@ poolmalloc_fixed_pool* poolmalloc_fixed_create(const poolmalloc_fixed_options* o
     errno = ENOMEM;
     return nullptr;
   }
+  if (fp->thread_safe) registry_add(fp);
   return fp;
 }
 
 void poolmalloc_fixed_destroy(poolmalloc_fixed_pool* fp) noexcept {
   if (fp == nullptr) return;
   check_live(fp, "poolmalloc_fixed_destroy: not a live fixed pool (destroyed twice?):");
+  if (fp->thread_safe) registry_remove(fp);
   release(fp);
 }
 
@@ -321,3 +345,21 @@ void poolmalloc_fixed_get_stats(const poolmalloc_fixed_pool* fp, poolmalloc_fixe
 }
 
 }  // extern "C"
+
+namespace pm {
+
+void fixed_pools_lock_for_fork() noexcept {
+  g_registry_lock.lock();
+  for (poolmalloc_fixed_pool* fp = g_registry; fp != nullptr; fp = fp->registry_next) fp->lock.lock();
+}
+
+void fixed_pools_unlock_for_fork(bool child) noexcept {
+  for (poolmalloc_fixed_pool* fp = g_registry; fp != nullptr; fp = fp->registry_next) {
+    if (child) fp->lock.reset();
+    else fp->lock.unlock();
+  }
+  if (child) g_registry_lock.reset();
+  else g_registry_lock.unlock();
+}
+
+}  // namespace pm

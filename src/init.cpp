@@ -10,6 +10,7 @@
 
 #include "check.h"
 #include "check_full.h"
+#include "fixed_pool.h"
 #include "heap.h"
 #include "large.h"
 #include "options.h"
@@ -120,6 +121,7 @@ void* alloc_after_teardown(unsigned cls) noexcept {
 }
 
 void fork_prepare() noexcept {
+  fixed_pools_lock_for_fork();  // first: a fixed pool calls into the core under its lock
   check_full_lock_for_fork();
   heap_lock_for_fork();
   large_lock_for_fork();
@@ -133,6 +135,7 @@ void fork_parent() noexcept {
   large_unlock_for_fork(false);
   heap_unlock_for_fork(false);
   check_full_unlock_for_fork(false);
+  fixed_pools_unlock_for_fork(false);
 }
 
 void fork_child() noexcept {
@@ -142,6 +145,7 @@ void fork_child() noexcept {
   large_unlock_for_fork(true);
   heap_unlock_for_fork(true);
   check_full_unlock_for_fork(true);
+  fixed_pools_unlock_for_fork(true);
   heap_after_fork_child(tl_heap);
 }
 

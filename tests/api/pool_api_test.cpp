@@ -4,6 +4,9 @@
 #include <gtest/gtest.h>
 
 #include <errno.h>
+#include <unistd.h>
+#include <sys/wait.h>
+#include <signal.h>
 
 #include <algorithm>
 #include <atomic>
@@ -75,6 +78,55 @@ TEST(FixedPool, GrowsOnDemandAndReleasesOnDestruction) {
     EXPECT_FALSE(pool.owns(&x));
   }
   EXPECT_EQ(pm::os::mapped_bytes(), mapped_before);
+}
+
+// A fork while another thread holds a thread-safe pool's lock: the child
+// finds the lock free (the fork handlers hold every such lock across the
+// fork) and uses the pool. Each child must be done within 5 s; before, a
+// child that forked while the worker was inside the pool spun for good.
+TEST(FixedPool, ThreadSafePoolWorksInAForkedChild) {
+  poolmalloc_fixed_options o{};
+  o.block_size = 48;
+  o.thread_safe = 1;
+  poolmalloc_fixed_pool* fp = poolmalloc_fixed_create(&o);
+  ASSERT_NE(fp, nullptr);
+  std::atomic<bool> stop{false};
+  std::thread worker([&] {
+    void* held[64];
+    while (!stop.load(std::memory_order_relaxed)) {
+      for (void*& b : held) b = poolmalloc_fixed_alloc(fp);
+      for (void* b : held) poolmalloc_fixed_free(fp, b);
+    }
+  });
+  int hung = 0, failed = 0;
+  for (int i = 0; i < 100 && hung == 0; ++i) {
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      void* b = poolmalloc_fixed_alloc(fp);
+      if (b == nullptr) _exit(1);
+      poolmalloc_fixed_free(fp, b);
+      _exit(0);
+    }
+    int status = 0;
+    int waited = 0;
+    while (waitpid(pid, &status, WNOHANG) == 0 && waited < 5000) {
+      usleep(1000);
+      ++waited;
+    }
+    if (waited >= 5000) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      ++hung;
+    } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+      ++failed;
+    }
+  }
+  stop = true;
+  worker.join();
+  poolmalloc_fixed_destroy(fp);
+  EXPECT_EQ(hung, 0);
+  EXPECT_EQ(failed, 0);
 }
 
 TEST(FixedPool, AlignmentAndObjects) {
