@@ -152,7 +152,8 @@ POOLMALLOC_API void poolmalloc_fixed_destroy(poolmalloc_fixed_pool* pool) POOLMA
  * is short (the pool stays usable), EINVAL when pool is NULL. */
 POOLMALLOC_API void* poolmalloc_fixed_alloc(poolmalloc_fixed_pool* pool) POOLMALLOC_NOEXCEPT;
 /* p must be a block this pool handed out (or NULL). Aborts with a message
- * when p is not the start of one of the pool's blocks (a block of another
+ * when pool is NULL and p is not, when p is not the start of one of the
+ * pool's blocks (a block of another
  * pool, of malloc, an interior pointer, a block never handed out), and on a
  * double free: always for blocks of 16 bytes or more, for smaller ones when
  * no block of the pool is in use. */

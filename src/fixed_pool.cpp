@@ -322,7 +322,11 @@ void* poolmalloc_fixed_alloc(poolmalloc_fixed_pool* fp) noexcept {
 }
 
 void poolmalloc_fixed_free(poolmalloc_fixed_pool* fp, void* p) noexcept {
-  if (fp == nullptr || p == nullptr) return;
+  if (p == nullptr) return;
+  // No pool can have handed p out (a moved-from C++ pool, say): dropping
+  // it quietly would lose the block with no word.
+  if (fp == nullptr) [[unlikely]]
+    pm::fatal("poolmalloc_fixed_free: a block given to a null pool:", p);
   check_live(fp, "poolmalloc_fixed_free: not a live fixed pool (used after destroy?):");
   MaybeLock g(fp);
   give(fp, p);

@@ -312,6 +312,17 @@ TEST(FixedPool, BlocksOfOlderChunksAreFreedAndOwned) {
   EXPECT_EQ(pool.stats().grows, grows);  // no chunk mapped for blocks freed
 }
 
+TEST(FixedPoolDeath, FreeIntoANullPoolAborts) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  poolmalloc::fixed_pool<poolmalloc::single_thread> a(32);
+  void* b = a.allocate();
+  ASSERT_NE(b, nullptr);
+  poolmalloc::fixed_pool<poolmalloc::single_thread> moved(std::move(a));
+  EXPECT_DEATH(poolmalloc_fixed_free(nullptr, b), "poolmalloc_fixed_free: a block given to a null pool");
+  poolmalloc_fixed_free(nullptr, nullptr);  // nothing to free: nothing happens
+  moved.deallocate(b);
+}
+
 TEST(FixedPoolDeath, UseAfterDestroyAborts) {
   EXPECT_DEATH(
       {
