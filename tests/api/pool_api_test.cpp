@@ -18,7 +18,6 @@
 #include <thread>
 #include <vector>
 
-#include "check_full.h"
 #include "config.h"
 #include "os.h"
 #include "poolmalloc.hpp"
@@ -567,7 +566,6 @@ TEST(Range, SatisfiableRanges) {
 TEST(Range, LargeRangeIsNotSpoiledByTheThreadCache) {
   std::thread([] { poolmalloc_free(poolmalloc_malloc(16)); }).join();  // the process is threaded from here on
   poolmalloc_free(poolmalloc_malloc(16));  // and this thread has a heap, which holds the cache
-  if (pm::g_check_full) GTEST_SKIP() << "POOLMALLOC_CHECK=full: large blocks have the requested size, no cache";
   for (int i = 0; i < 4; ++i) {
     (void)poolmalloc::purge();  // empties this thread's cache of what earlier tests freed
     void* big = poolmalloc_malloc(360000);  // a mapping of 88 pages
