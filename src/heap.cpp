@@ -45,7 +45,6 @@ void make_current(Heap* h, unsigned cls, Pool* p) noexcept {
   p->allocs_mark = heap_allocs(h, cls);
   add_used(p, kCurrentBias);
   set_bin(h, cls, p);
-  p->current.store(true, std::memory_order_relaxed);
 }
 
 // The blocks out of h's current pool p (blocks on its remote stack count
@@ -63,10 +62,7 @@ int32_t blocks_out(const Heap* h, const Pool* p) noexcept {
 }
 
 // h's current pool p is current no more: `used` counts its blocks out again.
-void leave_current(const Heap* h, Pool* p) noexcept {
-  p->used = blocks_out(h, p);
-  p->current.store(false, std::memory_order_relaxed);
-}
+void leave_current(const Heap* h, Pool* p) noexcept { p->used = blocks_out(h, p); }
 
 bool has_room(const Pool* p) noexcept {
   return has_free_block(p) || p->local_free != nullptr || p->carved < p->capacity ||
@@ -154,7 +150,6 @@ void abandon_pool(Pool* p) noexcept {  // g_heap_lock held
     p->used = p->used + kParkBias;
   p->owner.store(nullptr, std::memory_order_release);
   p->state.store(PoolState::kAbandoned, std::memory_order_relaxed);
-  p->current.store(false, std::memory_order_relaxed);  // a fork child's dead heap's current pool
   pool_collect_remote(p);
   if (p->used == 0) {
     release(p);

@@ -97,7 +97,6 @@ void pool_recycle(Pool* p) noexcept {
   p->free = end_marker(p);
   p->next = p->prev = nullptr;
   p->pending_next = nullptr;
-  p->current.store(false, std::memory_order_relaxed);
 }
 
 namespace {

@@ -87,11 +87,15 @@ inline constexpr uintptr_t kRemoteAddrMask = (uintptr_t{1} << kRemoteCountShift)
 // after its block is published (the owner may then collect the block,
 // give the pool back and the segment may be unmapped).
 inline constexpr uintptr_t kParkedMark = 1;
-// The head word of a pool whose every block was on its remote stack for a
-// whole purger pass, while its owner allocated nothing from it (an idle
-// thread whose blocks other threads freed): the purger replaced the stack
-// by this mark under the arena lock and returned the pool's pages to the
-// OS (arena_drop_freed_pools). The owner that next collects the stack
+// The head word of a parked pool whose every block was on its remote stack
+// for a whole purger pass (an idle thread whose blocks other threads
+// freed): the purger replaced the stack by this mark under the arena lock
+// and returned the pool's pages to the OS (arena_drop_freed_pools). Only
+// parked pools: their owner pops nothing from them before it unparks them,
+// which collects the stack, so a block it freed a second time into one is
+// found on its list then. A current pool is popped on the fast path with
+// no look at the stack: a second free into a dropped one (its free tags
+// went with the pages) would be handed out again unreported. The owner that next collects the stack
 // finds every block free and carves the pool again (pool_collect_remote);
 // a remote free that finds the mark frees a block that was already free.
 inline constexpr uintptr_t kDroppedMark = 2;
@@ -145,13 +149,6 @@ struct Pool {
   // walking it; kParkedMark while parked and waiting for the first one.
   alignas(64) std::atomic<uintptr_t> remote{0};
   Pool* pending_next = nullptr;  // link in the owner heap's pending list
-  // True while the pool is its heap's current pool of its class (written
-  // by the owner in its slow paths, read by the purger): a current pool is
-  // never dropped (kDroppedMark), since its owner pops its free list on the
-  // fast path, without collecting the stack first; a block the owner freed
-  // twice into a dropped current pool would be handed out again at once,
-  // unreported, and once more after the pool was carved again.
-  std::atomic<bool> current{false};
 
   // --- read by every thread that frees a block of the pool; written only
   // when the pool changes hands or state. A free by another thread reads

@@ -382,12 +382,12 @@ constinit unsigned g_drop_count = 0;
 // capacity read here are those of the pool the stack belongs to; its owner
 // waits for the lock before it carves the pool again (arena_sync).
 size_t drop_locked(Pool* p, uintptr_t head) noexcept {
-  PoolState s = p->state.load(std::memory_order_acquire);
-  if ((s != PoolState::kActive && s != PoolState::kParked) || segment_of(p->start)->reserved) return 0;
-  // The stack as noted, loaded again before the flag is read: the pushes
-  // that made it were made after their blocks were handed out, so after
-  // the owner made the pool current if it did.
-  if (p->remote.load(std::memory_order_acquire) != head || p->current.load(std::memory_order_relaxed)) return 0;
+  // The stack as noted, loaded again before the state is read: the pushes
+  // that made it came after their blocks were handed out, so after any
+  // unpark of the pool (see kDroppedMark: parked pools only).
+  if (p->remote.load(std::memory_order_acquire) != head ||
+      p->state.load(std::memory_order_acquire) != PoolState::kParked || segment_of(p->start)->reserved)
+    return 0;
   if (!pool_all_remote(p, head) ||
       !p->remote.compare_exchange_strong(head, kDroppedMark, std::memory_order_acquire, std::memory_order_relaxed))
     return 0;
@@ -421,11 +421,8 @@ size_t arena_drop_freed_pools(bool force) noexcept {
     for (unsigned i = 1; i < kSlotsPerSegment; ++i) {
       Pool* p = &s->pools[i];
       if (s->pool_of[i] != p) continue;  // a free slot, or inside a pool
-      PoolState st = p->state.load(std::memory_order_acquire);
-      if (st != PoolState::kActive && st != PoolState::kParked) continue;
-      if (p->current.load(std::memory_order_relaxed)) continue;  // see Pool::current
       uintptr_t head = p->remote.load(std::memory_order_acquire);
-      if (!pool_all_remote(p, head)) continue;
+      if (p->state.load(std::memory_order_acquire) != PoolState::kParked || !pool_all_remote(p, head)) continue;
       if (force) {
         dropped += drop_locked(p, head);
       } else if (g_drop_count < kMaxDropCandidates) {
