@@ -3,6 +3,9 @@
 #include <errno.h>
 #include <string.h>
 
+#include <atomic>
+#include <cstdint>
+
 #include "alloc.h"
 #include "check.h"
 #include "large.h"
@@ -50,6 +53,15 @@ constexpr Upgrade kUpgrade = make_upgrade();
 static_assert(kUpgrade.to[0] != kNoClass && kUpgrade.to[kNumClasses - 1] == kNoClass);
 
 constinit SpinLock g_lock;  // everything below, and g_check_heap
+
+// The program's small requests and frees, by the class it asked for. The
+// pools' own counts (g_check_heap's) are of the larger classes that serve
+// them, and count a free only when the block leaves the quarantine.
+constinit std::atomic<uint64_t> g_requests[kNumClasses] = {};
+constinit std::atomic<uint64_t> g_frees[kNumClasses] = {};
+void count_locked(std::atomic<uint64_t>& c) noexcept {
+  c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+}
 
 uint64_t key_of(const void* p) noexcept {
   return g_tag_secret ^ (reinterpret_cast<uintptr_t>(p) * 0x9E3779B97F4A7C15ull);
@@ -112,22 +124,27 @@ void quarantine_small(void* b, size_t block) noexcept {
 
 void free_small(void* b) noexcept {
   Pool* p = pool_of(b);
+  // The pool's class is the larger one that serves the block: no size.
   if (p->state.load(std::memory_order_relaxed) == PoolState::kFree || not_block_start(p, reinterpret_cast<uintptr_t>(b)))
-    report_invalid_free(p, b);
+    fatal("free of a pointer that was not allocated (interior or foreign):", b);
   size_t block = p->block_size;
   uint64_t r = small_record(b, block);
-  if (r == 0) fatal("heap overflow: the size record after the block was overwritten, block", b, block - 16);
+  // The size the block was asked for went with its record: name the block alone.
+  if (r == 0) fatal("heap overflow: the size record after the block was overwritten, block", b);
   size_t size = r & ~kFreedBit;
   if ((r & kFreedBit) != 0) fatal("double free of", b, size);
   if (first_not(b, size, block - 8, kCanary) != block - 8)
     fatal("heap overflow: canary after the block was overwritten, block", b, size);
   memset(b, kFreeFill, block - 8);
   *tail_of(b, block) = (size | kFreedBit) ^ small_key(b);
+  count_locked(g_frees[class_of(size)]);
   quarantine_small(b, block);
 }
 
 // --- large blocks -------------------------------------------------------
-//   [guard page][meta page: n][... header | n caller bytes | canary][guard page]
+//   [guard page][meta page: n, read-only][... header | n caller bytes | canary][guard page]
+// The meta page is made read-only once written: a write below the header
+// page faults there, as past the block it faults in the rear guard.
 // The caller's block ends less than a page before the rear guard (at most
 // 15 bytes before it unless aligned beyond 16); those bytes are canary.
 struct LargeMeta {
@@ -211,11 +228,15 @@ void* check_full_alloc(unsigned cls) noexcept {
   memset(b, kAllocFill, size);
   memset(static_cast<char*>(b) + size, kCanary, block - 8 - size);
   *tail_of(b, block) = size ^ small_key(b);
+  count_locked(g_requests[cls]);
   return b;
 }
 
 void* check_full_alloc_large(size_t n, size_t align) noexcept {
   if (align < kMinAlign) align = kMinAlign;
+  // As malloc(0) gets a block of the smallest class: a block of 0 bytes
+  // would start on its rear guard page and have no usable byte.
+  if (n == 0) n = kMinAlign;
   if (n > kMaxRequest / 2 || align > kMaxRequest / 4) {
     errno = ENOMEM;
     return nullptr;
@@ -242,7 +263,8 @@ void* check_full_alloc_large(size_t n, size_t align) noexcept {
   os::protect_none(front, kPageSize);
   os::protect_none(rear, kPageSize);
   *meta = LargeMeta{n ^ key_of(reinterpret_cast<void*>(user)), reinterpret_cast<uintptr_t>(front), span};
-  void* p = large_place(base, static_cast<size_t>(rear - base), reinterpret_cast<char*>(user));
+  os::protect_read(meta, kPageSize);
+  void* p = large_place(base, static_cast<size_t>(rear - base), reinterpret_cast<char*>(user), n);
   if (p == nullptr) {
     os::unmap(front, span);
     errno = ENOMEM;
@@ -312,6 +334,13 @@ void* check_full_resize(void* p, size_t n) noexcept {
     old = large_size(p, "realloc of a freed block:", "realloc of a pointer that was not allocated:");
   }
   return full_realloc_copy(p, old, n);
+}
+
+void check_full_counts(uint64_t* requests, uint64_t* frees) noexcept {
+  for (unsigned c = 0; c < kNumClasses; ++c) {
+    requests[c] += g_requests[c].load(std::memory_order_relaxed);
+    frees[c] += g_frees[c].load(std::memory_order_relaxed);
+  }
 }
 
 void check_full_lock_for_fork() noexcept { g_lock.lock(); }

@@ -19,6 +19,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 namespace pm {
 
@@ -34,6 +35,9 @@ void check_full_init() noexcept;
 [[gnu::cold]] void* check_full_resize(void* p, size_t n) noexcept;
 [[gnu::cold]] size_t check_full_usable(const void* p) noexcept;
 [[gnu::cold]] bool check_full_owns(const void* p) noexcept;
+// Adds the program's small requests and frees of each class (a free
+// counts when the program makes it, not when its block leaves quarantine).
+void check_full_counts(uint64_t* requests, uint64_t* frees) noexcept;
 void check_full_lock_for_fork() noexcept;
 void check_full_unlock_for_fork(bool child) noexcept;
 

@@ -580,10 +580,12 @@ void* large_alloc(size_t n, size_t align, size_t* dirty) noexcept {
   return reinterpret_cast<void*>(user);
 }
 
-void* large_place(char* base, size_t map_size, char* user) noexcept {
+void* large_place(char* base, size_t map_size, char* user, size_t n) noexcept {
   finish(base, map_size, kMmapped, user);  // never cached: its maker unmaps it
   LockGuard g(g_lock);
-  return g_live.insert(user) ? user : nullptr;
+  if (!g_live.insert(user)) return nullptr;
+  count_alloc_locked(n, map_size, static_cast<size_t>(user - base));
+  return user;
 }
 
 bool large_owns(const void* p) noexcept {
@@ -599,6 +601,12 @@ void large_forget(const void* p) noexcept {
   {
     LockGuard g(g_lock);
     known = g_live.remove(p);
+    if (known) {
+      const LargeHeader* h = header_of(p);
+      add_locked(g_frees, uint64_t{1});
+      add_locked(g_live_bytes, h->offset - h->map_size);  // wraps: subtracts the usable size
+      add_locked(g_live_map_bytes, 0 - h->map_size);
+    }
   }
   if (!known) fatal(kNotAllocated, p);
 }

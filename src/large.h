@@ -75,14 +75,15 @@ void large_free(void* p) noexcept;
 [[nodiscard]] void* large_realloc(void* p, size_t n) noexcept;
 // Writes the header of a block at `user` in a mapping [base, base + map_size)
 // made by someone else (the guarded blocks of POOLMALLOC_CHECK=full) and
-// registers it; nullptr when the registry cannot grow.
-[[nodiscard]] void* large_place(char* base, size_t map_size, char* user) noexcept;
+// registers it, counted as a request of n bytes; nullptr when the registry
+// cannot grow.
+[[nodiscard]] void* large_place(char* base, size_t map_size, char* user, size_t n) noexcept;
 // True when p is a live large block. Only the registry of live blocks is
 // consulted before the header is read, so any pointer may be asked about;
 // aborts when the header of a live block was overwritten.
 [[nodiscard]] bool large_owns(const void* p) noexcept;
-// Unregisters a live block that its maker releases itself (guarded blocks);
-// aborts when p is not one.
+// Unregisters a live block that its maker releases itself (guarded blocks),
+// counted as freed; aborts when p is not one.
 void large_forget(const void* p) noexcept;
 // Unmap cached blocks older than the purge delay (all when force).
 size_t large_purge(bool force) noexcept;

@@ -115,6 +115,12 @@ void protect_none(void* p, size_t size) noexcept {
   errno = saved;
 }
 
+void protect_read(void* p, size_t size) noexcept {
+  int saved = errno;
+  ::mprotect(p, size, PROT_READ);
+  errno = saved;
+}
+
 void prefault(void* p, size_t size) noexcept {
   auto* c = static_cast<volatile char*>(p);
   for (size_t i = 0; i < size; i += kPageSize) c[i] = 0;

@@ -24,6 +24,8 @@ enum class MapAt { kMapped, kTaken, kNoMemory };
 void purge(void* p, size_t size) noexcept;
 // Make the pages inaccessible (guard pages); they stay mapped.
 void protect_none(void* p, size_t size) noexcept;
+// Make the pages read-only.
+void protect_read(void* p, size_t size) noexcept;
 // Touch every page now (for pre-faulted reservations).
 void prefault(void* p, size_t size) noexcept;
 

@@ -72,6 +72,14 @@ uint64_t mix(uint64_t x) noexcept {
 
 constinit std::atomic<uint64_t> g_pool_generation{0};
 
+// The blocks 0 .. n - 1 are carved: frees pass the block-start test for
+// them alone, the owner's and other threads' alike.
+void set_carved(Pool* p, uint32_t n) noexcept {
+  p->carved = n;
+  p->div_limit = block_start_limit(p->block_size, p->div_mul, n);
+  __atomic_store_n(&p->shared.div_limit, p->div_limit, __ATOMIC_RELAXED);
+}
+
 }  // namespace
 
 void pool_init(Pool* p, unsigned cls) noexcept {
@@ -85,14 +93,14 @@ void pool_init(Pool* p, unsigned cls) noexcept {
   p->key = mix(g_tag_secret ^ reinterpret_cast<uintptr_t>(p->start) ^ (gen << 40)) | 1;
   p->tag_key = mix(p->key ^ g_tag_secret) | 1;  // never 0, the tag of an allocated block
   p->end = Block{encode_link(p->key, nullptr), 0};
-  block_start_constants(size, p->capacity, &p->div_mul, &p->div_limit);
+  block_start_constants(size, 0, &p->div_mul, &p->div_limit);
   p->shared = PoolKeys{p->start, p->div_mul, p->div_limit, p->key, p->tag_key, p->cls, p->capacity};
   pool_recycle(p);  // empty lists, nothing carved
 }
 
 void pool_recycle(Pool* p) noexcept {
   PM_ASSERT(p->used == 0 && p->remote.load(std::memory_order_relaxed) == 0);
-  p->carved = 0;
+  set_carved(p, 0);
   p->local_free = nullptr;
   p->free = end_marker(p);
   p->next = p->prev = nullptr;
@@ -134,7 +142,7 @@ static_assert(remote_counts_fit(), "a remote stack's count must fit its head wor
   if (has_free_block(p) || p->local_free != nullptr || p->carved != p->capacity) [[unlikely]]
     fatal("double free into a pool whose blocks were all free; pool of", p->start, p->block_size);
   p->free = end_marker(p);
-  p->carved = 0;
+  set_carved(p, 0);
   p->used = p->used - static_cast<int32_t>(p->capacity);
   return p->capacity;
 }
@@ -220,7 +228,7 @@ bool pool_refill(Pool* p) noexcept {
   }
   for (; at != end; at += size) append(at);  // address order, or a pool's last partial group
   prev->link = encode_link(p->key, end_marker(p));  // the last block's pop stays on the fast path
-  p->carved += n;
+  set_carved(p, p->carved + n);
   p->free = decode_link(p, &before);
   return true;
 }

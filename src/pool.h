@@ -21,6 +21,8 @@
 //   kParkedMark and so takes the pool's report on itself).
 //   `shared` holds the values of start, div_mul, div_limit, key, tag_key
 //   and cls, for the threads that free into a pool they do not own.
+//   div_limit passes the carved blocks alone (see not_block_start); the
+//   owner raises it, and its copy in `shared`, as it carves.
 #pragma once
 
 #include <atomic>
@@ -50,7 +52,8 @@ enum class PoolState : uint8_t { kFree, kActive, kParked, kAbandoned };
 
 // What a thread that does not own a pool reads to check a block and push it
 // onto the remote list: copies of the owner's fields, made when the pool is
-// set up and constant while it is in use.
+// set up and constant while it is in use, but for div_limit, which grows
+// as the owner carves (an atomic store; read with an atomic load).
 struct PoolKeys {
   char* start = nullptr;
   uint64_t div_mul = 0;
@@ -207,13 +210,17 @@ static_assert(sizeof(Pool) == 256);
 #endif
 }
 // True when `addr` (inside the pool's slots) is not the start of one of its
-// blocks. With d the block size, M = floor((2^64 - 1) / d) + 1 and
-// e = d * M - 2^64, an offset n < 2^32 is a multiple of d exactly when
-// n * M mod 2^64 < M, and then n * M mod 2^64 = (n / d) * e. So
-// n * M <= (capacity - 1) * e holds exactly for the offsets of the blocks
-// 0 .. capacity - 1, because (capacity - 1) * e < M for every class. For a
-// power of two e = 0: every multiple passes, and the pool ends right after
-// its last block. Offsets are below 2^21 (at most 32 slots of 64 KiB).
+// blocks handed out so far (the carved ones). With d the block size,
+// M = floor((2^64 - 1) / d) + 1 and e = d * M - 2^64, an offset n < 2^32 is
+// a multiple of d exactly when n * M mod 2^64 < M, and then
+// n * M mod 2^64 = (n / d) * e. So n * M <= (carved - 1) * e holds exactly
+// for the offsets of the blocks 0 .. carved - 1, because
+// (capacity - 1) * e < M for every class. For a power of two d = 2^k,
+// e would be 0 and every multiple would pass: M is one more instead,
+// 2^(64-k) + 1, so that e = d, a multiple i * d maps to itself and any
+// other offset to at least 2^(64-k). Offsets are below 2^21 (at most 32
+// slots of 64 KiB). Block 0 always passes (a pool with nothing carved has
+// handed nothing out, and no block to free into it either).
 [[gnu::always_inline]] inline bool not_block_start(const char* start, uint64_t div_mul, uint64_t div_limit,
                                                    uintptr_t addr) noexcept {
   uint64_t off = addr - reinterpret_cast<uintptr_t>(start);
@@ -222,11 +229,17 @@ static_assert(sizeof(Pool) == 256);
 [[gnu::always_inline]] inline bool not_block_start(const Pool* p, uintptr_t addr) noexcept {
   return not_block_start(p->start, p->div_mul, p->div_limit, addr);
 }
-// The two constants of not_block_start for a block size and capacity.
-constexpr void block_start_constants(uint64_t size, uint64_t capacity, uint64_t* mul, uint64_t* limit) noexcept {
+// The limit of not_block_start that passes the blocks 0 .. count - 1.
+constexpr uint64_t block_start_limit(uint64_t size, uint64_t mul, uint64_t count) noexcept {
+  return count == 0 ? 0 : (count - 1) * (size * mul);  // size * mul wraps to e
+}
+// The two constants of not_block_start for a block size, passing the
+// blocks 0 .. count - 1.
+constexpr void block_start_constants(uint64_t size, uint64_t count, uint64_t* mul, uint64_t* limit) noexcept {
   uint64_t m = ~uint64_t{0} / size + 1;
+  if (size * m == 0) ++m;  // a power of two (see not_block_start)
   *mul = m;
-  *limit = (capacity - 1) * (size * m);  // size * m wraps to e
+  *limit = block_start_limit(size, m, count);
 }
 
 // What a thread that may not own p finds at b, reading only p's shared
@@ -236,8 +249,12 @@ constexpr void block_start_constants(uint64_t size, uint64_t capacity, uint64_t*
 enum class SharedBlockState { kLive, kNotABlock, kFreed };
 [[gnu::always_inline]] inline SharedBlockState shared_block_state(const Pool* p, const void* b) noexcept {
   const PoolKeys& k = p->shared;
+  // The limit grows as the owner carves: a block handed out to the caller
+  // was carved before, and its carve's store is visible to whoever got the
+  // block from the thread that allocated it.
   if (p->state.load(std::memory_order_acquire) == PoolState::kFree ||
-      not_block_start(k.start, k.div_mul, k.div_limit, reinterpret_cast<uintptr_t>(b))) [[unlikely]]
+      not_block_start(k.start, k.div_mul, __atomic_load_n(&k.div_limit, __ATOMIC_RELAXED),
+                      reinterpret_cast<uintptr_t>(b))) [[unlikely]]
     return SharedBlockState::kNotABlock;
   if constexpr (kHardened) {
     if (static_cast<const Block*>(b)->tag == k.tag_key) [[unlikely]]

@@ -5,6 +5,7 @@
 
 #include <atomic>
 
+#include "check_full.h"
 #include "heap.h"
 #include "os.h"
 #include "profile.h"
@@ -63,6 +64,9 @@ void gather(Counts* out) noexcept {
     out->remote_frees[c] += r.remote_frees[c] + orphans;
   }
   out->reallocs += r.reallocs + g_orphan_reallocs.load(std::memory_order_relaxed);
+  // Full mode serves every small request from its own heap, in no registry.
+  if (g_check_full) [[unlikely]]
+    check_full_counts(out->allocs, out->frees);
 }
 
 // Counters are read while other threads run: never report a negative count.

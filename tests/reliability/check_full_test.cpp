@@ -12,6 +12,8 @@
 
 #include "alloc.h"
 #include "check_full.h"
+#include "size_classes.h"
+#include "stats.h"
 
 namespace {
 
@@ -206,6 +208,32 @@ TEST_F(Full, LargeUseAfterFreeFaults) {
   });
 }
 
+// The page below a large block's header page holds its size, read-only: a
+// write there faults as one past the block does, and cannot change the
+// size that free, realloc and malloc_usable_size go by.
+TEST_F(Full, LargeUnderflowBelowTheHeaderPageFaults) {
+  for (size_t n : {size_t{300000}, size_t{1} << 20})
+    EXPECT_FAULT({
+      auto* p = static_cast<volatile char*>(pm::alloc(n));
+      uintptr_t header_page = (reinterpret_cast<uintptr_t>(p) - 16) & ~uintptr_t{4095};
+      *reinterpret_cast<volatile char*>(header_page - 4096) = 1;
+    });
+}
+
+// An aligned block of 0 bytes is a live block with usable bytes, as
+// malloc(0)'s is, not a pointer onto its rear guard page.
+TEST_F(Full, ZeroBytesAtALargeAlignmentIsAUsableBlock) {
+  for (size_t align : {size_t{1} << 19, size_t{1} << 20}) {
+    auto* p = static_cast<char*>(pm::alloc_aligned(align, 0));
+    ASSERT_NE(p, nullptr);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % align, 0u);
+    EXPECT_GE(pm::usable_size(p), 1u);
+    EXPECT_TRUE(pm::owns(p));
+    p[0] = 1;
+    pm::dealloc(p);
+  }
+}
+
 TEST_F(Full, LargeDoubleFree) {
   EXPECT_DEATH(
       {
@@ -214,6 +242,36 @@ TEST_F(Full, LargeDoubleFree) {
         pm::dealloc(p);
       },
       "poolmalloc: double free of 0x");
+}
+
+// The statistics (and so the leak summary at exit) count what the program
+// asked for: each request in its own class, each free when it is made,
+// though its block waits in quarantine and came from a larger class.
+TEST_F(Full, StatisticsCountTheProgramsRequestsAndFrees) {
+  const unsigned cls = pm::class_of(40);
+  pm::Stats before{}, after{};
+  pm::stats_collect(&before);
+  std::vector<void*> kept;
+  for (int i = 0; i < 100; ++i) kept.push_back(pm::alloc(40));
+  for (int i = 0; i < 30; ++i) pm::dealloc(kept[static_cast<size_t>(i)]);
+  void* big = pm::alloc(1 << 20);
+  void* gone = pm::alloc(300000);
+  pm::dealloc(gone);
+  pm::stats_collect(&after);
+  EXPECT_EQ(after.cls[cls].allocs - before.cls[cls].allocs, 100u);
+  EXPECT_EQ(after.cls[cls].frees - before.cls[cls].frees, 30u);
+  EXPECT_EQ(after.cls[cls].live_blocks - before.cls[cls].live_blocks, 70u);
+  EXPECT_EQ(after.large.allocs - before.large.allocs, 2u);
+  EXPECT_EQ(after.large.frees - before.large.frees, 1u);
+  EXPECT_EQ(after.large.live_blocks - before.large.live_blocks, 1u);
+  EXPECT_GE(after.large.live_bytes - before.large.live_bytes, size_t{1} << 20);
+  EXPECT_LT(after.large.live_bytes - before.large.live_bytes, (size_t{1} << 20) + 4096);
+  for (size_t i = 30; i < kept.size(); ++i) pm::dealloc(kept[i]);
+  pm::dealloc(big);
+  pm::stats_collect(&after);
+  EXPECT_EQ(after.cls[cls].live_blocks, before.cls[cls].live_blocks);
+  EXPECT_EQ(after.large.live_blocks, before.large.live_blocks);
+  EXPECT_EQ(after.large.live_bytes, before.large.live_bytes);
 }
 
 }  // namespace

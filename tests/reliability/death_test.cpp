@@ -311,6 +311,37 @@ TEST_F(Death, ReallocOfInteriorPointer) {
       "poolmalloc: realloc of a pointer that was not allocated \\(interior or foreign\\): 0x");
 }
 
+// A block start of the pool past the blocks carved so far: never handed
+// out. Accepted, it would go onto the free list while the carve to come
+// hands the same block out too.
+char* block_never_handed_out(size_t n) {
+  auto* p = static_cast<char*>(pm::alloc(n));
+  const pm::Pool* pool = pm::pool_of(p);
+  if (pool->carved + 2 > pool->capacity) std::abort();
+  return pool->start + size_t{pool->carved + 1} * pool->block_size;
+}
+
+TEST_F(Death, FreeOfABlockNeverHandedOut) {
+  if constexpr (!pm::kHardened) GTEST_SKIP() << "built with -Dhardening=false: no block-start check on a local free";
+  for (size_t n : {16, 64, 1000, 4096})
+    EXPECT_DEATH(pm::dealloc(block_never_handed_out(n)),
+                 std::string(kInvalid) + " \\(interior or foreign\\): 0x[0-9a-f]+ \\(size class");
+}
+
+TEST_F(Death, FreeOfABlockNeverHandedOutFromOtherThread) {
+  EXPECT_DEATH(
+      {
+        char* b = block_never_handed_out(64);
+        std::thread([b] { pm::dealloc(b); }).join();
+      },
+      std::string(kInvalid) + " \\(interior or foreign\\): 0x[0-9a-f]+ \\(size class 64 bytes\\)");
+}
+
+TEST_F(Death, ReallocOfABlockNeverHandedOut) {
+  EXPECT_DEATH((void)pm::resize(block_never_handed_out(64), 60),
+               "poolmalloc: realloc of a pointer that was not allocated \\(interior or foreign\\): 0x");
+}
+
 TEST_F(Death, ReallocIntoUnusedSlot) {
   EXPECT_DEATH(
       {

@@ -120,7 +120,7 @@ void region_skips_taken_places_scenario() {
   if (reinterpret_cast<char*>(segment_of(b)) != taken + 3 * kSegmentSize) std::_Exit(71);
   if (region_used() != reinterpret_cast<uintptr_t>(taken) + 4 * kSegmentSize - g_region.base) std::_Exit(72);
   char* user = taken + 4096;
-  if (large_place(taken, kSegmentSize, user) != user || !owns(user)) std::_Exit(73);
+  if (large_place(taken, kSegmentSize, user, 64) != user || !owns(user)) std::_Exit(73);
   dealloc(user);
   if (owns(user)) std::_Exit(74);
   for (void* p : keep) dealloc(p);

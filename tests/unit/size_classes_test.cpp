@@ -43,18 +43,22 @@ TEST(SizeClasses, PoolsHoldAtLeastEightBlocksAndWasteLittle) {
 
 // The one-multiplication block-start test against plain division, for every
 // byte offset of a pool of every class, including the tail past the last
-// block.
+// block, with all its blocks carved, some, one and none.
 TEST(SizeClasses, BlockStartTestIsExactForEveryOffsetOfEveryClass) {
   for (unsigned c = 0; c < kNumClasses; ++c) {
-    Pool p;
-    char* base = reinterpret_cast<char*>(uintptr_t{1} << 40);
-    p.start = base;
     uint64_t size = class_size(c), capacity = kClasses.capacity[c];
-    block_start_constants(size, capacity, &p.div_mul, &p.div_limit);
-    size_t pool = size_t{kClasses.slots[c]} * kSlotSize;
-    for (size_t off = 0; off < pool; ++off) {
-      bool start = off % size == 0 && off / size < capacity;
-      ASSERT_EQ(not_block_start(&p, reinterpret_cast<uintptr_t>(base + off)), !start) << "class " << c << " offset " << off;
+    for (uint64_t carved : {capacity, capacity / 2 + 1, capacity - 1, uint64_t{1}, uint64_t{0}}) {
+      Pool p;
+      char* base = reinterpret_cast<char*>(uintptr_t{1} << 40);
+      p.start = base;
+      block_start_constants(size, carved, &p.div_mul, &p.div_limit);
+      size_t pool = size_t{kClasses.slots[c]} * kSlotSize;
+      for (size_t off = 0; off < pool; ++off) {
+        // Block 0 passes even with nothing carved (nothing can be freed then).
+        bool start = off % size == 0 && (off / size < carved || off == 0);
+        ASSERT_EQ(not_block_start(&p, reinterpret_cast<uintptr_t>(base + off)), !start)
+            << "class " << c << " carved " << carved << " offset " << off;
+      }
     }
   }
 }
