@@ -25,15 +25,21 @@
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/select.h>
+#include <sys/timerfd.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdarg>
 #include <cstdint>
 #include <cstring>
 
 #include "next_symbol.h"
+#include "os.h"
 #include "purger.h"
 
 #define PM_EXPORT __attribute__((visibility("default")))
@@ -99,17 +105,45 @@ class SignalsHeld {
   sigset_t caller_;
 };
 
-// Whether the n bytes at p lie in mapped pages: a bad pointer goes to the
-// C library's function, which fails with EFAULT, instead of being read here.
-bool mapped(const void* p, size_t n) noexcept {
-  if (p == nullptr) return false;
-  const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
-  uintptr_t first = reinterpret_cast<uintptr_t>(p) & ~(page - 1);
-  uintptr_t last = (reinterpret_cast<uintptr_t>(p) + n - 1) & ~(page - 1);
-  unsigned char v;
-  for (uintptr_t a = first; a <= last; a += page)
-    if (mincore(reinterpret_cast<void*>(a), page, &v) != 0) return false;
-  return true;
+// Copies between the caller's memory and the wrapper's through the kernel,
+// which fails where a plain read or write would fault (a page not mapped,
+// or mapped PROT_NONE or read-only): the C library's call would have
+// failed there with EFAULT, and so does the wrapper, instead of taking a
+// SIGSEGV with every signal held.
+bool copy_from_caller(void* to, const void* from, size_t n) noexcept {
+  if (from == nullptr) return false;
+  iovec local{to, n}, remote{const_cast<void*>(from), n};
+  int saved = errno;
+  bool ok = process_vm_readv(getpid(), &local, 1, &remote, 1, 0) == static_cast<ssize_t>(n);
+  errno = saved;
+  return ok;
+}
+bool copy_to_caller(void* to, const void* from, size_t n) noexcept {
+  iovec local{const_cast<void*>(from), n}, remote{to, n};
+  int saved = errno;
+  bool ok = process_vm_writev(getpid(), &local, 1, &remote, 1, 0) == static_cast<ssize_t>(n);
+  errno = saved;
+  return ok;
+}
+
+// The slice of a wait, or -1 when the wait is to be the C library's call
+// alone (see pm::idle_slice_ms). Also -1 in a process that started under
+// a seccomp filter (a container's or a service manager's): the slices make
+// system calls the bare call would not (ppoll, rt_sigprocmask, timerfd_*,
+// process_vm_readv, madvise), which such a filter may answer by killing
+// the process. Looked at once, at the first wait that would be sliced.
+int wait_slice() noexcept {
+  int slice = pm::idle_slice_ms();
+  if (slice < 0) return -1;
+  static constinit std::atomic<int> filtered{-1};
+  int f = filtered.load(std::memory_order_relaxed);
+  if (f < 0) {
+    int saved = errno;
+    f = pm::os::outside_seccomp() ? 0 : 1;
+    errno = saved;
+    filtered.store(f, std::memory_order_relaxed);
+  }
+  return f == 0 ? slice : -1;
 }
 
 constexpr int64_t kNsPerMs = 1000000;
@@ -184,39 +218,83 @@ int sliced_wait(int timeout, int slice, Wait wait) noexcept {
 constexpr time_t kMaxSlicedSeconds = 1000000000;     // relative: about 31 years
 constexpr time_t kMaxSlicedEndSeconds = 4000000000;  // absolute: the year 2096
 
-bool valid(const timespec* t, time_t max_seconds = kMaxSlicedSeconds) noexcept {
-  return mapped(t, sizeof *t) && t->tv_sec >= 0 && t->tv_sec <= max_seconds && t->tv_nsec >= 0 &&
-         t->tv_nsec < kNsPerSec;
+// A timespec the C library's call would take (and not answer with EINVAL).
+bool valid(const timespec& t, time_t max_seconds = kMaxSlicedSeconds) noexcept {
+  return t.tv_sec >= 0 && t.tv_sec <= max_seconds && t.tv_nsec >= 0 && t.tv_nsec < kNsPerSec;
 }
+
+// Waits with the caller's mask until a kernel timer on the sleep's own
+// clock reaches an absolute end. Unlike a ppoll timeout, which the kernel
+// shortens to what is left when a stop (SIGSTOP, a debugger) interrupts it
+// and restarts after the continue, the timer's end stays put, as the C
+// library's sleeps do; a CLOCK_BOOTTIME sleep counts a suspend, and a
+// change of the wall clock moves a CLOCK_REALTIME end as it would theirs.
+class SliceTimer {
+ public:
+  explicit SliceTimer(clockid_t clock) noexcept {
+    int saved = errno;
+    fd_ = timerfd_create(clock, TFD_CLOEXEC | TFD_NONBLOCK);
+    errno = saved;
+  }
+  ~SliceTimer() {
+    if (fd_ < 0) return;
+    int saved = errno;
+    close(fd_);
+    errno = saved;
+  }
+  SliceTimer(const SliceTimer&) = delete;
+  SliceTimer& operator=(const SliceTimer&) = delete;
+  [[nodiscard]] bool ok() const noexcept { return fd_ >= 0; }
+  // 0 when the end came, -1 with errno (EINTR) otherwise.
+  int wait_until(int64_t end, const sigset_t* mask, PpollFn ppoll_fn) const noexcept {
+    itimerspec at{timespec{0, 0}, to_timespec(end)};
+    if (timerfd_settime(fd_, TFD_TIMER_ABSTIME, &at, nullptr) != 0) return -1;
+    pollfd p{fd_, POLLIN, 0};
+    return ppoll_fn(&p, 1, nullptr, mask) < 0 ? -1 : 0;
+  }
+
+ private:
+  int fd_ = -1;
+};
 
 // clock_nanosleep on a clock whose end is `end` ns: slices with absolute
 // ends on the same clock, so that the total does not drift, each followed
 // by a purge while there is something to purge (a short sleep repeated is
-// idle time too). Returns 0 or an error number; on EINTR of a relative
-// sleep, `rem` gets what is left.
+// idle time too). Returns 0 or an error number, and leaves errno as it
+// found it; on EINTR of a relative sleep, `rem` gets what is left.
 int sliced_sleep(clockid_t clock, int64_t end, int slice, bool relative, timespec* rem) noexcept {
   PpollFn wait = next_symbol(g_ppoll, "ppoll");
+  int saved = errno;
   SignalsHeld held;
+  SliceTimer timer(clock);  // without one (no descriptor left), ppoll's own timeout
   for (bool first = true;; first = false) {
     int64_t now = now_ns(clock);
     if (now >= end) {
       if (first) pthread_testcancel();  // a sleep of nothing is a cancellation point too
+      errno = saved;
       return 0;
     }
     int64_t part = end - now;
     if (slice >= 0 && part > slice * kNsPerMs) part = slice * kNsPerMs;
-    // ppoll counts on the monotonic clock: a wall-clock end is looked at
-    // again at least once a second, so that a change of the clock counts.
-    if (clock == CLOCK_REALTIME && !relative && part > kNsPerSec) part = kNsPerSec;
-    timespec ts = to_timespec(part);
-    if (wait(nullptr, 0, &ts, held.caller()) != 0) {
-      int r = errno;
-      if (r == EINTR && relative && rem != nullptr) {
-        if (!mapped(rem, sizeof *rem)) return EFAULT;
+    int r = 0;
+    if (timer.ok()) {
+      r = timer.wait_until(now + part, held.caller(), wait);
+    } else {
+      // ppoll counts on the monotonic clock: a wall-clock end is looked at
+      // again at least once a second, so that a change of the clock counts.
+      if (clock == CLOCK_REALTIME && !relative && part > kNsPerSec) part = kNsPerSec;
+      timespec ts = to_timespec(part);
+      r = wait(nullptr, 0, &ts, held.caller());
+    }
+    if (r != 0) {
+      int e = errno;
+      errno = saved;
+      if (e == EINTR && relative && rem != nullptr) {
         int64_t left = end - now_ns(clock);
-        *rem = to_timespec(left > 0 ? left : 0);
+        timespec t = to_timespec(left > 0 ? left : 0);
+        if (!copy_to_caller(rem, &t, sizeof t)) return EFAULT;
       }
-      return r;
+      return e;
     }
     if (slice >= 0) slice = pm::idle_purge() ? pm::idle_slice_ms() : -1;
   }
@@ -228,8 +306,8 @@ bool sliceable_clock(clockid_t clock) noexcept {
 
 // A relative sleep of `req` (valid) on CLOCK_MONOTONIC, nanosleep's clock
 // on Linux: 0, or -1 with errno.
-int sleep_relative(const timespec* req, timespec* rem, int slice) noexcept {
-  int64_t end = now_ns(CLOCK_MONOTONIC) + req->tv_sec * kNsPerSec + req->tv_nsec;
+int sleep_relative(const timespec& req, timespec* rem, int slice) noexcept {
+  int64_t end = now_ns(CLOCK_MONOTONIC) + req.tv_sec * kNsPerSec + req.tv_nsec;
   int r = sliced_sleep(CLOCK_MONOTONIC, end, slice, true, rem);
   if (r == 0) return 0;
   errno = r;
@@ -242,7 +320,7 @@ extern "C" {
 
 PM_EXPORT int poll(pollfd* fds, nfds_t n, int timeout) {
   PollFn real = next_symbol(g_poll, "poll");
-  int slice = timeout == 0 ? -1 : pm::idle_slice_ms();
+  int slice = timeout == 0 ? -1 : wait_slice();
   if (slice < 0) return real(fds, n, timeout);
   PpollFn masked = next_symbol(g_ppoll, "ppoll");
   return sliced_wait(timeout, slice, [&](int ms, const sigset_t* mask) {
@@ -261,22 +339,21 @@ PM_EXPORT int select(int n, fd_set* rd, fd_set* wr, fd_set* ex, timeval* tv) {
                    (tv == nullptr || (tv->tv_sec >= 0 && tv->tv_sec <= kMaxSlicedSeconds && tv->tv_usec >= 0 &&
                                       tv->tv_usec < 1000000 &&
                                       (tv->tv_sec != 0 || tv->tv_usec != 0)));
-  int slice = sliceable ? pm::idle_slice_ms() : -1;
+  int slice = sliceable ? wait_slice() : -1;
   // Only the words that cover n descriptors: a caller may pass sets that
   // size, not whole fd_sets.
   const size_t bytes = static_cast<size_t>((n + NFDBITS - 1) / NFDBITS) * sizeof(fd_mask);
   fd_set* sets[3] = {rd, wr, ex};
+  fd_set saved[3];
   for (int i = 0; i < 3 && slice >= 0; ++i)
-    if (sets[i] != nullptr && bytes != 0 && !mapped(sets[i], bytes)) slice = -1;  // EFAULT from the real one
+    if (sets[i] != nullptr && bytes != 0 && !copy_from_caller(&saved[i], sets[i], bytes))
+      slice = -1;  // EFAULT from the real one
   if (slice < 0) return real(n, rd, wr, ex, tv);
   PselectFn masked = next_symbol(g_pselect, "pselect");
   SignalsHeld held;
-  fd_set saved[3];
-  for (int i = 0; i < 3; ++i)
-    if (sets[i] != nullptr) memcpy(&saved[i], sets[i], bytes);
   const bool forever = tv == nullptr;
   const int64_t end = forever ? 0 : now_ns(CLOCK_MONOTONIC) + tv->tv_sec * kNsPerSec + tv->tv_usec * 1000;
-  for (;;) {
+  for (bool first = true;;) {
     int64_t left = forever ? INT64_MAX : end - now_ns(CLOCK_MONOTONIC);
     if (left < 0) left = 0;
     int64_t ns = slice >= 0 && left > slice * kNsPerMs ? slice * kNsPerMs : left;
@@ -286,8 +363,14 @@ PM_EXPORT int select(int n, fd_set* rd, fd_set* wr, fd_set* ex, timeval* tv) {
       part = to_timespec(ns / 1000 * 1000);  // select's microseconds
       arg = &part;
     }
-    for (int i = 0; i < 3; ++i)
-      if (sets[i] != nullptr) memcpy(sets[i], &saved[i], bytes);
+    // The caller's sets again after a slice that timed out (and cleared
+    // them); the first slice waits on them as they are.
+    for (int i = 0; i < 3 && !first; ++i)
+      if (sets[i] != nullptr && bytes != 0 && !copy_to_caller(sets[i], &saved[i], bytes)) {
+        errno = EFAULT;
+        return -1;
+      }
+    first = false;
     int r = masked(n, rd, wr, ex, arg, held.caller());
     int64_t rest = forever ? 0 : end - now_ns(CLOCK_MONOTONIC);
     bool done = r != 0 || (!forever && rest <= 0);
@@ -304,7 +387,7 @@ PM_EXPORT int select(int n, fd_set* rd, fd_set* wr, fd_set* ex, timeval* tv) {
 
 PM_EXPORT int epoll_wait(int epfd, epoll_event* events, int max, int timeout) {
   EpollWaitFn real = next_symbol(g_epoll_wait, "epoll_wait");
-  int slice = timeout == 0 ? -1 : pm::idle_slice_ms();
+  int slice = timeout == 0 ? -1 : wait_slice();
   if (slice < 0) return real(epfd, events, max, timeout);
   EpollPwaitFn masked = next_symbol(g_epoll_pwait, "epoll_pwait");
   return sliced_wait(timeout, slice, [&](int ms, const sigset_t* mask) {
@@ -317,37 +400,46 @@ PM_EXPORT int epoll_wait(int epfd, epoll_event* events, int max, int timeout) {
 // then be handled in the middle of the wait instead of after it.
 PM_EXPORT int epoll_pwait(int epfd, epoll_event* events, int max, int timeout, const sigset_t* mask) {
   EpollPwaitFn real = next_symbol(g_epoll_pwait, "epoll_pwait");
-  int slice = timeout == 0 || mask != nullptr ? -1 : pm::idle_slice_ms();
+  int slice = timeout == 0 || mask != nullptr ? -1 : wait_slice();
   if (slice < 0) return real(epfd, events, max, timeout, mask);
   return sliced_wait(timeout, slice, [&](int ms, const sigset_t* caller) { return real(epfd, events, max, ms, caller); });
 }
 
+// The caller's timespec is read only once the sleep is to be sliced, and
+// through the kernel (copy_from_caller): a bad pointer, a time the C
+// library's call would refuse, and a sleep of nothing (a yield) go to that
+// call, which answers them as it would without the library.
 PM_EXPORT int nanosleep(const timespec* req, timespec* rem) {
-  int slice = valid(req) ? pm::idle_slice_ms() : -1;
-  if (slice < 0) return next_symbol(g_nanosleep, "nanosleep")(req, rem);
-  return sleep_relative(req, rem, slice);
+  NanosleepFn real = next_symbol(g_nanosleep, "nanosleep");
+  int slice = wait_slice();
+  timespec t{};
+  if (slice < 0 || !copy_from_caller(&t, req, sizeof t) || !valid(t) || (t.tv_sec == 0 && t.tv_nsec == 0))
+    return real(req, rem);
+  return sleep_relative(t, rem, slice);
 }
 
 PM_EXPORT int clock_nanosleep(clockid_t clock, int flags, const timespec* req, timespec* rem) {
+  ClockNanosleepFn real = next_symbol(g_clock_nanosleep, "clock_nanosleep");
   bool absolute = (flags & TIMER_ABSTIME) != 0;
-  int slice = valid(req, absolute ? kMaxSlicedEndSeconds : kMaxSlicedSeconds) && sliceable_clock(clock)
-                  ? pm::idle_slice_ms()
-                  : -1;
-  if (slice < 0) return next_symbol(g_clock_nanosleep, "clock_nanosleep")(clock, flags, req, rem);
-  int64_t t = req->tv_sec * kNsPerSec + req->tv_nsec;
-  if (absolute) return sliced_sleep(clock, t, slice, false, rem);
+  int slice = sliceable_clock(clock) ? wait_slice() : -1;
+  timespec t{};
+  if (slice < 0 || !copy_from_caller(&t, req, sizeof t) || !valid(t, absolute ? kMaxSlicedEndSeconds : kMaxSlicedSeconds) ||
+      (!absolute && t.tv_sec == 0 && t.tv_nsec == 0))
+    return real(clock, flags, req, rem);
+  int64_t ns = t.tv_sec * kNsPerSec + t.tv_nsec;
+  if (absolute) return sliced_sleep(clock, ns, slice, false, rem);
   // A relative sleep is an interval, which a change of the wall clock does
   // not stretch: measured on the monotonic clock when CLOCK_REALTIME was asked.
   if (clock == CLOCK_REALTIME) clock = CLOCK_MONOTONIC;
-  return sliced_sleep(clock, now_ns(clock) + t, slice, true, rem);
+  return sliced_sleep(clock, now_ns(clock) + ns, slice, true, rem);
 }
 
 PM_EXPORT unsigned sleep(unsigned seconds) {
-  int slice = seconds == 0 || seconds > kMaxSlicedSeconds ? -1 : pm::idle_slice_ms();
+  int slice = seconds == 0 || seconds > kMaxSlicedSeconds ? -1 : wait_slice();
   if (slice < 0) return next_symbol(g_sleep, "sleep")(seconds);
   timespec req{static_cast<time_t>(seconds), 0}, rem{};
   int saved = errno;
-  if (sleep_relative(&req, &rem, slice) == 0) {
+  if (sleep_relative(req, &rem, slice) == 0) {
     errno = saved;
     return 0;
   }
@@ -356,10 +448,24 @@ PM_EXPORT unsigned sleep(unsigned seconds) {
 }
 
 PM_EXPORT int usleep(useconds_t usec) {
-  int slice = usec == 0 ? -1 : pm::idle_slice_ms();
+  int slice = usec == 0 ? -1 : wait_slice();
   if (slice < 0) return next_symbol(g_usleep, "usleep")(usec);
   timespec req{static_cast<time_t>(usec / 1000000), static_cast<long>(usec % 1000000) * 1000};
-  return sleep_relative(&req, nullptr, slice);
+  return sleep_relative(req, nullptr, slice);
+}
+
+// prctl, passed through as the C library's is (a system call of its first
+// argument and the next four): a program that installs a seccomp filter
+// through it is seen doing so, and the waits and the purger stop making
+// the system calls it might be killed for (see wait_slice).
+PM_EXPORT int prctl(int option, ...) noexcept {
+  va_list ap;
+  va_start(ap, option);
+  unsigned long a[4];
+  for (auto& x : a) x = va_arg(ap, unsigned long);
+  va_end(ap);
+  if (option == PR_SET_SECCOMP) pm::os::note_seccomp_filter();
+  return static_cast<int>(syscall(SYS_prctl, option, a[0], a[1], a[2], a[3]));
 }
 
 }  // extern "C"

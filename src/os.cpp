@@ -133,11 +133,17 @@ uint64_t now_ms() noexcept {
 }
 
 namespace {
+constinit std::atomic<bool> g_filter_noted{false};
+}  // namespace
 
-// True when the process runs under no seccomp filter (the "Seccomp:" line
-// of /proc/thread-self/status is 0). Under a filter, a system call the filter does
-// not expect may kill the process, so membarrier is not tried there.
+void note_seccomp_filter() noexcept { g_filter_noted.store(true, std::memory_order_relaxed); }
+
+// Under a filter, a system call the filter does not expect may kill the
+// process, so membarrier is not tried there.
 bool outside_seccomp() noexcept {
+  // A filter the program installed itself: even the look at /proc below
+  // might be what it kills the process for.
+  if (g_filter_noted.load(std::memory_order_relaxed)) return false;
   int fd = ::open("/proc/thread-self/status", O_RDONLY | O_CLOEXEC);
   if (fd < 0) return false;
   char buf[4096];
@@ -151,8 +157,6 @@ bool outside_seccomp() noexcept {
   while (*line == ' ' || *line == '\t') ++line;
   return *line == '0';
 }
-
-}  // namespace
 
 bool barrier_all_threads() noexcept {
   // 1: registered, -1: not available; the registration is per process.

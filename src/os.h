@@ -41,6 +41,12 @@ void write_stderr(const char* s, size_t n) noexcept;
 // when the kernel does not offer it, or when the process runs under a
 // seccomp filter (which might kill it for a system call it does not expect).
 [[nodiscard]] bool barrier_all_threads() noexcept;
+// True when the process runs under no seccomp filter (the "Seccomp:" line
+// of /proc/thread-self/status is 0; false when it cannot be read).
+[[nodiscard]] bool outside_seccomp() noexcept;
+// The program is installing a seccomp filter (prctl): from now on
+// outside_seccomp() is false without a look.
+void note_seccomp_filter() noexcept;
 
 // Fault injection for tests: the next `count` calls to map*/remap fail.
 void inject_map_failures(long count) noexcept;

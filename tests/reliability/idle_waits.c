@@ -6,6 +6,9 @@
  *
  *   idle_waits returned   every wait returns the freed memory (default settings)
  *   idle_waits kept       none does (POOLMALLOC_PURGE_THREAD=0: the control)
+ *   idle_waits stop       a stop and continue does not stretch a sleep
+ *   idle_waits seccomp    a program's own seccomp filter sees no system call
+ *                         but the C library's
  *
  * Exits 0 when every check holds; prints each failure. */
 #define _GNU_SOURCE
@@ -15,8 +18,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
 #include <sys/epoll.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <sys/select.h>
 #include <sys/time.h>
 #include <time.h>
@@ -237,14 +246,52 @@ static void check_semantics(void) {
   CHECK(left_s == 2 && errno == EINTR, "interrupted sleep(3): %u left, errno %d", left_s, errno);
 
   /* A relative clock_nanosleep interrupted gives what is left; it sets
-   * no errno and returns the error number. */
+   * no errno and returns the error number: errno stays as it was. */
   make_freed_memory();
   alarm_after_ms(350);
   req.tv_sec = 2;
   req.tv_nsec = 0;
+  errno = 4321;
   r = clock_nanosleep(CLOCK_MONOTONIC, 0, &req, &rem);
   left = (double)rem.tv_sec + (double)rem.tv_nsec / 1e9;
   CHECK(r == EINTR && left > 1.5 && left < 1.7, "interrupted clock_nanosleep: %d, %.3f s left", r, left);
+  CHECK(errno == 4321, "interrupted clock_nanosleep changed errno to %d", errno);
+
+  /* Arguments in memory the kernel cannot read or write: EFAULT, as from
+   * the C library's calls, not a SIGSEGV in the wrapper. */
+  char* bad = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  CHECK(bad != MAP_FAILED && mprotect(bad, 4096, PROT_NONE) == 0 && mprotect(bad + 4096, 4096, PROT_READ) == 0,
+        "pages for bad arguments");
+  make_freed_memory();
+  errno = 0;
+  r = nanosleep((const struct timespec*)bad, NULL);
+  CHECK(r == -1 && errno == EFAULT, "nanosleep of an unreadable time: %d, errno %d", r, errno);
+  make_freed_memory();
+  r = clock_nanosleep(CLOCK_MONOTONIC, 0, (const struct timespec*)bad, NULL);
+  CHECK(r == EFAULT, "clock_nanosleep of an unreadable time: %d", r);
+  make_freed_memory();
+  alarm_after_ms(100);
+  req.tv_sec = 1;
+  req.tv_nsec = 0;
+  errno = 0;
+  r = nanosleep(&req, (struct timespec*)(bad + 4096));
+  CHECK(r == -1 && errno == EFAULT, "interrupted nanosleep with a read-only rem: %d, errno %d", r, errno);
+  make_freed_memory();
+  tv.tv_sec = 0;
+  tv.tv_usec = 100000;
+  errno = 0;
+  r = select(fds[0] + 1, (fd_set*)bad, NULL, NULL, &tv);
+  CHECK(r == -1 && errno == EFAULT, "select on an unreadable set: %d, errno %d", r, errno);
+  munmap(bad, 8192);
+
+  /* A sleep of nothing is the C library's call: it still enters the kernel
+   * (a program may use it to yield), which takes some microseconds. */
+  make_freed_memory();
+  req.tv_sec = 0;
+  req.tv_nsec = 0;
+  t0 = now_s();
+  for (int i = 0; i < 200; ++i) CHECK(nanosleep(&req, NULL) == 0, "nanosleep of nothing");
+  CHECK(now_s() - t0 > 200 * 1e-6, "200 sleeps of nothing took %.6f s: no system call", now_s() - t0);
 
   /* epoll_pwait with a mask that blocks SIGALRM: the signal is handled
    * when the call ends, as without the library, not between two slices. */
@@ -281,7 +328,7 @@ static void check_semantics(void) {
   close(ep);
   close(fds[0]);
   close(fds[1]);
-  CHECK(g_alarms == 7, "%d alarms delivered, not 7", (int)g_alarms);
+  CHECK(g_alarms == 8, "%d alarms delivered, not 8", (int)g_alarms);
 }
 
 /* A signal whose handler runs while the wait is in progress ends it with
@@ -321,7 +368,85 @@ static void check_signals_between_slices(void) {
   }
 }
 
+/* A stop and continue during a sleep does not stretch it: the C library's
+ * sleeps end at their deadline whatever the stop, so do the wrappers'
+ * slices (run with POOLMALLOC_PURGE_DELAY=50). A child stops this process
+ * 100 ms into a 600 ms sleep and continues it 200 ms later; a slice that
+ * waited on ppoll's timeout was restarted with what it had left at the
+ * stop, 200 ms late. */
+static void check_stop_and_continue(void) {
+  const char* names[3] = {"nanosleep", "usleep", "clock_nanosleep absolute"};
+  for (int f = 0; f < 3; ++f) {
+    make_freed_memory();
+    pid_t me = getpid();
+    pid_t child = fork();
+    if (child == 0) {
+      struct timespec a = {0, 100000000}, b = {0, 200000000};
+      syscall(SYS_nanosleep, &a, NULL);
+      kill(me, SIGSTOP);
+      syscall(SYS_nanosleep, &b, NULL);
+      kill(me, SIGCONT);
+      _exit(0);
+    }
+    double t0 = now_s();
+    int r;
+    if (f == 0) {
+      struct timespec ts = {0, 600000000};
+      r = nanosleep(&ts, NULL);
+    } else if (f == 1) {
+      r = usleep(600000);
+    } else {
+      struct timespec end;
+      clock_gettime(CLOCK_MONOTONIC, &end);
+      end.tv_nsec += 600000000;
+      if (end.tv_nsec >= 1000000000) {
+        end.tv_nsec -= 1000000000;
+        end.tv_sec += 1;
+      }
+      r = clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &end, NULL);
+    }
+    double took = now_s() - t0;
+    waitpid(child, NULL, 0);
+    CHECK(r == 0 && took > 0.59 && took < 0.7, "%s of 600 ms with a stop of 200 ms: %d, %.3f s", names[f], r, took);
+  }
+}
+
+/* A program that installs a seccomp filter of its own (one that kills the
+ * process at a system call it does not allow) and then sleeps: the
+ * wrappers make only the C library's own call. The filter allows what the
+ * sleeps and exit need and nothing of what the slices add (the look at
+ * /proc, ppoll, rt_sigprocmask, timerfd_*, madvise). */
+static void check_own_seccomp_filter(void) {
+  make_freed_memory();
+  struct sock_filter f[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_clock_nanosleep, 5, 0),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_nanosleep, 4, 0),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_exit_group, 3, 0),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_write, 2, 0),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_poll, 1, 0),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+  };
+  struct sock_fprog prog = {sizeof f / sizeof f[0], f};
+  CHECK(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0, "no_new_privs");
+  CHECK(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) == 0, "seccomp filter");
+  struct timespec ts = {0, 100000000};
+  CHECK(nanosleep(&ts, NULL) == 0, "nanosleep under the program's filter");
+  CHECK(usleep(100000) == 0, "usleep under the program's filter");
+}
+
 int main(int argc, char** argv) {
+  if (argc >= 2 && strcmp(argv[1], "stop") == 0) {
+    check_stop_and_continue();
+    if (g_failures != 0) fprintf(stderr, "%d check(s) failed\n", g_failures);
+    return g_failures == 0 ? 0 : 1;
+  }
+  if (argc >= 2 && strcmp(argv[1], "seccomp") == 0) {
+    check_own_seccomp_filter();
+    if (g_failures != 0) fprintf(stderr, "%d check(s) failed\n", g_failures);
+    _exit(g_failures == 0 ? 0 : 1);  /* exit_group alone: no stdio flush to make */
+  }
   if (argc >= 2 && strcmp(argv[1], "signals") == 0) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
