@@ -17,9 +17,26 @@ int clamp(size_t v) noexcept { return v > INT_MAX ? INT_MAX : static_cast<int>(v
 
 void to_file(void* fp, const char* s, size_t n) noexcept { fwrite(s, 1, n, static_cast<FILE*>(fp)); }
 
-// POOLMALLOC_STATS and POOLMALLOC_PROFILE report when the program exits;
-// registered without allocating, unlike atexit.
-[[gnu::destructor]] void report_at_exit() noexcept { pm::report_at_exit(); }
+// POOLMALLOC_STATS and POOLMALLOC_PROFILE report when the program exits,
+// after everything else it runs at exit: the program's own atexit
+// handlers and static destructors, and those of every library, which may
+// free blocks that would otherwise show as leaks. A handler registered
+// for no library (a null DSO handle) while the libraries' constructors
+// run comes before the dynamic linker's own handler in exit's list, so it
+// runs after it, and so after the libraries' destructors and the C++
+// static destructors they registered earlier. The library is never
+// unloaded (-z nodelete), so the handler stays callable.
+extern "C" int __cxa_atexit(void (*fn)(void*), void* arg, void* dso) noexcept;
+constinit bool g_report_registered = false;
+void report_last(void*) noexcept { pm::report_at_exit(); }
+[[gnu::constructor]] void register_report() noexcept {
+  g_report_registered = __cxa_atexit(report_last, nullptr, nullptr) == 0;
+}
+// Without that handler (no memory for it), at the library's own
+// destructor, as a fallback.
+[[gnu::destructor]] void report_at_exit() noexcept {
+  if (!g_report_registered) pm::report_at_exit();
+}
 
 }  // namespace
 

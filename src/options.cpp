@@ -140,9 +140,9 @@ bool parse_size(const char* s, size_t* out) noexcept {
   }
   if (*s != '\0') {  // K, KB, KiB (and the same for M and G)
     ++s;
-    if (*s == 'i') ++s;
+    if (*s == 'i' || *s == 'I') ++s;
     if (*s == 'B' || *s == 'b') ++s;
-    if (*s != '\0' || s[-1] == 'i') return false;
+    if (*s != '\0' || s[-1] == 'i' || s[-1] == 'I') return false;
   }
   if (shift != 0 && v > (SIZE_MAX >> shift)) return false;
   *out = v << shift;

@@ -1,5 +1,7 @@
 #include "report.h"
 
+#include <signal.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -147,12 +149,48 @@ void report_start() noexcept {
   options_describe(w);
 }
 
+namespace {
+
+// While the exit report is written: a write to a pipe whose reader is gone
+// (`POOLMALLOC_STATS=1 prog 2>&1 | head`) fails with EPIPE instead of
+// killing the process with SIGPIPE, which would replace its exit status;
+// the SIGPIPE it raised is taken back, one that was pending before is left.
+class NoSigpipe {
+ public:
+  NoSigpipe() noexcept {
+    sigemptyset(&pipe_);
+    sigaddset(&pipe_, SIGPIPE);
+    sigset_t pending;
+    sigemptyset(&pending);
+    was_pending_ = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1;
+    pthread_sigmask(SIG_BLOCK, &pipe_, &caller_);
+  }
+  ~NoSigpipe() {
+    int saved = errno;
+    if (!was_pending_) {
+      timespec none{0, 0};
+      (void)sigtimedwait(&pipe_, nullptr, &none);
+    }
+    pthread_sigmask(SIG_SETMASK, &caller_, nullptr);
+    errno = saved;
+  }
+  NoSigpipe(const NoSigpipe&) = delete;
+  NoSigpipe& operator=(const NoSigpipe&) = delete;
+
+ private:
+  sigset_t pipe_, caller_;
+  bool was_pending_ = false;
+};
+
+}  // namespace
+
 void report_at_exit() noexcept {
   static constinit std::atomic<bool> done{false};
   if (done.exchange(true, std::memory_order_acq_rel)) return;
   process_init();  // a program that never allocated has not read its options yet
   const Options& o = options();
   if (o.stats == StatsMode::kOff && !profile_enabled()) return;
+  NoSigpipe no_sigpipe;
   Stats s;
   stats_collect(&s);
   if (o.stats == StatsMode::kText) {

@@ -121,12 +121,16 @@ void Writer::flush() noexcept {
 }
 
 int open_output(const char* path) noexcept {
-  char full[512];
+  // Room for any value the options take (255 bytes) with every "%p" in it
+  // expanded; a path that would not fit is refused, never cut short.
+  char full[4096];
   size_t n = 0;
   char pid[20];
   unsigned pid_len = format_dec(static_cast<uint64_t>(::getpid()), pid);
-  for (const char* c = path; *c != '\0' && n + 21 < sizeof full; ++c) {
-    if (c[0] == '%' && c[1] == 'p') {
+  for (const char* c = path; *c != '\0'; ++c) {
+    const bool expand = c[0] == '%' && c[1] == 'p';
+    if (n + (expand ? pid_len : 1) >= sizeof full) return -1;
+    if (expand) {
       for (unsigned i = 0; i < pid_len; ++i) full[n++] = pid[i];
       ++c;
     } else {

@@ -117,6 +117,12 @@ TEST(ParseSize, Suffixes) {
   EXPECT_EQ(v, size_t{3} << 20);
   EXPECT_TRUE(parse_size("2GB", &v));
   EXPECT_EQ(v, size_t{2} << 30);
+  // In either case, as docs/CONFIG.md says.
+  EXPECT_TRUE(parse_size("5KIB", &v));
+  EXPECT_EQ(v, size_t{5} << 10);
+  EXPECT_TRUE(parse_size("6mib", &v));
+  EXPECT_EQ(v, size_t{6} << 20);
+  EXPECT_FALSE(parse_size("1KI", &v));
   EXPECT_FALSE(parse_size("1T", &v));
   EXPECT_FALSE(parse_size(" 1", &v));
   EXPECT_FALSE(parse_size(nullptr, &v));

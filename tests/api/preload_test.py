@@ -1,6 +1,6 @@
 """The preloaded library's reports: POOLMALLOC_STATS text and JSON at exit
 with the leak summary, VERBOSE, RESERVE, bad values, malloc_info XML,
-malloc_stats and mallinfo2.  Usage: preload_test.py LIB PROGRAM"""
+malloc_stats and mallinfo2.  Usage: preload_test.py LIB PROGRAM EXIT_FREE_PROGRAM"""
 import json
 import os
 import subprocess
@@ -8,7 +8,7 @@ import sys
 import tempfile
 import xml.dom.minidom
 
-LIB, PROG = sys.argv[1], sys.argv[2]
+LIB, PROG, EXIT_FREE_PROG = sys.argv[1], sys.argv[2], sys.argv[3]
 failures = []
 
 
@@ -50,6 +50,45 @@ with tempfile.TemporaryDirectory() as tmp:
 
     r = run(POOLMALLOC_STATS="json")
     leaks_ok(json.loads(r.stderr), "json on stderr")
+
+    # The report comes after the libraries' destructors: the 7 blocks of
+    # 500 bytes that one frees there are no leak.
+    e = {k: v for k, v in os.environ.items() if not k.startswith("POOLMALLOC_")}
+    e.update(LD_PRELOAD=LIB, POOLMALLOC_STATS="json")
+    r = subprocess.run([EXIT_FREE_PROG], env=e, capture_output=True, text=True, timeout=30)
+    check(r.returncode == 0, f"exit-free program: exit {r.returncode}: {r.stderr}")
+    try:
+        d = json.loads(r.stderr)
+        by_size = {c["size"]: c["blocks"] for c in d["leaks"]["by_class"]}
+        check(by_size.get(512, 0) == 0, f"blocks a library frees in its destructor reported as leaks: {by_size}")
+        freed = [c for c in d["classes"] if c["size"] == 512]
+        check(freed and freed[0]["frees"] >= 7, f"the library's 7 frees at exit counted: {freed}")
+    except (ValueError, KeyError) as ex:
+        failures.append(f"exit-free report: {ex}: {r.stderr[:500]}")
+
+    # A report to a pipe whose reader is gone: the write fails, the program
+    # keeps its exit status (SIGPIPE used to kill it).
+    rd, wr = os.pipe()
+    os.close(rd)
+    e = {k: v for k, v in os.environ.items() if not k.startswith("POOLMALLOC_")}
+    e.update(LD_PRELOAD=LIB, POOLMALLOC_STATS="1")
+    r = subprocess.run([PROG, "work", "42"], env=e, stdout=subprocess.DEVNULL, stderr=wr, timeout=30)
+    os.close(wr)
+    check(r.returncode == 42, f"report into a closed pipe: exit {r.returncode}, the program's is 42")
+
+    # "%p" expanded past 512 bytes (the path's own 255 at most): the whole
+    # path, never one cut short. Each "%p"*12 directory exists (made in the
+    # child before it runs the program, under its own pid) and is left by "..".
+    seg = "%p" * 12 + "/../"
+    value = os.path.join(tmp, seg * 8 + "final.json")
+    check(len(value) <= 255, f"test premise: {len(value)} bytes")
+    e = {k: v for k, v in os.environ.items() if not k.startswith("POOLMALLOC_")}
+    e.update(LD_PRELOAD=LIB, POOLMALLOC_STATS="json:" + value)
+    p = subprocess.Popen([PROG], env=e, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: os.makedirs(os.path.join(tmp, str(os.getpid()) * 12), exist_ok=True))
+    _, err = p.communicate(timeout=30)
+    check(os.path.exists(os.path.join(tmp, "final.json")),
+          f"long %p path ({len(value.replace('%p', str(p.pid)))} bytes expanded) written in full: {os.listdir(tmp)} {err}")
 
     r = run(POOLMALLOC_VERBOSE="1", POOLMALLOC_RESERVE="256M")
     check("active in pid" in r.stderr and "POOLMALLOC_RESERVE=268435456" in r.stderr, f"verbose: {r.stderr}")

@@ -1,7 +1,10 @@
 """scripts/poolmalloc-profile end to end: tables, JSON profile, PNG charts,
-and the program's exit status.  Usage: profile_test.py SCRIPT LIB PROGRAM"""
+the program's exit status, the output directories and libraries it refuses
+before running anything, and its temporary directory removed in every case.
+Usage: profile_test.py SCRIPT LIB PROGRAM"""
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -9,9 +12,21 @@ import tempfile
 SCRIPT, LIB, PROG = sys.argv[1:4]
 failures = []
 
-with tempfile.TemporaryDirectory() as out:
-    r = subprocess.run([sys.executable, SCRIPT, "--lib", LIB, "-o", out, "--interval", "1", PROG, "work", "7"],
+
+def profile(args, tmp):
+    """Runs the script with TMPDIR=tmp, and checks that it left no temporary directory there."""
+    r = subprocess.run([sys.executable, SCRIPT, *args], env=dict(os.environ, TMPDIR=tmp),
                        capture_output=True, text=True, timeout=60)
+    left = [n for n in os.listdir(tmp) if n.startswith("poolmalloc-profile.")]
+    if left:
+        failures.append(f"{args}: temporary directories left behind: {left}")
+    for n in left:
+        shutil.rmtree(os.path.join(tmp, n))
+    return r
+
+
+with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryDirectory() as out:
+    r = profile(["--lib", LIB, "-o", out, "--interval", "1", PROG, "work", "7"], tmp)
     if r.returncode != 7:
         failures.append(f"exit status {r.returncode}, expected the program's 7: {r.stderr}")
     for text in ("Request sizes", "Peak live bytes by size class", "cross-thread frees", "reallocs 50",
@@ -33,6 +48,40 @@ with tempfile.TemporaryDirectory() as out:
         with open(path, "rb") as f:
             if f.read(8) != b"\x89PNG\r\n\x1a\n":
                 failures.append(f"{png} is not a PNG")
+
+# Refused with one line and status 2, before the program runs (it would create the marker).
+with tempfile.TemporaryDirectory() as tmp:
+    marker = os.path.join(tmp, "ran")
+    regular = os.path.join(tmp, "file")
+    open(regular, "w").close()
+    dangling = os.path.join(tmp, "dangling")
+    os.symlink(os.path.join(tmp, "nowhere"), dangling)
+    spaced = os.path.join(tmp, "with space")
+    os.mkdir(spaced)
+    os.symlink(LIB, os.path.join(spaced, "libpoolmalloc.so"))
+    cases = [
+        ("-o a regular file", ["--lib", LIB, "-o", regular], "not a directory"),
+        ("-o under a regular file", ["--lib", LIB, "-o", os.path.join(regular, "out")], "is not a directory"),
+        ("-o a dangling link", ["--lib", LIB, "-o", dangling], "not a directory"),
+        ("--lib with a space", ["--lib", os.path.join(spaced, "libpoolmalloc.so")],
+         "ld.so cannot preload a path with a space or a colon"),
+    ]
+    if os.geteuid() != 0:  # root writes into any directory
+        locked = os.path.join(tmp, "locked")
+        os.mkdir(locked, 0o500)
+        cases.append(("-o a directory not writable", ["--lib", LIB, "-o", locked], "not writable"))
+    for what, args, reason in cases:
+        e = profile([*args, "--no-charts", "touch", marker], tmp)
+        lines = e.stderr.splitlines()
+        if e.returncode != 2 or len(lines) != 1 or not lines[0].startswith("poolmalloc-profile: ") \
+                or reason not in lines[0]:
+            failures.append(f"{what}: exit {e.returncode}, expected 2 and one line with {reason!r}: {e.stderr}")
+        if os.path.exists(marker):
+            failures.append(f"{what}: the program ran")
+            os.unlink(marker)
+    e = profile(["--lib", LIB, os.path.join(tmp, "no-such-program")], tmp)
+    if e.returncode == 0 or "cannot run" not in e.stderr or "Traceback" in e.stderr:
+        failures.append(f"missing program: exit {e.returncode}: {e.stderr}")
 
 for f in failures:
     print("FAIL:", f)
