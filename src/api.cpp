@@ -197,12 +197,8 @@ bool owns(const void* p) noexcept {
   if (g_check_full) [[unlikely]]
     return check_full_owns(p);
   if (p == nullptr) return false;
-  if (in_segment(p)) {
-    const Pool* pool = pool_of(p);
-    PoolState s = pool->state.load(std::memory_order_relaxed);
-    return s != PoolState::kFree && !not_block_start(pool, reinterpret_cast<uintptr_t>(p)) &&
-           (!kHardened || static_cast<const Block*>(p)->tag != free_tag(pool));
-  }
+  // Any thread may ask: the pool's shared keys, as a remote free reads them.
+  if (in_segment(p)) return shared_block_state(pool_of(p), p) == SharedBlockState::kLive;
   return large_owns(p);
 }
 
