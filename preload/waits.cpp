@@ -160,6 +160,14 @@ timespec to_timespec(int64_t ns) noexcept {
 }
 
 // A timeout in milliseconds (negative: none), as poll and epoll take it.
+// The purge after a slice, bounded when the wait has ended or nearly: a
+// purge runs before the call returns, and one of a hundred megabytes takes
+// tens of milliseconds, which a wait with 100 ms or more left absorbs.
+bool purge_after_slice(int64_t left_ns) noexcept {
+  constexpr int64_t kRoomNs = 100 * kNsPerMs;
+  return pm::idle_purge(left_ns >= kRoomNs ? SIZE_MAX : pm::kIdlePurgeAfterWait);
+}
+
 class MsDeadline {
  public:
   explicit MsDeadline(int timeout) noexcept
@@ -195,7 +203,7 @@ int sliced_wait(int timeout, int slice, Wait wait) noexcept {
       // mask is back, after a wait that timed out, as it may without us.
       SignalsHeld held;
       int saved = errno;
-      (void)pm::idle_purge();
+      (void)pm::idle_purge(pm::kIdlePurgeAfterWait);
       errno = saved;
     }
     return r;
@@ -205,7 +213,8 @@ int sliced_wait(int timeout, int slice, Wait wait) noexcept {
   for (;;) {
     int r = wait(deadline.next(slice), held.caller());
     if (r != 0) return r;
-    bool more = pm::idle_purge();
+    int left = deadline.left();
+    bool more = purge_after_slice(left < 0 ? INT64_MAX : left * kNsPerMs);
     if (deadline.left() == 0) return 0;
     slice = more ? pm::idle_slice_ms() : -1;
     if (slice < 0) return wait(deadline.left(), held.caller());
@@ -296,7 +305,7 @@ int sliced_sleep(clockid_t clock, int64_t end, int slice, bool relative, timespe
       }
       return e;
     }
-    if (slice >= 0) slice = pm::idle_purge() ? pm::idle_slice_ms() : -1;
+    if (slice >= 0) slice = purge_after_slice(end - now_ns(clock)) ? pm::idle_slice_ms() : -1;
   }
 }
 
@@ -374,7 +383,7 @@ PM_EXPORT int select(int n, fd_set* rd, fd_set* wr, fd_set* ex, timeval* tv) {
     int r = masked(n, rd, wr, ex, arg, held.caller());
     int64_t rest = forever ? 0 : end - now_ns(CLOCK_MONOTONIC);
     bool done = r != 0 || (!forever && rest <= 0);
-    if (r == 0 && slice >= 0) slice = pm::idle_purge() ? pm::idle_slice_ms() : -1;
+    if (r == 0 && slice >= 0) slice = purge_after_slice(forever ? INT64_MAX : rest) ? pm::idle_slice_ms() : -1;
     if (done) {
       if (!forever) {
         int64_t keep = r == 0 || rest < 0 ? 0 : rest;

@@ -698,33 +698,53 @@ void* large_realloc(void* p, size_t n) noexcept {
   return finish(nb, new_size, mapping, user);
 }
 
-size_t large_purge(bool force) noexcept {
+namespace {
+
+// Unmaps cached mappings older than the purge delay (all when force)
+// until `budget` bytes (rounded up to pages) have gone: of a range larger
+// than what is left of the budget, its end.
+size_t purge_cache(bool force, size_t budget) noexcept {
   uint64_t now = os::now_ms();
   uint64_t delay = options().purge_delay_ms;
   size_t released = 0;
-  for (;;) {
+  while (released < budget) {
     char* base = nullptr;
     size_t size = 0;
     {
       LockGuard g(g_lock);
       for (unsigned i = 0; i < g_cached; ++i) {
         if (force || ms_since(now, g_cache[i].freed_ms) >= delay) {
-          base = g_cache[i].base;
-          size = g_cache[i].size;
-          drop_entry(i);
+          CacheEntry& e = g_cache[i];
+          size_t left = budget - released;
+          size_t room = e.size > left ? (left + kPageSize - 1) & ~(kPageSize - 1) : e.size;
+          if (room < e.size) {  // the end of the range goes, the rest stays cached
+            e.size -= room;
+            g_cached_bytes -= room;
+            base = e.base + e.size;
+            size = room;
+          } else {
+            base = e.base;
+            size = e.size;
+            drop_entry(i);
+          }
           break;
         }
       }
     }
-    if (base == nullptr) return released;
+    if (base == nullptr) break;
     os::unmap(base, size);
     released += size;
   }
+  return released;
 }
 
-bool large_idle_purge(size_t* left) noexcept {
+}  // namespace
+
+size_t large_purge(bool force) noexcept { return purge_cache(force, SIZE_MAX); }
+
+bool large_idle_purge(size_t budget, size_t* left) noexcept {
   if (g_lock.held_unthreaded()) return false;
-  large_purge(false);
+  purge_cache(false, budget);
   *left = g_cached_bytes;  // single-threaded: nobody else changes it
   return true;
 }

@@ -249,10 +249,10 @@ int idle_slice_ms() noexcept {
   return static_cast<int>(ms);  // at most an hour (options.cpp)
 }
 
-bool idle_purge() noexcept {
+bool idle_purge(size_t budget) noexcept {
   size_t dirty = 0, cached = 0;
-  bool arena_done = arena_idle_purge(&dirty);
-  bool large_done = large_idle_purge(&cached);
+  bool arena_done = arena_idle_purge(budget, &dirty);
+  bool large_done = large_idle_purge(budget, &cached);
   if (!arena_done || !large_done || dirty != 0 || cached != 0) return true;
   g_idle_dirty.store(false, std::memory_order_relaxed);
   return false;

@@ -81,10 +81,17 @@ void purger_thread_exited() noexcept;
 // thread exists or is turned off, or nothing is left to purge.
 [[nodiscard]] int idle_slice_ms() noexcept;
 // Returns the pool slots and cached large mappings that have waited long
-// enough, unless the wait interrupted the allocator itself (a signal
-// handler's wait while this thread held one of its locks). False once
-// nothing is left to purge: the rest of the wait can go whole.
-[[nodiscard]] bool idle_purge() noexcept;
+// enough, of each about `budget` bytes at most, unless the wait
+// interrupted the allocator itself (a signal handler's wait while this
+// thread held one of its locks). False once nothing is left to purge: the
+// rest of the wait can go whole.
+[[nodiscard]] bool idle_purge(size_t budget = SIZE_MAX) noexcept;
+// The budget of a purge made once a wait has ended, before the call
+// returns (an event loop's wait that timed out), of pool memory and of
+// cached large blocks each: a purge of this many bytes takes a millisecond
+// or two, where a hundred megabytes took tens. What is left goes at the
+// next wait.
+inline constexpr size_t kIdlePurgeAfterWait = size_t{4} << 20;
 
 // Memory became purgeable. Call with the arena lock or the large lock held
 // (the locks under which the parking thread looks), or after a full fence.

@@ -168,26 +168,32 @@ void segment_destroy(Segment* s) noexcept {
   os::unmap(s, kSegmentSize);
 }
 
-size_t purge_locked(bool force, uint64_t now) noexcept {
+// Purges the free slots that have waited the purge delay (all when force),
+// `budget` bytes at most (rounded up to slots; what is left stays dirty for
+// the next call). Bytes purged.
+size_t purge_locked(bool force, uint64_t now, size_t budget = SIZE_MAX) noexcept {
   size_t purged = 0;
   uint64_t delay = options().purge_delay_ms;
   Segment* spare = nullptr;  // keep one empty segment mapped
-  for (Segment* s = g_segments; s != nullptr;) {
+  for (Segment* s = g_segments; s != nullptr && purged < budget;) {
     Segment* next = s->next;
     uint64_t ready = 0;
     for (uint64_t d = (force || !s->reserved) ? s->dirty_slots : 0; d != 0; d &= d - 1) {
       unsigned i = static_cast<unsigned>(__builtin_ctzll(d));
       if (force || now - s->pools[i].freed_at_ms >= delay) ready |= uint64_t{1} << i;
     }
-    s->dirty_slots &= ~ready;
-    if (!s->reserved) g_dirty_count -= static_cast<size_t>(__builtin_popcountll(ready));
-    while (ready != 0) {  // one madvise per run of adjacent slots
+    while (ready != 0 && purged < budget) {  // one madvise per run of adjacent slots
       unsigned i = static_cast<unsigned>(__builtin_ctzll(ready));
       unsigned n = static_cast<unsigned>(__builtin_ctzll(~(ready >> i)));
+      if (size_t left = budget - purged; left < size_t{n} * kSlotSize)
+        n = static_cast<unsigned>((left + kSlotSize - 1) / kSlotSize);
+      uint64_t run = ((n == 64) ? ~uint64_t{0} : (uint64_t{1} << n) - 1) << i;
+      s->dirty_slots &= ~run;
+      if (!s->reserved) g_dirty_count -= n;
       intact_invalidate(s, i, n);
       os::purge(s->pools[i].start, size_t{n} * kSlotSize);
       purged += size_t{n} * kSlotSize;
-      ready &= ~(((n == 64) ? ~uint64_t{0} : (uint64_t{1} << n) - 1) << i);
+      ready &= ~run;
     }
     if (s->free_slots == kAllSlots && s->dirty_slots == 0 && !s->reserved) {
       if (spare == nullptr && !force) spare = s;
@@ -331,9 +337,12 @@ size_t arena_purge(bool force) noexcept {
   return purge_locked(force, os::now_ms());
 }
 
-bool arena_idle_purge(size_t* left) noexcept {
+bool arena_idle_purge(size_t budget, size_t* left) noexcept {
   if (g_arena_lock.held_unthreaded()) return false;
-  arena_purge(false);
+  {
+    LockGuard g(g_arena_lock);
+    purge_locked(false, os::now_ms(), budget);
+  }
   *left = g_dirty_count;  // single-threaded: nobody else changes it
   return true;
 }

@@ -126,6 +126,36 @@ std::vector<std::pair<int, unsigned long long>> other_threads() {
 
 bool sig_in(unsigned long long mask, int sig) { return (mask >> (sig - 1)) & 1; }
 
+// The purge a wait makes once it has ended (before the call returns) is
+// bounded: at most its budget of pool memory and of cached large blocks,
+// the end of a large range when the range is larger; an unbounded one then
+// returns the rest. Runs in a fresh process: no purger thread, fixed options.
+void bounded_idle_purge_scenario() {
+  char e1[] = "POOLMALLOC_PURGE_DELAY=20", e2[] = "POOLMALLOC_PURGE_THREAD=0";
+  char* env[] = {e1, e2, nullptr};
+  process_init();
+  options_init(env);
+  churn_then_free(300000, 100);  // about 36 MiB of pools, all free
+  void* big = alloc(24 << 20);
+  memset(big, 1, 24 << 20);
+  dealloc(big);
+  usleep(60 * 1000);  // past the purge delay
+  const size_t budget = size_t{4} << 20;
+  size_t dirty = arena_stats().dirty_bytes, cached = large_stats().cached_bytes;
+  if (dirty < 2 * budget || cached < 2 * budget) std::_Exit(30);
+  if (!idle_purge(budget)) std::_Exit(31);  // more is left
+  size_t dirty2 = arena_stats().dirty_bytes, cached2 = large_stats().cached_bytes;
+  if (dirty - dirty2 == 0 || dirty - dirty2 > budget) std::_Exit(32);
+  if (cached - cached2 != budget) std::_Exit(33);
+  (void)idle_purge();
+  if (arena_stats().dirty_bytes != 0 || large_stats().cached_bytes != 0) std::_Exit(34);
+  std::_Exit(0);
+}
+
+TEST(Purge, AnIdlePurgeStaysWithinItsBudget) {
+  EXPECT_EXIT(bounded_idle_purge_scenario(), ::testing::ExitedWithCode(0), "");
+}
+
 // The default (auto): a single-threaded program never gets the thread; once
 // the program has a thread of its own, the purger starts, runs with signals
 // blocked, returns everything idle and then parks until a free wakes it.
