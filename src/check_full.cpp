@@ -56,12 +56,10 @@ constinit SpinLock g_lock;  // everything below, and g_check_heap
 
 // The program's small requests and frees, by the class it asked for. The
 // pools' own counts (g_check_heap's) are of the larger classes that serve
-// them, and count a free only when the block leaves the quarantine.
+// them, and count a free only when the block leaves the quarantine. One
+// writer at a time (g_lock), as a heap's counters: heap.h's bump.
 constinit std::atomic<uint64_t> g_requests[kNumClasses] = {};
 constinit std::atomic<uint64_t> g_frees[kNumClasses] = {};
-void count_locked(std::atomic<uint64_t>& c) noexcept {
-  c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-}
 
 uint64_t key_of(const void* p) noexcept {
   return g_tag_secret ^ (reinterpret_cast<uintptr_t>(p) * 0x9E3779B97F4A7C15ull);
@@ -137,7 +135,7 @@ void free_small(void* b) noexcept {
     fatal("heap overflow: canary after the block was overwritten, block", b, size);
   memset(b, kFreeFill, block - 8);
   *tail_of(b, block) = (size | kFreedBit) ^ small_key(b);
-  count_locked(g_frees[class_of(size)]);
+  bump(g_frees[class_of(size)]);
   quarantine_small(b, block);
 }
 
@@ -228,7 +226,7 @@ void* check_full_alloc(unsigned cls) noexcept {
   memset(b, kAllocFill, size);
   memset(static_cast<char*>(b) + size, kCanary, block - 8 - size);
   *tail_of(b, block) = size ^ small_key(b);
-  count_locked(g_requests[cls]);
+  bump(g_requests[cls]);
   return b;
 }
 
