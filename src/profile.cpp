@@ -68,18 +68,18 @@ void profile_sample(uint64_t live_bytes) noexcept {
   if (due(now)) record(now, live_bytes);
 }
 
-void profile_write_samples(Writer& w) noexcept {
+void profile_write(Writer& w) noexcept {
   // Take a final sample so the series ends at the time of the report.
   uint64_t now = os::now_ms();
   uint64_t live = stats_sample_peaks() + large_live_bytes();
-  LockGuard g(g_lock);
-  w.put('[');
+  LockGuard g(g_lock);  // record() doubles the interval under it
+  w.put("{\"interval_ms\":").dec(g_interval_ms.load(std::memory_order_relaxed)).put(",\"samples\":[");
   for (unsigned i = 0; i < g_count; ++i) {
     if (i != 0) w.put(',');
     w.put('[').dec(g_samples[i].ms).put(',').dec(g_samples[i].live).put(']');
   }
   if (g_count != 0) w.put(',');
-  w.put('[').dec(now - g_start_ms).put(',').dec(live).put("]]");
+  w.put('[').dec(now - g_start_ms).put(',').dec(live).put("]]}");
 }
 
 void profile_lock_for_fork() noexcept { g_lock.lock(); }

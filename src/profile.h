@@ -19,8 +19,10 @@ void profile_start() noexcept;
 void profile_tick() noexcept;
 // Record `live_bytes` as the figure now, if the interval has passed.
 void profile_sample(uint64_t live_bytes) noexcept;
-// The "samples" member of the profile: [[ms since start, live bytes], ...].
-void profile_write_samples(Writer& w) noexcept;
+// The profile object: {"interval_ms": the interval in force at the end (the
+// configured one, doubled each time the table filled), "samples": [[ms since
+// start, live bytes], ...]}.
+void profile_write(Writer& w) noexcept;
 // fork: the sample table's lock is held across it, and reset in the child.
 void profile_lock_for_fork() noexcept;
 void profile_unlock_for_fork(bool child) noexcept;

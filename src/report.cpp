@@ -135,9 +135,8 @@ void report_json(Writer& w, const Stats& s, bool at_exit, bool profile) noexcept
   }
   w.put("]}");
   if (profile) {
-    w.put(",\n\"profile\":{\"interval_ms\":").dec(options().profile_interval_ms).put(",\"samples\":");
-    profile_write_samples(w);
-    w.put('}');
+    w.put(",\n\"profile\":");
+    profile_write(w);
   }
   w.put("}\n");
 }

@@ -49,6 +49,19 @@ with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryDirectory() as out:
             if f.read(8) != b"\x89PNG\r\n\x1a\n":
                 failures.append(f"{png} is not a PNG")
 
+# A run longer than the sample table at 1 ms: the table thins out and the
+# interval doubles, and the profile says which interval its samples have.
+with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryDirectory() as out:
+    lr = profile(["--lib", LIB, "-o", out, "--interval", "1", "--no-charts", PROG, "long"], tmp)
+    with open(os.path.join(out, "profile.json")) as f:
+        prof = json.load(f)["profile"]
+    times = [s[0] for s in prof["samples"]]
+    if lr.returncode != 0 or prof["interval_ms"] != 2 or not 1024 <= len(times) <= 2049:
+        failures.append(f"long run: exit {lr.returncode}, interval {prof['interval_ms']} (expected 2), "
+                        f"{len(times)} samples ending at {times[-1] if times else None} ms")
+    elif min(b - a for a, b in zip(times[:-2], times[1:-1])) < 2:  # the last one is taken at exit
+        failures.append(f"long run: samples closer than the 2 ms interval: {times[:20]}")
+
 # Refused with one line and status 2, before the program runs (it would create the marker).
 with tempfile.TemporaryDirectory() as tmp:
     marker = os.path.join(tmp, "ran")
