@@ -518,18 +518,33 @@ void heap_collect(bool force) noexcept {
 
 size_t heaps_live() noexcept { return g_heap_count.load(std::memory_order_relaxed); }
 
-void heaps_for_each(void (*fn)(const Heap*, void*), void* arg) noexcept {
+void heap_counter_totals(CounterTotals* out) noexcept {
   LockGuard g(g_heap_lock);
-  for (Heap* h = g_heaps; h != nullptr; h = h->next_heap) fn(h, arg);
+  out->threads = 0;
+  out->reallocs = g_retired.reallocs;
+  for (unsigned c = 0; c < kNumClasses; ++c) out->allocs[c] = g_retired.allocs[c];
+  for (Heap* h = g_heaps; h != nullptr; h = h->next_heap) {
+    for (unsigned c = 0; c < kNumClasses; ++c) out->allocs[c] += heap_allocs(h, c);
+    out->reallocs += h->reallocs.load(std::memory_order_relaxed);
+    ++out->threads;
+  }
+  for (unsigned c = 0; c < kNumClasses; ++c) {
+    out->frees[c] = g_retired.frees[c];
+    out->remote_frees[c] = g_retired.remote_frees[c];
+  }
+  for (Heap* h = g_heaps; h != nullptr; h = h->next_heap) {
+    for (unsigned c = 0; c < kNumClasses; ++c) {
+      out->frees[c] += h->frees[c].load(std::memory_order_relaxed);
+      out->remote_frees[c] += h->remote_frees[c].load(std::memory_order_relaxed);
+    }
+  }
 }
 
 void class_counters(unsigned cls, uint64_t* allocs, uint64_t* frees) noexcept {
   LockGuard g(g_heap_lock);
   uint64_t a = g_retired.allocs[cls], f = g_retired.frees[cls];
-  for (Heap* h = g_heaps; h != nullptr; h = h->next_heap) {
-    a += heap_allocs(h, cls);
-    f += h->frees[cls].load(std::memory_order_relaxed);
-  }
+  for (Heap* h = g_heaps; h != nullptr; h = h->next_heap) a += heap_allocs(h, cls);
+  for (Heap* h = g_heaps; h != nullptr; h = h->next_heap) f += h->frees[cls].load(std::memory_order_relaxed);
   *allocs = a;
   *frees = f;
 }
@@ -578,11 +593,6 @@ void heaps_drain_large(bool force) noexcept {
     if (fenced) (void)large_tcache_take(&h->large);
     else large_tcache_cancel(&h->large);
   }
-}
-
-void retired_counters(RetiredCounters* out) noexcept {
-  LockGuard g(g_heap_lock);
-  *out = g_retired;
 }
 
 void heap_lock_for_fork() noexcept { g_heap_lock.lock(); }

@@ -191,9 +191,7 @@ void fork_prepare() noexcept;
 void fork_parent() noexcept;
 void fork_child() noexcept;
 
-// Heap registry walks for statistics (heap.cpp).
 [[nodiscard]] size_t heaps_live() noexcept;
-void heaps_for_each(void (*fn)(const Heap*, void*), void* arg) noexcept;
 // Counters of heaps that have exited, folded together.
 struct RetiredCounters {
   uint64_t allocs[kNumClasses];
@@ -202,9 +200,27 @@ struct RetiredCounters {
   uint64_t reallocs;
   TcacheTotals large;  // counters only: an exiting thread's cache is drained
 };
-void retired_counters(RetiredCounters* out) noexcept;
+// The statistics counters of every heap, live and retired, added up
+// (heap.cpp). Read under one hold of the registry's lock, so that a thread
+// exiting meanwhile is counted once: live or retired (read apart, a thread
+// missed whole took with it its frees of other threads' blocks, whose
+// requests stayed counted). The other threads go on meanwhile, so every
+// heap's requests are read before any heap's frees: a block can be freed
+// only after its request is counted, so requests less frees is then at
+// most what was live when the first counter was read, never more (read
+// heap by heap, a free counted early in the walk and the block's
+// reallocation counted late made too many live).
+struct CounterTotals {
+  uint64_t allocs[kNumClasses];
+  uint64_t frees[kNumClasses];
+  uint64_t remote_frees[kNumClasses];
+  uint64_t reallocs;
+  uint64_t threads;  // live heaps
+};
+void heap_counter_totals(CounterTotals* out) noexcept;
 // Requests and frees of one class, live and retired heaps together, read
-// under one lock hold (for the cheap peak sample when a pool carves).
+// as heap_counter_totals reads them (for the cheap peak sample when a pool
+// carves).
 void class_counters(unsigned cls, uint64_t* allocs, uint64_t* frees) noexcept;
 // The thread caches of large blocks, live and retired, summed under one
 // hold of the heap registry's lock; then, still under it, `also(arg)` (the

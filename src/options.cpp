@@ -1,5 +1,7 @@
 #include "options.h"
 
+#include <sys/auxv.h>
+
 #include "check.h"
 #include "segment.h"
 #include "writer.h"
@@ -149,9 +151,9 @@ bool parse_size(const char* s, size_t* out) noexcept {
   return true;
 }
 
-void options_parse(char** env, Options* out) noexcept {
+void options_parse(char** env, Options* out, bool secure) noexcept {
   *out = Options{};
-  if (env == nullptr) return;
+  if (env == nullptr || secure) return;
   constexpr const char kPrefix[] = "POOLMALLOC_";
   for (char** e = env; *e != nullptr; ++e) {
     if (!starts_with(*e, kPrefix)) continue;
@@ -172,7 +174,7 @@ void options_parse(char** env, Options* out) noexcept {
   }
 }
 
-void options_init(char** env) noexcept { options_parse(env, &g_options); }
+void options_init(char** env) noexcept { options_parse(env, &g_options, getauxval(AT_SECURE) != 0); }
 
 void options_describe(Writer& w) noexcept {
   const Options& o = g_options;

@@ -36,10 +36,14 @@ struct Options {
 
 [[nodiscard]] const Options& options() noexcept;
 // Parses the environment into `out`, warning once per bad variable; `env`
-// is a NULL-terminated array like environ.
-void options_parse(char** env, Options* out) noexcept;
+// is a NULL-terminated array like environ. With `secure` (a set-user-ID or
+// set-group-ID program, or one that gained capabilities at exec), every
+// POOLMALLOC_* variable is ignored: the user who runs such a program must
+// not choose the files it writes as its owner, nor any other setting.
+void options_parse(char** env, Options* out, bool secure = false) noexcept;
 // options_parse into the settings in force (process start-up, and tests that
-// run before any other thread reads them).
+// run before any other thread reads them), secure when the kernel says so
+// (AT_SECURE).
 void options_init(char** env) noexcept;
 // The settings in force, one "poolmalloc:   NAME=value" line each.
 void options_describe(Writer& w) noexcept;

@@ -151,34 +151,47 @@ void report_start() noexcept {
 namespace {
 
 // While the exit report is written: a write to a pipe whose reader is gone
-// (`POOLMALLOC_STATS=1 prog 2>&1 | head`) fails with EPIPE instead of
-// killing the process with SIGPIPE, which would replace its exit status;
-// the SIGPIPE it raised is taken back, one that was pending before is left.
-class NoSigpipe {
+// (`POOLMALLOC_STATS=1 prog 2>&1 | head`) or past the file size limit
+// (`ulimit -f`) fails with EPIPE or EFBIG instead of killing the process
+// with SIGPIPE or SIGXFSZ, which would replace its exit status (and lose
+// the output its stdio has yet to flush); a signal the report raised is
+// taken back, one that was pending before is left.
+class NoWriteSignals {
  public:
-  NoSigpipe() noexcept {
-    sigemptyset(&pipe_);
-    sigaddset(&pipe_, SIGPIPE);
+  NoWriteSignals() noexcept {
+    sigemptyset(&held_);
+    sigaddset(&held_, SIGPIPE);
+    sigaddset(&held_, SIGXFSZ);
     sigset_t pending;
     sigemptyset(&pending);
-    was_pending_ = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1;
-    pthread_sigmask(SIG_BLOCK, &pipe_, &caller_);
-  }
-  ~NoSigpipe() {
-    int saved = errno;
-    if (!was_pending_) {
-      timespec none{0, 0};
-      (void)sigtimedwait(&pipe_, nullptr, &none);
+    if (sigpending(&pending) == 0) {
+      pipe_was_pending_ = sigismember(&pending, SIGPIPE) == 1;
+      xfsz_was_pending_ = sigismember(&pending, SIGXFSZ) == 1;
     }
+    pthread_sigmask(SIG_BLOCK, &held_, &caller_);
+  }
+  ~NoWriteSignals() {
+    int saved = errno;
+    take_back(SIGPIPE, pipe_was_pending_);
+    take_back(SIGXFSZ, xfsz_was_pending_);
     pthread_sigmask(SIG_SETMASK, &caller_, nullptr);
     errno = saved;
   }
-  NoSigpipe(const NoSigpipe&) = delete;
-  NoSigpipe& operator=(const NoSigpipe&) = delete;
+  NoWriteSignals(const NoWriteSignals&) = delete;
+  NoWriteSignals& operator=(const NoWriteSignals&) = delete;
 
  private:
-  sigset_t pipe_, caller_;
-  bool was_pending_ = false;
+  static void take_back(int sig, bool was_pending) noexcept {
+    if (was_pending) return;
+    sigset_t one;
+    sigemptyset(&one);
+    sigaddset(&one, sig);
+    timespec none{0, 0};
+    (void)sigtimedwait(&one, nullptr, &none);
+  }
+  sigset_t held_, caller_;
+  bool pipe_was_pending_ = false;
+  bool xfsz_was_pending_ = false;
 };
 
 }  // namespace
@@ -189,7 +202,7 @@ void report_at_exit() noexcept {
   process_init();  // a program that never allocated has not read its options yet
   const Options& o = options();
   if (o.stats == StatsMode::kOff && !profile_enabled()) return;
-  NoSigpipe no_sigpipe;
+  NoWriteSignals quiet;
   Stats s;
   stats_collect(&s);
   if (o.stats == StatsMode::kText) {

@@ -29,41 +29,19 @@ void raise(std::atomic<uint64_t>& peak, uint64_t v) noexcept {
   }
 }
 
-struct Counts {
-  uint64_t allocs[kNumClasses];
-  uint64_t frees[kNumClasses];
-  uint64_t remote_frees[kNumClasses];
-  uint64_t reallocs;
-  uint64_t threads;
-};
+using Counts = CounterTotals;
 
-void add_heap(const Heap* h, void* arg) noexcept {
-  auto* s = static_cast<Counts*>(arg);
-  for (unsigned c = 0; c < kNumClasses; ++c) {
-    s->allocs[c] += heap_allocs(h, c);
-    s->frees[c] += h->frees[c].load(std::memory_order_relaxed);
-    s->remote_frees[c] += h->remote_frees[c].load(std::memory_order_relaxed);
-  }
-  s->reallocs += h->reallocs.load(std::memory_order_relaxed);
-  ++s->threads;
-}
-
-// Counters of live and retired threads, and of frees by threads without a heap.
-// Retired counters are read first: a thread exiting between the two reads is
-// missed whole (its allocations and frees alike) rather than counted twice.
+// Counters of live and retired threads (heap_counter_totals), and of frees
+// by threads without a heap.
 void gather(Counts* out) noexcept {
-  *out = Counts{};
-  RetiredCounters r;
-  retired_counters(&r);
-  heaps_for_each(add_heap, out);
+  heap_counter_totals(out);
   for (unsigned c = 0; c < kNumClasses; ++c) {
-    out->allocs[c] += r.allocs[c];
     // A thread without a heap owns no pool: its frees are all cross-thread.
     uint64_t orphans = g_orphan_frees[c].load(std::memory_order_relaxed);
-    out->frees[c] += r.frees[c] + orphans;
-    out->remote_frees[c] += r.remote_frees[c] + orphans;
+    out->frees[c] += orphans;
+    out->remote_frees[c] += orphans;
   }
-  out->reallocs += r.reallocs + g_orphan_reallocs.load(std::memory_order_relaxed);
+  out->reallocs += g_orphan_reallocs.load(std::memory_order_relaxed);
   // Full mode serves every small request from its own heap, in no registry.
   if (g_check_full) [[unlikely]]
     check_full_counts(out->allocs, out->frees);

@@ -140,6 +140,13 @@ int open_output(const char* path) noexcept {
   full[n] = '\0';
   int saved = errno;
   int fd = ::open(full, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd >= 0 && fd <= 2) {
+    // The program closed a standard descriptor: the report must not take
+    // its number, or the warnings meant for stderr would land in it.
+    int moved = ::fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    ::close(fd);
+    fd = moved;
+  }
   errno = saved;
   return fd;
 }

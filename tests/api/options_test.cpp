@@ -15,12 +15,12 @@ namespace {
 // Parses env into `parsed` (not the settings in force, which other threads
 // of this process read) and returns what was written on stderr.
 Options parsed;
-std::string parse(std::initializer_list<const char*> vars) {
+std::string parse(std::initializer_list<const char*> vars, bool secure = false) {
   std::vector<char*> env;
   for (const char* v : vars) env.push_back(const_cast<char*>(v));
   env.push_back(nullptr);
   testing::internal::CaptureStderr();
-  options_parse(env.data(), &parsed);
+  options_parse(env.data(), &parsed, secure);
   return testing::internal::GetCapturedStderr();
 }
 
@@ -50,6 +50,25 @@ TEST_F(OptionsEnv, GoodValuesApply) {
   parse({"POOLMALLOC_STATS=json"});
   EXPECT_EQ(parsed.stats, StatsMode::kJson);
   EXPECT_STREQ(parsed.stats_path, "");
+}
+
+// A set-user-ID program takes no setting from the user who runs it: not
+// the files its reports would write as its owner, nor anything else, and
+// says nothing about the variables it ignores.
+TEST_F(OptionsEnv, SecureExecutionIgnoresEveryVariable) {
+  const Options defaults{};
+  EXPECT_EQ(parse({"POOLMALLOC_STATS=json:/etc/victim", "POOLMALLOC_PROFILE=/etc/other", "POOLMALLOC_CHECK=full",
+                   "POOLMALLOC_RESERVE=1G", "POOLMALLOC_BOGUS=1", "POOLMALLOC_PURGE_DELAY=x"},
+                  true),
+            "");
+  EXPECT_EQ(parsed.stats, StatsMode::kOff);
+  EXPECT_STREQ(parsed.stats_path, "");
+  EXPECT_STREQ(parsed.profile_path, "");
+  EXPECT_EQ(parsed.check, defaults.check);
+  EXPECT_EQ(parsed.reserve, defaults.reserve);
+  EXPECT_EQ(parsed.purge_delay_ms, defaults.purge_delay_ms);
+  parse({"POOLMALLOC_STATS=json:/tmp/x.json"}, false);
+  EXPECT_EQ(parsed.stats, StatsMode::kJson);  // the same variable, not secure
 }
 
 TEST_F(OptionsEnv, BadValuesWarnAndKeepDefaults) {

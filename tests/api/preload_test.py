@@ -3,6 +3,7 @@ with the leak summary, VERBOSE, RESERVE, bad values, malloc_info XML,
 malloc_stats and mallinfo2.  Usage: preload_test.py LIB PROGRAM EXIT_FREE_PROGRAM"""
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -75,6 +76,29 @@ with tempfile.TemporaryDirectory() as tmp:
     r = subprocess.run([PROG, "work", "42"], env=e, stdout=subprocess.DEVNULL, stderr=wr, timeout=30)
     os.close(wr)
     check(r.returncode == 42, f"report into a closed pipe: exit {r.returncode}, the program's is 42")
+
+    # A report past the file size limit: the write fails with a warning, the
+    # program keeps its exit status (SIGXFSZ used to kill it).
+    e = {k: v for k, v in os.environ.items() if not k.startswith("POOLMALLOC_")}
+    e.update(LD_PRELOAD=LIB, POOLMALLOC_STATS="json:" + os.path.join(tmp, "limited.json"))
+    r = subprocess.run([PROG, "work", "42"], env=e, capture_output=True, text=True, timeout=30,
+                       preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (512, 512)))
+    check(r.returncode == 42 and "could not write the whole POOLMALLOC_STATS report" in r.stderr,
+          f"report past the file size limit: exit {r.returncode}, the program's is 42: {r.stderr}")
+
+    # A program that closed stderr: the report file takes no standard
+    # descriptor's number, so the warning meant for stderr (a profile that
+    # cannot be opened) does not land in it.
+    e = {k: v for k, v in os.environ.items() if not k.startswith("POOLMALLOC_")}
+    e.update(LD_PRELOAD=LIB, POOLMALLOC_STATS="json:" + os.path.join(tmp, "nostderr.json"),
+             POOLMALLOC_PROFILE=os.path.join(tmp, "no-such-dir", "p.json"))
+    r = subprocess.run([PROG, "work", "0"], env=e, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       timeout=30, preexec_fn=lambda: os.close(2))
+    try:
+        with open(os.path.join(tmp, "nostderr.json")) as f:
+            leaks_ok(json.load(f), "json:PATH with stderr closed")
+    except (OSError, ValueError) as ex:
+        failures.append(f"report with stderr closed: {ex}")
 
     # "%p" expanded past 512 bytes (the path's own 255 at most): the whole
     # path, never one cut short. Each "%p"*12 directory exists (made in the

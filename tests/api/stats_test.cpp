@@ -110,6 +110,44 @@ TEST(Stats, RequestsCountInTheirClassThroughEitherTable) {
   }
 }
 
+// Threads free blocks of the main thread and exit while it allocates them
+// again and another thread reads the statistics: live blocks never pass
+// what the program holds. (A thread exiting between the read of the
+// retired counters and the walk of the live heaps was missed whole, its
+// frees with it, and the live count and the peak went up by its blocks.)
+TEST(Stats, ReadsDuringThreadExitsNeverCountTooManyLive) {
+  const unsigned cls = class_of(1500);
+  constexpr int kHeld = 4000, kSlice = 2000, kRounds = 2000;
+  std::vector<void*> blocks(kHeld);
+  const uint64_t base = read().cls[cls].live_blocks;
+  for (void*& p : blocks) p = alloc(1500);
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> seen{0};
+  std::thread reader([&] {
+    while (!stop.load()) {
+      uint64_t live = read().cls[cls].live_blocks;
+      if (live > seen.load()) seen.store(live);
+    }
+  });
+  for (int r = 0; r < kRounds; ++r) {
+    void** slice = blocks.data() + (r % (kHeld / kSlice)) * kSlice;
+    std::atomic<bool> freed{false};
+    std::thread worker([&] {
+      dealloc(alloc(8));  // a heap of its own
+      for (int i = 0; i < kSlice; ++i) dealloc(slice[i]);
+      freed.store(true);
+    });
+    while (!freed.load()) std::this_thread::yield();
+    for (int i = 0; i < kSlice; ++i) slice[i] = alloc(1500);  // while the worker exits
+    worker.join();
+  }
+  stop.store(true);
+  reader.join();
+  EXPECT_LE(seen.load(), base + kHeld);
+  EXPECT_EQ(read().cls[cls].live_blocks, base + kHeld);
+  for (void* p : blocks) dealloc(p);
+}
+
 TEST(Stats, PeakIsSampledWhenPoolsCarve) {
   const unsigned cls = class_of(3000);  // 3072 bytes: carves 16 blocks at a time
   on_thread([&] {
