@@ -341,10 +341,7 @@ void check_full_counts(uint64_t* requests, uint64_t* frees) noexcept {
   }
 }
 
-void check_full_lock_for_fork() noexcept { g_lock.lock(); }
-void check_full_unlock_for_fork(bool child) noexcept {
-  if (child) g_lock.reset();
-  else g_lock.unlock();
-}
+void check_full_lock_for_fork() noexcept { g_lock.lock_for_fork(); }
+void check_full_unlock_for_fork(bool child) noexcept { g_lock.unlock_after_fork(child); }
 
 }  // namespace pm

@@ -353,17 +353,13 @@ void poolmalloc_fixed_get_stats(const poolmalloc_fixed_pool* fp, poolmalloc_fixe
 namespace pm {
 
 void fixed_pools_lock_for_fork() noexcept {
-  g_registry_lock.lock();
-  for (poolmalloc_fixed_pool* fp = g_registry; fp != nullptr; fp = fp->registry_next) fp->lock.lock();
+  g_registry_lock.lock_for_fork();
+  for (poolmalloc_fixed_pool* fp = g_registry; fp != nullptr; fp = fp->registry_next) fp->lock.lock_for_fork();
 }
 
 void fixed_pools_unlock_for_fork(bool child) noexcept {
-  for (poolmalloc_fixed_pool* fp = g_registry; fp != nullptr; fp = fp->registry_next) {
-    if (child) fp->lock.reset();
-    else fp->lock.unlock();
-  }
-  if (child) g_registry_lock.reset();
-  else g_registry_lock.unlock();
+  for (poolmalloc_fixed_pool* fp = g_registry; fp != nullptr; fp = fp->registry_next) fp->lock.unlock_after_fork(child);
+  g_registry_lock.unlock_after_fork(child);
 }
 
 }  // namespace pm

@@ -595,10 +595,7 @@ void heaps_drain_large(bool force) noexcept {
   }
 }
 
-void heap_lock_for_fork() noexcept { g_heap_lock.lock(); }
-void heap_unlock_for_fork(bool child) noexcept {
-  if (child) g_heap_lock.reset();
-  else g_heap_lock.unlock();
-}
+void heap_lock_for_fork() noexcept { g_heap_lock.lock_for_fork(); }
+void heap_unlock_for_fork(bool child) noexcept { g_heap_lock.unlock_after_fork(child); }
 
 }  // namespace pm

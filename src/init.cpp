@@ -12,6 +12,7 @@
 #include "check_full.h"
 #include "fixed_pool.h"
 #include "heap.h"
+#include "lock.h"
 #include "large.h"
 #include "options.h"
 #include "os.h"
@@ -51,6 +52,16 @@ void register_atfork() noexcept {
   if (g_atfork_done.exchange(true, std::memory_order_acq_rel)) return;
   pthread_atfork(fork_prepare, fork_parent, fork_child);
 }
+
+// The handlers are registered as early as a library can: glibc runs the
+// prepare handlers in the reverse order of their registration and the
+// parent and child ones in order, so the handlers a program registers
+// later, which may allocate, run while the allocator is not yet held for
+// the fork, or once it is ready again. Those registered earlier still (by
+// a library initialised before this one) find the locks held by their own
+// thread, which lets them through (lock.h). A malloc inside pthread_atfork
+// sets this thread's heap up, and finds the registration under way.
+[[gnu::constructor(101)]] void register_atfork_early() noexcept { register_atfork(); }
 
 }  // namespace
 
@@ -127,6 +138,7 @@ void fork_prepare() noexcept {
   large_lock_for_fork();
   arena_lock_for_fork();
   profile_lock_for_fork();  // a leaf: no other lock is taken under it
+  tl_fork_holder = true;
 }
 
 void fork_parent() noexcept {
@@ -136,6 +148,7 @@ void fork_parent() noexcept {
   heap_unlock_for_fork(false);
   check_full_unlock_for_fork(false);
   fixed_pools_unlock_for_fork(false);
+  tl_fork_holder = false;
 }
 
 void fork_child() noexcept {
@@ -146,6 +159,7 @@ void fork_child() noexcept {
   heap_unlock_for_fork(true);
   check_full_unlock_for_fork(true);
   fixed_pools_unlock_for_fork(true);
+  tl_fork_holder = false;
   heap_after_fork_child(tl_heap);
 }
 

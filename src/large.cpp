@@ -703,34 +703,39 @@ namespace {
 // Unmaps cached mappings older than the purge delay (all when force)
 // until `budget` bytes (rounded up to pages) have gone: of a range larger
 // than what is left of the budget, its end.
-size_t purge_cache(bool force, size_t budget) noexcept {
+// With `blocked`, the lock is only tried (the idle purges, see
+// SpinLock::try_lock): *blocked is set, and the purge stops, when it is held.
+size_t purge_cache(bool force, size_t budget, bool* blocked = nullptr) noexcept {
   uint64_t now = os::now_ms();
   uint64_t delay = options().purge_delay_ms;
   size_t released = 0;
   while (released < budget) {
     char* base = nullptr;
     size_t size = 0;
-    {
-      LockGuard g(g_lock);
-      for (unsigned i = 0; i < g_cached; ++i) {
-        if (force || ms_since(now, g_cache[i].freed_ms) >= delay) {
-          CacheEntry& e = g_cache[i];
-          size_t left = budget - released;
-          size_t room = e.size > left ? (left + kPageSize - 1) & ~(kPageSize - 1) : e.size;
-          if (room < e.size) {  // the end of the range goes, the rest stays cached
-            e.size -= room;
-            g_cached_bytes -= room;
-            base = e.base + e.size;
-            size = room;
-          } else {
-            base = e.base;
-            size = e.size;
-            drop_entry(i);
-          }
-          break;
+    if (blocked == nullptr) g_lock.lock();
+    else if (!g_lock.try_lock()) {
+      *blocked = true;
+      break;
+    }
+    for (unsigned i = 0; i < g_cached; ++i) {
+      if (force || ms_since(now, g_cache[i].freed_ms) >= delay) {
+        CacheEntry& e = g_cache[i];
+        size_t left = budget - released;
+        size_t room = e.size > left ? (left + kPageSize - 1) & ~(kPageSize - 1) : e.size;
+        if (room < e.size) {  // the end of the range goes, the rest stays cached
+          e.size -= room;
+          g_cached_bytes -= room;
+          base = e.base + e.size;
+          size = room;
+        } else {
+          base = e.base;
+          size = e.size;
+          drop_entry(i);
         }
+        break;
       }
     }
+    g_lock.unlock();
     if (base == nullptr) break;
     os::unmap(base, size);
     released += size;
@@ -743,9 +748,10 @@ size_t purge_cache(bool force, size_t budget) noexcept {
 size_t large_purge(bool force) noexcept { return purge_cache(force, SIZE_MAX); }
 
 bool large_idle_purge(size_t budget, size_t* left) noexcept {
-  if (g_lock.held_unthreaded()) return false;
-  purge_cache(false, budget);
-  *left = g_cached_bytes;  // single-threaded: nobody else changes it
+  bool blocked = false;
+  purge_cache(false, budget, &blocked);
+  if (blocked) return false;
+  *left = __atomic_load_n(&g_cached_bytes, __ATOMIC_RELAXED);
   return true;
 }
 
@@ -793,10 +799,7 @@ LargeStats large_stats() noexcept {
   return s;
 }
 
-void large_lock_for_fork() noexcept { g_lock.lock(); }
-void large_unlock_for_fork(bool child) noexcept {
-  if (child) g_lock.reset();
-  else g_lock.unlock();
-}
+void large_lock_for_fork() noexcept { g_lock.lock_for_fork(); }
+void large_unlock_for_fork(bool child) noexcept { g_lock.unlock_after_fork(child); }
 
 }  // namespace pm

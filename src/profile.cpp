@@ -82,10 +82,7 @@ void profile_write(Writer& w) noexcept {
   w.put('[').dec(now - g_start_ms).put(',').dec(live).put("]]}");
 }
 
-void profile_lock_for_fork() noexcept { g_lock.lock(); }
-void profile_unlock_for_fork(bool child) noexcept {
-  if (child) g_lock.reset();
-  else g_lock.unlock();
-}
+void profile_lock_for_fork() noexcept { g_lock.lock_for_fork(); }
+void profile_unlock_for_fork(bool child) noexcept { g_lock.unlock_after_fork(child); }
 
 }  // namespace pm

@@ -187,10 +187,17 @@ void* purge_loop(void*) noexcept {
 }  // namespace
 
 void purger_start() noexcept {
-  g_purge_wanted.store(false, std::memory_order_relaxed);
   PurgeThread mode = options().purge_thread;
-  if (mode == PurgeThread::kOff) return;
+  if (mode == PurgeThread::kOff) {
+    g_purge_wanted.store(false, std::memory_order_relaxed);
+    return;
+  }
+  // Not yet: the request stays, for the slow paths once the program has
+  // another thread (the waits purge meanwhile, see idle_slice_ms). Taken
+  // back here, what the program freed before its first thread started
+  // waited for more to be freed.
   if (mode == PurgeThread::kAuto && (__libc_single_threaded || g_fork_child.load(std::memory_order_relaxed))) return;
+  g_purge_wanted.store(false, std::memory_order_relaxed);
   uint32_t stopped = kPurgerStopped;
   if (g_purger_state.load(std::memory_order_relaxed) != kPurgerStopped ||
       !g_purger_state.compare_exchange_strong(stopped, kPurgerRunning, std::memory_order_relaxed))
@@ -231,6 +238,7 @@ void purger_wake() noexcept {
 void purger_forget() noexcept {
   g_purger_state.store(kPurgerStopped, std::memory_order_relaxed);
   g_purge_wanted.store(true, std::memory_order_relaxed);  // the parent's memory to purge came along
+  g_idle_dirty.store(true, std::memory_order_relaxed);
   g_fork_tid = gettid();
   g_fork_child.store(true, std::memory_order_release);
 }
@@ -241,7 +249,11 @@ void purger_thread_started() noexcept {
 }
 
 int idle_slice_ms() noexcept {
-  if (!g_idle_dirty.load(std::memory_order_relaxed) || !__libc_single_threaded) return -1;
+  // glibc keeps a forked child of a threaded program marked threaded: its
+  // one thread waits in slices too, until another sets up a heap (then
+  // the background thread may start).
+  if (!g_idle_dirty.load(std::memory_order_relaxed)) return -1;
+  if (!__libc_single_threaded && !g_fork_child.load(std::memory_order_relaxed)) return -1;
   if (g_purger_state.load(std::memory_order_relaxed) != kPurgerStopped) return -1;
   const Options& o = options();
   if (o.purge_thread == PurgeThread::kOff) return -1;

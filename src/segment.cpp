@@ -338,12 +338,10 @@ size_t arena_purge(bool force) noexcept {
 }
 
 bool arena_idle_purge(size_t budget, size_t* left) noexcept {
-  if (g_arena_lock.held_unthreaded()) return false;
-  {
-    LockGuard g(g_arena_lock);
-    purge_locked(false, os::now_ms(), budget);
-  }
-  *left = g_dirty_count;  // single-threaded: nobody else changes it
+  if (!g_arena_lock.try_lock()) return false;
+  purge_locked(false, os::now_ms(), budget);
+  *left = g_dirty_count;
+  g_arena_lock.unlock();
   return true;
 }
 
@@ -463,10 +461,7 @@ void arena_for_each_pool(void (*fn)(const Pool*, void*), void* arg) noexcept {
   }
 }
 
-void arena_lock_for_fork() noexcept { g_arena_lock.lock(); }
-void arena_unlock_for_fork(bool child) noexcept {
-  if (child) g_arena_lock.reset();
-  else g_arena_lock.unlock();
-}
+void arena_lock_for_fork() noexcept { g_arena_lock.lock_for_fork(); }
+void arena_unlock_for_fork(bool child) noexcept { g_arena_lock.unlock_after_fork(child); }
 
 }  // namespace pm

@@ -9,11 +9,17 @@
  *   idle_waits stop       a stop and continue does not stretch a sleep
  *   idle_waits seccomp    a program's own seccomp filter sees no system call
  *                         but the C library's
+ *   idle_waits forked     the child of a program that has had a thread (which
+ *                         glibc still marks threaded) waits: returned too
+ *   idle_waits thread_after  memory freed before the program's first thread
+ *                         starts is returned while it waits (by the
+ *                         background thread, as the program is threaded)
  *
  * Exits 0 when every check holds; prints each failure. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -436,6 +442,58 @@ static void check_own_seccomp_filter(void) {
   CHECK(usleep(100000) == 0, "usleep under the program's filter");
 }
 
+static void* do_nothing(void* arg) { return arg; }
+
+static void* wait_for_pipe(void* arg) {
+  char c;
+  (void)!read(*(int*)arg, &c, 1);
+  return NULL;
+}
+
+/* A thread started and joined, then fork: the child waits. */
+static int check_forked_child(void) {
+  pthread_t t;
+  if (pthread_create(&t, NULL, do_nothing, NULL) != 0 || pthread_join(t, NULL) != 0) return 2;
+  pid_t pid = fork();
+  if (pid < 0) return 2;
+  if (pid == 0) {
+    check_returned("child: poll", 1, wait_poll);
+    check_returned("child: nanosleep", 1, wait_nanosleep);
+    check_returned("child: epoll_wait", 1, wait_epoll);
+    fflush(stdout);
+    _exit(g_failures == 0 ? 0 : 1);
+  }
+  int status = 0;
+  if (waitpid(pid, &status, 0) != pid) return 2;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+}
+
+/* Memory freed (and one more request made, a slow path) while the program
+ * is single-threaded; then a thread starts and stays, and the program
+ * waits: the wait is the C library's, and the background thread returns
+ * the memory. */
+static int check_thread_after_free(void) {
+  make_freed_memory();
+  void* volatile other = malloc(3000);
+  free(other);
+  int fds[2];
+  if (pipe(fds) != 0) return 2;
+  pthread_t t;
+  if (pthread_create(&t, NULL, wait_for_pipe, &fds[0]) != 0) return 2;
+  void* volatile first = malloc(5000); /* the first request once threaded */
+  free(first);
+  long before = rss_kib();
+  struct timespec ts = {2, 500000000};
+  nanosleep(&ts, NULL);
+  long after = rss_kib();
+  CHECK(after < before - 10 * 1024, "thread after the frees: resident %ld kB before the wait, %ld after", before,
+        after);
+  printf("thread after the frees: resident %ld -> %ld kB\n", before, after);
+  (void)!write(fds[1], "x", 1);
+  pthread_join(t, NULL);
+  return g_failures == 0 ? 0 : 1;
+}
+
 int main(int argc, char** argv) {
   if (argc >= 2 && strcmp(argv[1], "stop") == 0) {
     check_stop_and_continue();
@@ -447,6 +505,8 @@ int main(int argc, char** argv) {
     if (g_failures != 0) fprintf(stderr, "%d check(s) failed\n", g_failures);
     _exit(g_failures == 0 ? 0 : 1);  /* exit_group alone: no stdio flush to make */
   }
+  if (argc >= 2 && strcmp(argv[1], "forked") == 0) return check_forked_child();
+  if (argc >= 2 && strcmp(argv[1], "thread_after") == 0) return check_thread_after_free();
   if (argc >= 2 && strcmp(argv[1], "signals") == 0) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
