@@ -189,7 +189,11 @@ size_t usable_size(const void* p) noexcept {
   if (g_check_full) [[unlikely]]
     return check_full_usable(p);
   if (p == nullptr) return 0;
-  if (in_segment(p)) return class_size(pool_of(p)->cls);
+  if (in_segment(p)) {
+    // A slot no pool covers (or a segment's header): not a block of ours.
+    const Pool* pool = pool_of(p);
+    return pool->state.load(std::memory_order_acquire) == PoolState::kFree ? 0 : class_size(pool->cls);
+  }
   return large_owns(p) ? large_usable(p) : 0;
 }
 

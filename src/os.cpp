@@ -19,6 +19,7 @@ namespace pm::os {
 namespace {
 
 constinit std::atomic<long> g_fail_maps{0};
+constinit std::atomic<long> g_fail_unmaps{0};
 constinit std::atomic<size_t> g_mapped{0};
 bool injected_failure() noexcept {
   if (g_fail_maps.load(std::memory_order_relaxed) <= 0) [[likely]]
@@ -83,10 +84,15 @@ MapAt map_at(void* p, size_t size) noexcept {
   return err == EEXIST ? MapAt::kTaken : MapAt::kNoMemory;
 }
 
-void unmap(void* p, size_t size) noexcept {
+bool unmap(void* p, size_t size) noexcept {
+  if (g_fail_unmaps.load(std::memory_order_relaxed) > 0 && g_fail_unmaps.fetch_sub(1, std::memory_order_relaxed) > 0)
+    [[unlikely]]
+    return false;
   int saved = errno;
-  if (::munmap(p, size) == 0) g_mapped.fetch_sub(size, std::memory_order_relaxed);
+  bool done = ::munmap(p, size) == 0;
+  if (done) g_mapped.fetch_sub(size, std::memory_order_relaxed);
   errno = saved;
+  return done;
 }
 
 void* remap(void* p, size_t old_size, size_t new_size) noexcept {
@@ -223,6 +229,7 @@ void write_stderr(const char* s, size_t n) noexcept {
 int thread_id() noexcept { return static_cast<int>(::syscall(SYS_gettid)); }
 
 void inject_map_failures(long count) noexcept { g_fail_maps.store(count, std::memory_order_relaxed); }
+void inject_unmap_failures(long count) noexcept { g_fail_unmaps.store(count, std::memory_order_relaxed); }
 
 size_t mapped_bytes() noexcept { return g_mapped.load(std::memory_order_relaxed); }
 

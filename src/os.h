@@ -11,7 +11,9 @@ namespace pm::os {
 [[nodiscard]] void* map(size_t size) noexcept;
 // Like map(), with the start aligned to `align` (a power of two >= page size).
 [[nodiscard]] void* map_aligned(size_t size, size_t align) noexcept;
-void unmap(void* p, size_t size) noexcept;
+// False when the kernel refused (ENOMEM: splitting the mapping would pass
+// vm.max_map_count); the range is then still mapped.
+bool unmap(void* p, size_t size) noexcept;
 // Fresh zeroed read-write memory at exactly [p, p + size), never over an
 // existing mapping. kTaken when something is mapped there already (or the
 // kernel would only map elsewhere); kNoMemory when the system refuses
@@ -50,6 +52,9 @@ void note_seccomp_filter() noexcept;
 
 // Fault injection for tests: the next `count` calls to map*/remap fail.
 void inject_map_failures(long count) noexcept;
+// The same for unmap: the next `count` calls leave the range mapped and
+// return false, as the kernel's ENOMEM does.
+void inject_unmap_failures(long count) noexcept;
 // Bytes currently mapped through this interface.
 [[nodiscard]] size_t mapped_bytes() noexcept;
 

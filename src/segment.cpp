@@ -155,17 +155,29 @@ Segment* segment_create() noexcept {
   return s;
 }
 
+// Unmaps an empty segment and forgets it. Its entries in the segment map
+// and the region's table go first, so that a pointer into it (a free of a
+// block freed before) finds no pool in unmapped memory; a segment the
+// kernel would not unmap (ENOMEM: the split would pass vm.max_map_count)
+// gets them back and stays listed, purged, for a later purge.
 void segment_destroy(Segment* s) noexcept {
-  if (s->prev != nullptr) s->prev->next = s->next;
-  else g_segments = s->next;
-  if (s->next != nullptr) s->next->prev = s->prev;
-  --g_segment_count;
+  const bool region = in_region(s);
   map_set(s, false);
-  if (in_region(s)) {
-    for (unsigned i = 0; i < kSlotsPerSegment; ++i) set_pool_of(s, i, &g_region_none);
-    set_bit(g_region_live, place_of(s), false);
+  if (region)
+    for (unsigned i = 0; i < kSlotsPerSegment; ++i) set_region_pool(place_of(s) * kSlotsPerSegment + i, &g_region_none);
+  Segment* prev = s->prev;
+  Segment* next = s->next;
+  if (!os::unmap(s, kSegmentSize)) {
+    if (region)
+      for (unsigned i = 0; i < kSlotsPerSegment; ++i) set_region_pool(place_of(s) * kSlotsPerSegment + i, s->pool_of[i]);
+    map_set(s, true);
+    return;
   }
-  os::unmap(s, kSegmentSize);
+  if (prev != nullptr) prev->next = next;
+  else g_segments = next;
+  if (next != nullptr) next->prev = prev;
+  --g_segment_count;
+  if (region) set_bit(g_region_live, place_of(s), false);
 }
 
 // Purges the free slots that have waited the purge delay (all when force),

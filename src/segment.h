@@ -43,8 +43,13 @@ inline constexpr size_t kSegmentMapSize = size_t{1} << (kAddressBits - kSegmentS
 extern constinit uint8_t g_segment_map[kSegmentMapSize];
 
 [[gnu::always_inline]] inline bool in_segment(const void* p) noexcept {
-  uintptr_t a = reinterpret_cast<uintptr_t>(p);
-  const uint8_t* e = &g_segment_map[(a >> kSegmentShift) & (kSegmentMapSize - 1)];
+  uintptr_t index = reinterpret_cast<uintptr_t>(p) >> kSegmentShift;
+  // An address above the 47 bits (a kernel address, a wild pointer, or a
+  // mapping asked for there under 5-level paging) is in no segment of
+  // ours, which the kernel places below.
+  if (index >= kSegmentMapSize) [[unlikely]]
+    return false;
+  const uint8_t* e = &g_segment_map[index];
 #if defined(__x86_64__) && !defined(PM_SANITIZER_BUILD)
   // A byte load is atomic on x86-64; the plain read lets the compiler test
   // the byte in memory with one compare.

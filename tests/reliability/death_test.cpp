@@ -228,6 +228,24 @@ TEST_F(Death, FreeOfWildPointer) {
   EXPECT_DEATH(pm::dealloc(reinterpret_cast<void*>(uintptr_t{0x10000})), kInvalid);
 }
 
+// A live block's address with a bit above the 47 set (a wild pointer, or a
+// pointer with a tag in its top bits): no segment of ours, and an abort
+// with the message, not a read through the segment map's wrapped index.
+TEST_F(Death, FreeOfLiveBlockAddressAboveTheUserRange) {
+  for (uintptr_t high : {uintptr_t{1} << 47, uintptr_t{0xffff800000000000}}) {
+    EXPECT_DEATH(
+        {
+          auto* p = static_cast<char*>(pm::alloc(64));
+          pm::dealloc(reinterpret_cast<void*>(reinterpret_cast<uintptr_t>(p) | high));
+        },
+        kInvalid);
+    void* p = pm::alloc(64);
+    EXPECT_EQ(pm::usable_size(reinterpret_cast<void*>(reinterpret_cast<uintptr_t>(p) | high)), 0u);
+    EXPECT_FALSE(pm::owns(reinterpret_cast<void*>(reinterpret_cast<uintptr_t>(p) | high)));
+    pm::dealloc(p);
+  }
+}
+
 TEST_F(Death, FreeOfPageAlignedPointerAfterAnUnmappedPage) {
   EXPECT_DEATH(
       {
@@ -263,6 +281,11 @@ TEST_F(Death, FreeOfUnusedSlot) {
         pm::dealloc(seg + pm::kSegmentSize - pm::kSlotSize);
       },
       kInvalid);
+  auto* p = static_cast<char*>(pm::alloc(64));
+  char* seg = reinterpret_cast<char*>(reinterpret_cast<uintptr_t>(p) & ~(pm::kSegmentSize - 1));
+  EXPECT_EQ(pm::usable_size(seg + pm::kSegmentSize - pm::kSlotSize), 0u);  // no block there
+  EXPECT_EQ(pm::usable_size(seg + 64), 0u);                                 // the segment's header
+  pm::dealloc(p);
 }
 
 TEST_F(Death, ReallocOfForeignPointer) {

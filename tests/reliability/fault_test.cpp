@@ -19,6 +19,7 @@
 #include "heap.h"
 #include "large.h"
 #include "os.h"
+#include "segment.h"
 
 namespace {
 
@@ -109,6 +110,38 @@ TEST_F(Fault, MapFailureWhenArenaGrows) {
 // served from the cache), and the heap of a new thread whose first chunk of
 // heaps is full. The 8 MiB block freed before each stays mapped in the
 // cache until then.
+// munmap refused (ENOMEM, when the split of a mapping would pass
+// vm.max_map_count): the empty segments stay listed, mapped and counted,
+// and a later trim gives them back. (They were forgotten while still
+// mapped: lost for good.)
+TEST_F(Fault, RefusedUnmapKeepsTheSegment) {
+  EXPECT_EXIT(
+      {
+        static void* blocks[1200];
+        pm::dealloc(pm::alloc(64));  // initialise
+        pm::trim();
+        const size_t segments = pm::arena_stats().segments;
+        for (auto& b : blocks) REQUIRE((b = pm::alloc(32768)) != nullptr);
+        for (auto* b : blocks) pm::dealloc(b);
+        const size_t grown = pm::arena_stats().segments;
+        const size_t mapped = pm::os::mapped_bytes();
+        REQUIRE(grown >= segments + 8);
+        pm::os::inject_unmap_failures(1000);
+        pm::trim();
+        pm::os::inject_unmap_failures(0);
+        REQUIRE(pm::arena_stats().segments == grown);
+        REQUIRE(pm::arena_stats().reserved == grown * pm::kSegmentSize);
+        REQUIRE(pm::os::mapped_bytes() == mapped);
+        pm::trim();
+        REQUIRE(pm::arena_stats().segments <= segments + 1);
+        REQUIRE(pm::os::mapped_bytes() <= mapped - (grown - segments - 1) * pm::kSegmentSize);
+        for (auto& b : blocks) REQUIRE((b = pm::alloc(32768)) != nullptr);  // the arena works on
+        for (auto* b : blocks) pm::dealloc(b);
+        _exit(0);
+      },
+      ::testing::ExitedWithCode(0), "");
+}
+
 TEST_F(Fault, RefusedMappingIsRetriedAfterTheCachesAreGivenBack) {
   EXPECT_EXIT(
       {
