@@ -755,7 +755,13 @@ bool large_idle_purge(size_t budget, size_t* left) noexcept {
   return true;
 }
 
-size_t large_live_bytes() noexcept { return g_live_bytes.load(std::memory_order_relaxed); }
+size_t large_live_bytes() noexcept {
+  // The blocks held in thread caches count as live in the shared figure.
+  TcacheTotals t;
+  large_tcache_totals(&t, [](void*) {}, nullptr);
+  size_t live = g_live_bytes.load(std::memory_order_relaxed);
+  return live > t.held_usable ? live - t.held_usable : 0;
+}
 
 LargeStats large_stats() noexcept {
   // The shared figures are read under the large lock, inside the heap

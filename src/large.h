@@ -124,8 +124,9 @@ struct LargeStats {
   uint64_t hist[kLargeBuckets];
 };
 LargeStats large_stats() noexcept;
-// Usable bytes of live large blocks and of those in thread caches, without
-// taking a lock.
+// Usable bytes of live large blocks (not those held in thread caches,
+// which are free): read under the heap registry's lock, so not with the
+// large lock held.
 [[nodiscard]] size_t large_live_bytes() noexcept;
 void large_lock_for_fork() noexcept;
 void large_unlock_for_fork(bool child) noexcept;

@@ -138,6 +138,13 @@ uint64_t now_ms() noexcept {
   return static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1000000;
 }
 
+uint64_t now_ms_resolution() noexcept {
+  timespec res{};
+  if (clock_getres(CLOCK_MONOTONIC_COARSE, &res) != 0) return 1;
+  uint64_t ms = static_cast<uint64_t>(res.tv_sec) * 1000 + (static_cast<uint64_t>(res.tv_nsec) + 999999) / 1000000;
+  return ms == 0 ? 1 : ms;
+}
+
 namespace {
 constinit std::atomic<bool> g_filter_noted{false};
 }  // namespace

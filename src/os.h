@@ -33,6 +33,8 @@ void prefault(void* p, size_t size) noexcept;
 
 // Milliseconds on a monotonic clock, cheap (vDSO, coarse).
 [[nodiscard]] uint64_t now_ms() noexcept;
+// How far now_ms moves at a time (the kernel's tick), in whole ms, at least 1.
+[[nodiscard]] uint64_t now_ms_resolution() noexcept;
 // Fills `out` with bytes from the kernel's random source; never allocates.
 void random_bytes(void* out, size_t n) noexcept;
 void write_stderr(const char* s, size_t n) noexcept;

@@ -17,8 +17,9 @@ extern constinit bool g_profiling;  // set once at start, read-only afterwards
 void profile_start() noexcept;
 // A slow path ran: take a sample if the interval has passed.
 void profile_tick() noexcept;
-// Record `live_bytes` as the figure now, if the interval has passed.
-void profile_sample(uint64_t live_bytes) noexcept;
+// Record `small_live_bytes` and the large blocks' as the figure now, if the
+// interval has passed.
+void profile_sample(uint64_t small_live_bytes) noexcept;
 // The profile object: {"interval_ms": the interval in force at the end (the
 // configured one, doubled each time the table filled), "samples": [[ms since
 // start, live bytes], ...]}.

@@ -44,7 +44,9 @@ void report_xml(Writer& w, const Stats& s) noexcept {
   w.put("</heap>\n");
   total(w, "fast", 0, 0);
   total(w, "rest", free_blocks, free_bytes);  // as glibc: the sum of <sizes>
-  total(w, "mmap", s.large.live_blocks, s.large.mapped_bytes);
+  // Live large blocks' mappings, not the freed ones kept cached (as mallinfo2's hblkhd).
+  total(w, "mmap", s.large.live_blocks,
+        s.large.mapped_bytes > s.large.cached_bytes ? s.large.mapped_bytes - s.large.cached_bytes : 0);
   system(w, "system", "current", s.os_reserved);
   system(w, "system", "max", s.os_reserved);
   system(w, "aspace", "total", s.os_reserved);

@@ -113,7 +113,7 @@ void stats_pool_acquired() noexcept {
   if (!sample_due() && !profile_enabled()) return;
   uint64_t small = stats_sample_peaks();
   if (profile_enabled()) [[unlikely]]
-    profile_sample(small + large_live_bytes());
+    profile_sample(small);
 }
 
 void stats_pool_carved(const Heap* h, unsigned cls) noexcept {

@@ -28,6 +28,8 @@ static void work(void) {
   void* r = NULL;
   for (int i = 1; i <= 50; ++i) r = realloc(r, (size_t)i * 1000);
   free(r);
+  free(memset(malloc(600000), 3, 600000)); /* kept in the thread's cache of large blocks: free */
+  free(memset(malloc(8 << 20), 4, 8 << 20)); /* kept in the shared cache */
   for (int i = 0; i < 10; ++i) leaks[i] = memset(malloc(100), i, 100);
   leaks[10] = memset(malloc(300000), 1, 300000);
 }

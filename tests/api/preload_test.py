@@ -134,6 +134,9 @@ with tempfile.TemporaryDirectory() as tmp:
         check(root.tagName == "malloc", "malloc_info root element")
         mmap = [e for e in root.getElementsByTagName("total") if e.getAttribute("type") == "mmap"]
         check(mmap and int(mmap[0].getAttribute("count")) >= 1, "malloc_info counts the large block")
+        # The live 300,000-byte block's mapping; not the freed blocks kept cached.
+        check(mmap and 300000 <= int(mmap[0].getAttribute("size")) < 600000,
+              f"malloc_info mmap total: {mmap[0].toxml() if mmap else None}")
         # As in glibc's output, a heap's "rest" total is the sum of its <size> entries.
         heap = root.getElementsByTagName("heap")[0]
         sizes = heap.getElementsByTagName("size")

@@ -3,11 +3,13 @@ the program's exit status, the output directories and libraries it refuses
 before running anything, and its temporary directory removed in every case.
 Usage: profile_test.py SCRIPT LIB PROGRAM"""
 import json
+import math
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 SCRIPT, LIB, PROG = sys.argv[1:4]
 failures = []
@@ -38,6 +40,8 @@ with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryDirectory() as out:
     samples = prof["profile"]["samples"]
     if not samples or any(len(s) != 2 for s in samples):
         failures.append(f"samples: {samples}")
+    elif samples[-1][1] != prof["leaks"]["bytes"]:  # both at exit; a cached large block is not live
+        failures.append(f"last sample {samples[-1]} against {prof['leaks']['bytes']} live bytes at exit")
     if prof["total"]["remote_frees"] < 500:
         failures.append(f"remote frees: {prof['total']}")
     for png in ("sizes.png", "peak_by_class.png", "live.png"):
@@ -49,18 +53,23 @@ with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryDirectory() as out:
             if f.read(8) != b"\x89PNG\r\n\x1a\n":
                 failures.append(f"{png} is not a PNG")
 
-# A run longer than the sample table at 1 ms: the table thins out and the
-# interval doubles, and the profile says which interval its samples have.
+# A run longer than the sample table at 1 ms: the interval is the clock's
+# tick at least (the allocator's clock moves by it), the table thins out and
+# the interval doubles, and the profile says which interval its samples
+# have; their times only go up.
+tick = max(1, math.ceil(time.clock_getres(getattr(time, "CLOCK_MONOTONIC_COARSE", 6)) * 1000))
 with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryDirectory() as out:
     lr = profile(["--lib", LIB, "-o", out, "--interval", "1", "--no-charts", PROG, "long"], tmp)
     with open(os.path.join(out, "profile.json")) as f:
         prof = json.load(f)["profile"]
     times = [s[0] for s in prof["samples"]]
-    if lr.returncode != 0 or prof["interval_ms"] != 2 or not 1024 <= len(times) <= 2049:
-        failures.append(f"long run: exit {lr.returncode}, interval {prof['interval_ms']} (expected 2), "
+    if lr.returncode != 0 or prof["interval_ms"] != 2 * tick or not 1024 <= len(times) <= 2049:
+        failures.append(f"long run: exit {lr.returncode}, interval {prof['interval_ms']} (expected {2 * tick}), "
                         f"{len(times)} samples ending at {times[-1] if times else None} ms")
-    elif min(b - a for a, b in zip(times[:-2], times[1:-1])) < 2:  # the last one is taken at exit
-        failures.append(f"long run: samples closer than the 2 ms interval: {times[:20]}")
+    elif min(b - a for a, b in zip(times[:-2], times[1:-1])) < 2 * tick:  # the last one is taken at exit
+        failures.append(f"long run: samples closer than the {2 * tick} ms interval: {times[:20]}")
+    if any(b <= a for a, b in zip(times, times[1:])):
+        failures.append(f"long run: sample times not increasing: {times[-10:]}")
 
 # Refused with one line and status 2, before the program runs (it would create the marker).
 with tempfile.TemporaryDirectory() as tmp:
