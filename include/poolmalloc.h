@@ -99,7 +99,10 @@ typedef struct poolmalloc_allocation {
 } poolmalloc_allocation;
 
 /* Blocks from these functions are freed with poolmalloc_free() (or free(),
- * when libpoolmalloc is the program's malloc). */
+ * when libpoolmalloc is the program's malloc). On failure they return NULL
+ * with errno ENOMEM; poolmalloc_aligned_alloc with an alignment that is not
+ * a power of two, EINVAL (the exported aligned_alloc rounds it up, as
+ * glibc 2.36's does). */
 POOLMALLOC_API void* poolmalloc_malloc(size_t n) POOLMALLOC_NOEXCEPT;
 POOLMALLOC_API void* poolmalloc_aligned_alloc(size_t align, size_t n) POOLMALLOC_NOEXCEPT;
 POOLMALLOC_API void poolmalloc_free(void* p) POOLMALLOC_NOEXCEPT;

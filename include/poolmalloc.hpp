@@ -182,7 +182,14 @@ class memory_resource final : public std::pmr::memory_resource {
   }
   void do_deallocate(void* p, std::size_t, std::size_t) override { poolmalloc_free(p); }
   bool do_is_equal(const std::pmr::memory_resource& other) const noexcept override {
+#if defined(__cpp_rtti) || defined(__GXX_RTTI)
     return this == &other || dynamic_cast<const memory_resource*>(&other) != nullptr;
+#else
+    // Built with -fno-rtti: another instance is not recognised, which is
+    // safe (containers then copy instead of sharing memory); resource()
+    // is the one to share.
+    return this == &other;
+#endif
   }
 };
 

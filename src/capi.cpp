@@ -85,6 +85,7 @@ int poolmalloc_stats_print(int fd, int format) noexcept {
   if (format != POOLMALLOC_FORMAT_TEXT && format != POOLMALLOC_FORMAT_JSON) return -1;
   pm::Stats s;
   pm::stats_collect(&s);
+  pm::NoWriteSignals quiet;  // a closed pipe or the file size limit: -1, not a signal
   pm::Writer w(fd);
   if (format == POOLMALLOC_FORMAT_TEXT) pm::report_text(w, s, false);
   else pm::report_json(w, s, false, false);
@@ -96,7 +97,10 @@ size_t poolmalloc_purge(void) noexcept { return pm::trim(); }
 
 void* poolmalloc_malloc(size_t n) noexcept { return pm::alloc(n); }
 void* poolmalloc_aligned_alloc(size_t align, size_t n) noexcept {
-  if (align == 0 || (align & (align - 1)) != 0) return nullptr;
+  if (align == 0 || (align & (align - 1)) != 0) {
+    errno = EINVAL;
+    return nullptr;
+  }
   return pm::alloc_aligned(align, n);
 }
 void poolmalloc_free(void* p) noexcept { pm::dealloc(p); }
@@ -118,6 +122,12 @@ poolmalloc_allocation poolmalloc_alloc_range(size_t min, size_t max) noexcept {
   // is smaller unless min falls in the last 16 bytes of a page.
   const size_t header = 16, page = pm::kPageSize;
   if (min > SIZE_MAX - 2 * page) {
+    // Larger than any mapping: EINVAL when no block size (a whole number of
+    // pages, or that less the header) lies in the range, ENOMEM when one does.
+    size_t up = 0;
+    bool fits = !__builtin_add_overflow(min, page - 1, &up) && up / page * page <= max;
+    if (!__builtin_add_overflow(min, header + page - 1, &up)) fits = fits || up / page * page - header <= max;
+    if (!fits) return impossible();
     errno = ENOMEM;
     return {nullptr, 0};
   }

@@ -148,54 +148,6 @@ void report_start() noexcept {
   options_describe(w);
 }
 
-namespace {
-
-// While the exit report is written: a write to a pipe whose reader is gone
-// (`POOLMALLOC_STATS=1 prog 2>&1 | head`) or past the file size limit
-// (`ulimit -f`) fails with EPIPE or EFBIG instead of killing the process
-// with SIGPIPE or SIGXFSZ, which would replace its exit status (and lose
-// the output its stdio has yet to flush); a signal the report raised is
-// taken back, one that was pending before is left.
-class NoWriteSignals {
- public:
-  NoWriteSignals() noexcept {
-    sigemptyset(&held_);
-    sigaddset(&held_, SIGPIPE);
-    sigaddset(&held_, SIGXFSZ);
-    sigset_t pending;
-    sigemptyset(&pending);
-    if (sigpending(&pending) == 0) {
-      pipe_was_pending_ = sigismember(&pending, SIGPIPE) == 1;
-      xfsz_was_pending_ = sigismember(&pending, SIGXFSZ) == 1;
-    }
-    pthread_sigmask(SIG_BLOCK, &held_, &caller_);
-  }
-  ~NoWriteSignals() {
-    int saved = errno;
-    take_back(SIGPIPE, pipe_was_pending_);
-    take_back(SIGXFSZ, xfsz_was_pending_);
-    pthread_sigmask(SIG_SETMASK, &caller_, nullptr);
-    errno = saved;
-  }
-  NoWriteSignals(const NoWriteSignals&) = delete;
-  NoWriteSignals& operator=(const NoWriteSignals&) = delete;
-
- private:
-  static void take_back(int sig, bool was_pending) noexcept {
-    if (was_pending) return;
-    sigset_t one;
-    sigemptyset(&one);
-    sigaddset(&one, sig);
-    timespec none{0, 0};
-    (void)sigtimedwait(&one, nullptr, &none);
-  }
-  sigset_t held_, caller_;
-  bool pipe_was_pending_ = false;
-  bool xfsz_was_pending_ = false;
-};
-
-}  // namespace
-
 void report_at_exit() noexcept {
   static constinit std::atomic<bool> done{false};
   if (done.exchange(true, std::memory_order_acq_rel)) return;

@@ -364,7 +364,13 @@ size_t arena_reserve(size_t bytes, bool prefault) noexcept {
     Segment* s = segment_create();
     if (s == nullptr) break;
     s->reserved = true;
-    if (prefault) os::prefault(s->pools[1].start, kSegmentSize - kSlotSize);
+    if (prefault) {
+      os::prefault(s->pools[1].start, kSegmentSize - kSlotSize);
+      // Resident now: taken first, and returned by a trim (a reserved
+      // segment's dirty slots are purged only when forced; they are not
+      // counted in g_dirty_count, which the purge delay works from).
+      s->dirty_slots = kAllSlots;
+    }
   }
   return made;
 }

@@ -1,9 +1,12 @@
 /* The C header from C99 (built with -std=c99 -pedantic and every warning an
  * error): the fixed pools, range allocation and statistics through the
  * shared library, as a C program sees them. Exit status 0 when all hold. */
+#define _POSIX_C_SOURCE 200809L
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "poolmalloc.h"
 
@@ -68,6 +71,20 @@ static void ranges(void) {
   errno = 0;
   n = poolmalloc_alloc_range(17, 20);
   CHECK(n.ptr == NULL && n.size == 0 && errno == EINVAL);
+  /* Near SIZE_MAX: no block size in the range is EINVAL, one too large to map ENOMEM. */
+  errno = 0;
+  n = poolmalloc_alloc_range(SIZE_MAX - 8000, SIZE_MAX - 7000);
+  CHECK(n.ptr == NULL && errno == EINVAL);
+  errno = 0;
+  n = poolmalloc_alloc_range(SIZE_MAX - 100, SIZE_MAX - 50);
+  CHECK(n.ptr == NULL && errno == EINVAL);
+  errno = 0;
+  n = poolmalloc_alloc_range(SIZE_MAX - 8190, SIZE_MAX - 4000); /* holds SIZE_MAX - 4111 */
+  CHECK(n.ptr == NULL && errno == ENOMEM);
+  errno = 0;
+  CHECK(poolmalloc_aligned_alloc(3, 10) == NULL && errno == EINVAL);
+  errno = 0;
+  CHECK(poolmalloc_aligned_alloc(0, 10) == NULL && errno == EINVAL);
   poolmalloc_free(a.ptr);
   poolmalloc_free(r.ptr);
 }
@@ -78,6 +95,14 @@ static void statistics(void) {
   CHECK(s.num_classes > 0 && s.num_classes <= POOLMALLOC_MAX_CLASSES);
   CHECK(s.small_max == 262144);
   CHECK(poolmalloc_stats_get(NULL) == -1);
+  {
+    /* To a pipe with no reader: -1, and no SIGPIPE to end the program. */
+    int fds[2];
+    CHECK(pipe(fds) == 0);
+    close(fds[0]);
+    CHECK(poolmalloc_stats_print(fds[1], POOLMALLOC_FORMAT_TEXT) == -1);
+    close(fds[1]);
+  }
   CHECK(poolmalloc_version_number() == POOLMALLOC_VERSION_NUMBER);
   CHECK(strcmp(poolmalloc_version(), POOLMALLOC_VERSION_STRING) == 0);
 }

@@ -20,6 +20,9 @@ flags=$(pkg-config --define-variable=prefix="$dest$prefix" --cflags --libs poolm
 libdir=$(pkg-config --define-variable=prefix="$dest$prefix" --variable=libdir poolmalloc)
 c++ -std=c++20 -o "$dest/consumer" "$consumer" $flags
 LD_LIBRARY_PATH=$libdir "$dest/consumer"
+# The C++ header also builds without RTTI.
+c++ -std=c++20 -fno-rtti -o "$dest/consumer-nortti" "$consumer" $flags
+LD_LIBRARY_PATH=$libdir "$dest/consumer-nortti"
 # The installed profile script finds the installed library next to it.
 "$script" --no-charts -o "$dest/profile" "$dest/consumer" 2>"$dest/profile.txt" >/dev/null \
   || { echo "FAIL: installed poolmalloc-profile"; cat "$dest/profile.txt"; exit 1; }

@@ -1,6 +1,6 @@
 /* A small program for the preload tests: `work` allocates in known ways and
  * leaks 10 blocks of 100 bytes and one large block; `info`, `stats` and
- * `mallinfo` call glibc's introspection functions; `long` then allocates and
+ * `mallinfo` call glibc's introspection functions, `trim` malloc_trim; `long` then allocates and
  * frees a large block in each of 2,300 ticks of the profile's clock (a
  * profile with more samples than its table holds). */
 #include <malloc.h>
@@ -64,6 +64,7 @@ int main(int argc, char** argv) {
   if (strcmp(mode, "info") == 0) return malloc_info(0, stdout) == 0 ? 0 : 1;
   if (strcmp(mode, "stats") == 0) malloc_stats();
   if (strcmp(mode, "long") == 0) long_run();
+  if (strcmp(mode, "trim") == 0) malloc_trim(0);
   if (strcmp(mode, "mallinfo") == 0) {
     struct mallinfo2 m = mallinfo2();
     printf("uordblks %zu hblks %zu hblkhd %zu arena %zu fordblks %zu\n", m.uordblks, m.hblks, m.hblkhd, m.arena,

@@ -121,6 +121,10 @@ with tempfile.TemporaryDirectory() as tmp:
     d = json.loads(r.stderr)
     check(d["os"]["segments"] >= 16, f"64M reserved as 16 segments: {d['os']}")
     check(d["os"]["resident_bytes"] >= 60 << 20, f"prefaulted reservation is resident: {d['os']}")
+    r = run("trim", POOLMALLOC_RESERVE="64M", POOLMALLOC_RESERVE_PREFAULT="1", POOLMALLOC_STATS="json")
+    d = json.loads(r.stderr)
+    check(d["os"]["segments"] >= 16 and d["os"]["resident_bytes"] < 30 << 20,
+          f"malloc_trim returns a prefaulted reservation's free slots, keeps the segments: {d['os']}")
 
     for bad in ("POOLMALLOC_RESERVE=lots", "POOLMALLOC_STATS=xml", "POOLMALLOC_PURGE_DELAY=-1"):
         name, value = bad.split("=")

@@ -5,6 +5,7 @@ Usage: profile_test.py SCRIPT LIB PROGRAM"""
 import json
 import math
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -52,6 +53,15 @@ with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryDirectory() as out:
         with open(path, "rb") as f:
             if f.read(8) != b"\x89PNG\r\n\x1a\n":
                 failures.append(f"{png} is not a PNG")
+
+# A profile cut short by the file size limit: the script says so and
+# returns the program's status (or 1), with no traceback.
+with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryDirectory() as out:
+    r2 = subprocess.run([sys.executable, SCRIPT, "--lib", LIB, "-o", out, "--no-charts", PROG, "work", "7"],
+                        env=dict(os.environ, TMPDIR=tmp), capture_output=True, text=True, timeout=60,
+                        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024)))
+    if r2.returncode != 7 or "unreadable" not in r2.stderr or "Traceback" in r2.stderr:
+        failures.append(f"profile past the file size limit: exit {r2.returncode}, expected 7: {r2.stderr[-500:]}")
 
 # A run longer than the sample table at 1 ms: the interval is the clock's
 # tick at least (the allocator's clock moves by it), the table thins out and
@@ -102,8 +112,15 @@ with tempfile.TemporaryDirectory() as tmp:
             failures.append(f"{what}: the program ran")
             os.unlink(marker)
     e = profile(["--lib", LIB, os.path.join(tmp, "no-such-program")], tmp)
-    if e.returncode == 0 or "cannot run" not in e.stderr or "Traceback" in e.stderr:
-        failures.append(f"missing program: exit {e.returncode}: {e.stderr}")
+    if e.returncode != 127 or "cannot run" not in e.stderr or "Traceback" in e.stderr:
+        failures.append(f"missing program: exit {e.returncode}, expected 127: {e.stderr}")
+    e = profile(["--lib", LIB, regular], tmp)  # not executable
+    if e.returncode != 126 or "cannot run" not in e.stderr or "Traceback" in e.stderr:
+        failures.append(f"program not executable: exit {e.returncode}, expected 126: {e.stderr}")
+    for bad in ("0", "60001"):
+        e = profile(["--lib", LIB, "--interval", bad, "touch", marker], tmp)
+        if e.returncode != 2 or "--interval" not in e.stderr or os.path.exists(marker):
+            failures.append(f"--interval {bad}: exit {e.returncode}, expected 2 before running: {e.stderr}")
 
 for f in failures:
     print("FAIL:", f)
