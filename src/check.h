@@ -6,10 +6,10 @@
 
 namespace pm {
 
-// Writes "poolmalloc: <what> 0x<ptr>" and, when class_size is non-zero,
-// " (size class <class_size> bytes)", then aborts.
-[[noreturn, gnu::cold, gnu::noinline]] void fatal(const char* what, const void* ptr = nullptr,
-                                                   size_t class_size = 0) noexcept;
+// Writes "poolmalloc: <what> 0x<ptr>" and, when size is non-zero,
+// " (<size_name> <size> bytes)", then aborts.
+[[noreturn, gnu::cold, gnu::noinline]] void fatal(const char* what, const void* ptr = nullptr, size_t size = 0,
+                                                   const char* size_name = "size class") noexcept;
 
 // One line on stderr, never allocating.
 [[gnu::cold]] void warn(const char* msg, const char* detail = nullptr) noexcept;

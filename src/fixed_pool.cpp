@@ -215,20 +215,20 @@ void give(poolmalloc_fixed_pool* fp, void* p) noexcept {
     const Chunk* c = chunk_of(fp, a);
     if (c == nullptr) [[unlikely]]
       pm::fatal("poolmalloc_fixed_free: not a block of this pool (of another pool, or not from a pool):", p,
-                fp->stride);
+                fp->stride, "block size");
     first = c->base;
   }
   if (!is_block_offset(fp, a - reinterpret_cast<uintptr_t>(first))) [[unlikely]]
-    pm::fatal("poolmalloc_fixed_free: not the start of a block of this pool:", p, fp->stride);
+    pm::fatal("poolmalloc_fixed_free: not the start of a block of this pool:", p, fp->stride, "block size");
   if (a >= reinterpret_cast<uintptr_t>(fp->bump) && a < reinterpret_cast<uintptr_t>(fp->bump_end)) [[unlikely]]
-    pm::fatal("poolmalloc_fixed_free: a block this pool never handed out:", p, fp->stride);
+    pm::fatal("poolmalloc_fixed_free: a block this pool never handed out:", p, fp->stride, "block size");
   // A block of the pool with none in use was freed twice (the one check
   // blocks under 16 bytes, which have no room for the tag, get).
   if (fp->st.in_use == 0) [[unlikely]]
-    pm::fatal("poolmalloc_fixed_free: double free (no block of this pool is in use) of", p, fp->stride);
+    pm::fatal("poolmalloc_fixed_free: double free (no block of this pool is in use) of", p, fp->stride, "block size");
   if (fp->stride >= sizeof(FreeBlock)) {
     if (b->tag == fp->tag) [[unlikely]]
-      pm::fatal("poolmalloc_fixed_free: double free of", p, fp->stride);
+      pm::fatal("poolmalloc_fixed_free: double free of", p, fp->stride, "block size");
     b->tag = fp->tag;
   }
   b->next = fp->free;
