@@ -474,7 +474,9 @@ void arena_for_each_pool(void (*fn)(const Pool*, void*), void* arg) noexcept {
   for (Segment* s = g_segments; s != nullptr; s = s->next) {
     for (unsigned i = 1; i < kSlotsPerSegment; ++i) {
       const Pool* p = &s->pools[i];
-      if (s->pool_of[i] == p && p->state.load(std::memory_order_relaxed) != PoolState::kFree) fn(p, arg);
+      // Acquire: a pool's owner sets it up (its class) outside the arena
+      // lock, then publishes it by its state (heap_alloc_slow).
+      if (s->pool_of[i] == p && p->state.load(std::memory_order_acquire) != PoolState::kFree) fn(p, arg);
     }
   }
 }
