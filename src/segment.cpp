@@ -12,7 +12,7 @@ namespace pm {
 
 // Plain bytes (zero-filled .bss) accessed with atomic builtins: an array of
 // std::atomic this large is slow for compilers to constant-initialise.
-constinit uint8_t g_segment_map[kSegmentMapSize] = {};
+constinit uint8_t* g_segment_map[kSegmentMapLeaves] = {};
 alignas(64) constinit Region g_region = {0, 0};
 constinit Pool* g_region_pools[kRegionMaxSize >> kSlotShift] = {};
 constinit Pool g_region_none;
@@ -119,14 +119,29 @@ void* segment_memory() noexcept {
   return mem;
 }
 
-void map_set(const Segment* s, bool on) noexcept {
-  uintptr_t a = reinterpret_cast<uintptr_t>(s);
-  __atomic_store_n(&g_segment_map[(a >> kSegmentShift) & (kSegmentMapSize - 1)], on ? 1 : 0, __ATOMIC_RELEASE);
+// The segment map's byte for s, its leaf mapped first if need be (arena
+// lock held); nullptr when the OS refuses the leaf.
+uint8_t* map_entry(const Segment* s) noexcept {
+  uintptr_t index = reinterpret_cast<uintptr_t>(s) >> kSegmentShift;
+  uint8_t*& leaf = g_segment_map[index >> kSegmentMapLeafBits];
+  if (leaf == nullptr) {
+    auto* fresh = static_cast<uint8_t*>(os::map(size_t{1} << kSegmentMapLeafBits));
+    if (fresh == nullptr) return nullptr;
+    __atomic_store_n(&leaf, fresh, __ATOMIC_RELEASE);
+  }
+  return &leaf[index & ((size_t{1} << kSegmentMapLeafBits) - 1)];
 }
+
+// s's leaf is mapped (map_entry succeeded for it when it was created).
+void map_set(const Segment* s, bool on) noexcept { __atomic_store_n(map_entry(s), on ? 1 : 0, __ATOMIC_RELEASE); }
 
 Segment* segment_create() noexcept {
   void* mem = segment_memory();
   if (mem == nullptr) return nullptr;
+  if (map_entry(static_cast<const Segment*>(mem)) == nullptr) {
+    os::unmap(mem, kSegmentSize);
+    return nullptr;
+  }
   auto* s = new (mem) Segment;
   s->cookie = g_tag_secret ^ reinterpret_cast<uintptr_t>(s);
   s->free_slots = kAllSlots;

@@ -35,12 +35,16 @@ struct Segment {
 };
 static_assert(sizeof(Segment) <= kSlotSize, "segment header fits in slot 0");
 
-// One byte per possible segment of the 47-bit user address space (32 MiB of
-// address space, of which only the pages covering mapped segments are ever
-// touched): a load and a compare classify any pointer.
+// One byte per possible segment of the 47-bit user address space, in two
+// levels: a table of 1,024 leaves, each of 32 KiB covering 128 GiB, mapped
+// when a segment first lies in its range and kept for good. Two loads and
+// a compare classify any pointer; what is mapped stays a few pages of
+// address space (a flat map took 32 MiB of it, which `ulimit -v` counts).
 inline constexpr unsigned kAddressBits = 47;
 inline constexpr size_t kSegmentMapSize = size_t{1} << (kAddressBits - kSegmentShift);
-extern constinit uint8_t g_segment_map[kSegmentMapSize];
+inline constexpr unsigned kSegmentMapLeafBits = 15;
+inline constexpr size_t kSegmentMapLeaves = kSegmentMapSize >> kSegmentMapLeafBits;
+extern constinit uint8_t* g_segment_map[kSegmentMapLeaves];
 
 [[gnu::always_inline]] inline bool in_segment(const void* p) noexcept {
   uintptr_t index = reinterpret_cast<uintptr_t>(p) >> kSegmentShift;
@@ -49,7 +53,10 @@ extern constinit uint8_t g_segment_map[kSegmentMapSize];
   // ours, which the kernel places below.
   if (index >= kSegmentMapSize) [[unlikely]]
     return false;
-  const uint8_t* e = &g_segment_map[index];
+  // Acquire: a leaf is zeroed memory published once, before its first byte is set.
+  const uint8_t* leaf = __atomic_load_n(&g_segment_map[index >> kSegmentMapLeafBits], __ATOMIC_ACQUIRE);
+  if (leaf == nullptr) return false;
+  const uint8_t* e = &leaf[index & ((size_t{1} << kSegmentMapLeafBits) - 1)];
 #if defined(__x86_64__) && !defined(PM_SANITIZER_BUILD)
   // A byte load is atomic on x86-64; the plain read lets the compiler test
   // the byte in memory with one compare.
