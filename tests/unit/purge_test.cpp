@@ -31,10 +31,17 @@
 namespace pm {
 namespace {
 
+// The list of blocks lives in memory mapped here, not from the process's
+// malloc: in a ThreadSanitizer build that is the tool's allocator, which a
+// fork child of a threaded process may find locked for good.
 void churn_then_free(size_t blocks, size_t size) {
-  std::vector<void*> v;
-  for (size_t i = 0; i < blocks; ++i) v.push_back(alloc(size));
-  for (void* p : v) dealloc(p);
+  size_t bytes = blocks * sizeof(void*);
+  void* mem = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (mem == MAP_FAILED) std::abort();
+  auto* v = static_cast<void**>(mem);
+  for (size_t i = 0; i < blocks; ++i) v[i] = alloc(size);
+  for (size_t i = 0; i < blocks; ++i) dealloc(v[i]);
+  munmap(mem, bytes);
 }
 
 TEST(Purge, DirtyMemoryIsBoundedWithoutThePurger) {
