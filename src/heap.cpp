@@ -528,6 +528,7 @@ void heap_counter_totals(CounterTotals* out) noexcept {
     out->reallocs += h->reallocs.load(std::memory_order_relaxed);
     ++out->threads;
   }
+  std::atomic_thread_fence(std::memory_order_acquire);  // the frees are read after the requests
   for (unsigned c = 0; c < kNumClasses; ++c) {
     out->frees[c] = g_retired.frees[c];
     out->remote_frees[c] = g_retired.remote_frees[c];
@@ -544,6 +545,7 @@ void class_counters(unsigned cls, uint64_t* allocs, uint64_t* frees) noexcept {
   LockGuard g(g_heap_lock);
   uint64_t a = g_retired.allocs[cls], f = g_retired.frees[cls];
   for (Heap* h = g_heaps; h != nullptr; h = h->next_heap) a += heap_allocs(h, cls);
+  std::atomic_thread_fence(std::memory_order_acquire);  // the frees are read after the requests
   for (Heap* h = g_heaps; h != nullptr; h = h->next_heap) f += h->frees[cls].load(std::memory_order_relaxed);
   *allocs = a;
   *frees = f;

@@ -251,7 +251,9 @@ void purger_thread_started() noexcept {
 int idle_slice_ms() noexcept {
   // glibc keeps a forked child of a threaded program marked threaded: its
   // one thread waits in slices too, until another sets up a heap (then
-  // the background thread may start).
+  // the background thread may start). A thread of the child that never
+  // allocates leaves it slicing; the purges take the locks by try_lock,
+  // which holds with any number of threads.
   if (!g_idle_dirty.load(std::memory_order_relaxed)) return -1;
   if (!__libc_single_threaded && !g_fork_child.load(std::memory_order_relaxed)) return -1;
   if (g_purger_state.load(std::memory_order_relaxed) != kPurgerStopped) return -1;
