@@ -159,7 +159,6 @@ timespec to_timespec(int64_t ns) noexcept {
   return timespec{static_cast<time_t>(ns / kNsPerSec), static_cast<long>(ns % kNsPerSec)};
 }
 
-// A timeout in milliseconds (negative: none), as poll and epoll take it.
 // The purge after a slice, bounded when the wait has ended or nearly: a
 // purge runs before the call returns, and one of a hundred megabytes takes
 // tens of milliseconds, which a wait with 100 ms or more left absorbs.
@@ -168,6 +167,7 @@ bool purge_after_slice(int64_t left_ns) noexcept {
   return pm::idle_purge(left_ns >= kRoomNs ? SIZE_MAX : pm::kIdlePurgeAfterWait);
 }
 
+// A timeout in milliseconds (negative: none), as poll and epoll take it.
 class MsDeadline {
  public:
   explicit MsDeadline(int timeout) noexcept

@@ -87,11 +87,10 @@ void large_free(void* p) noexcept;
 void large_forget(const void* p) noexcept;
 // Unmap cached blocks older than the purge delay (all when force).
 size_t large_purge(bool force) noexcept;
-// While the process has a single thread (a wait of preload/waits.cpp):
-// large_purge(false), of `budget` bytes at most (rounded up to pages),
-// unless this thread is inside the cache's lock (a signal handler's wait
-// that interrupted a large-block call): then false. *left is set to the
-// bytes still cached.
+// For the waits of preload/waits.cpp: large_purge(false), of `budget`
+// bytes at most (rounded up to pages), unless the cache's lock is held (by
+// another thread, or by the large-block call a signal handler's wait
+// interrupted): then false. *left is set to the bytes still cached.
 [[nodiscard]] bool large_idle_purge(size_t budget, size_t* left) noexcept;
 // The owner moves every block of its cache to the shared cache (thread
 // exit, malloc_trim). Bytes moved.

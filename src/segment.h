@@ -145,11 +145,11 @@ void arena_release_pool(Pool* p, bool keep_intact = false) noexcept;
 // Purge free slots that have been dirty longer than the purge delay; all of
 // them when `force`. Returns bytes purged.
 size_t arena_purge(bool force) noexcept;
-// While the process has a single thread (a wait of preload/waits.cpp):
-// arena_purge(false), of `budget` bytes at most (rounded up to slots), unless this thread
-// is inside the arena's lock (a signal handler's wait that interrupted the
-// allocator): then false. *left is set to the free slots not yet returned
-// (reserved segments' aside).
+// For the waits of preload/waits.cpp: arena_purge(false), of `budget`
+// bytes at most (rounded up to slots), unless the arena's lock is held (by
+// another thread, or by the section a signal handler's wait interrupted):
+// then false. *left is set to the free slots not yet returned (reserved
+// segments' aside).
 [[nodiscard]] bool arena_idle_purge(size_t budget, size_t* left) noexcept;
 
 // Returns to the OS the pages of pools whose every block other threads
