@@ -190,9 +190,11 @@ size_t usable_size(const void* p) noexcept {
     return check_full_usable(p);
   if (p == nullptr) return 0;
   if (in_segment(p)) {
-    // A slot no pool covers (or a segment's header): not a block of ours.
+    // Only a live block has usable bytes: not a slot no pool covers, a
+    // segment's header, an interior pointer or (hardened) a freed block,
+    // for which the class size would invite a write past a block.
     const Pool* pool = pool_of(p);
-    return pool->state.load(std::memory_order_acquire) == PoolState::kFree ? 0 : class_size(pool->cls);
+    return shared_block_state(pool, p) == SharedBlockState::kLive ? class_size(pool->cls) : 0;
   }
   return large_owns(p) ? large_usable(p) : 0;
 }

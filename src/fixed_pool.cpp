@@ -179,8 +179,16 @@ void* take(poolmalloc_fixed_pool* fp) noexcept {
   void* p = nullptr;
   if (fp->free != nullptr) {
     FreeBlock* b = fp->free;
+    if (fp->stride >= sizeof(FreeBlock)) {
+      // Only a block with the free tag goes out, so none goes out twice
+      // without a give in between: a write after the first give can hide a
+      // second one from give's test, which would leave a cycle here.
+      if (b->tag != fp->tag) [[unlikely]]
+        pm::fatal("poolmalloc_fixed_alloc: free list corrupted (a block written after it was freed, or freed twice?):",
+                  b, fp->stride, "block size");
+      b->tag = 0;
+    }
     fp->free = b->next;
-    if (fp->stride >= sizeof(FreeBlock)) b->tag = 0;
     p = b;
   } else {
     if (fp->bump == fp->bump_end) {

@@ -166,7 +166,14 @@ constinit thread_local Heap* tl_heap [[gnu::tls_model("initial-exec")]] = &g_emp
 void* pool_pop_checked(Heap* h, Pool* p, size_t cls) noexcept {
   Block* b = p->free;
   if (b == end_marker(p)) return heap_alloc_slow(h, cls);
+  // b came from a link that stayed in the segment (or is a list's first
+  // block): it is mapped, and must be a free block of p.
+  if constexpr (kHardened)
+    if (b->tag != free_tag(p)) [[unlikely]]
+      report_untagged_free_block(p, b);
   pool_check_link(p, b, decode_link(p, b));  // returns only for the end of the list
+  if (not_block_start(p, reinterpret_cast<uintptr_t>(b))) [[unlikely]]
+    report_untagged_free_block(p, b);
   p->free = end_marker(p);
   if constexpr (kHardened) b->tag = 0;
   bump(h->allocs[cls]);

@@ -94,7 +94,8 @@ extern constinit thread_local Heap* tl_heap [[gnu::tls_model("initial-exec")]];
 inline constexpr int32_t kCurrentBias = int32_t{1} << 20;
 
 // Pops the head of p->free and counts the request (`count()`). The decoded
-// link must stay in the segment; anything else goes to `checked` (a tail
+// link must stay in the segment and, hardened, the block must carry its
+// free tag; anything else goes to `checked` (a tail
 // call of pool_pop_checked, which takes the slow path when the head is the
 // end marker (an empty list), finishes the pop of a list's last block, or
 // aborts on a corrupted list). Every call out of this function is a tail
@@ -109,7 +110,15 @@ template <class Count, class Checked>
   asm("" : "+a"(b));
 #endif
   Block* next = decode_link(p, b);
-  if (((reinterpret_cast<uintptr_t>(next) ^ reinterpret_cast<uintptr_t>(b)) >> kSegmentShift) != 0) [[unlikely]]
+  uintptr_t off_list = (reinterpret_cast<uintptr_t>(next) ^ reinterpret_cast<uintptr_t>(b)) >> kSegmentShift;
+  // Only a block that carries the free tag is handed out, so no block goes
+  // out twice without a free in between: a double free that a write after
+  // the first free hid from free's tag test made a cycle of the list, and a
+  // bad link that stays in the segment lands on a live block or on
+  // metadata. Both go to `checked`, which aborts. The tag shares the line
+  // of the link just read: two ALU operations and an OR into the link test.
+  if constexpr (kHardened) off_list |= b->tag ^ free_tag(p);
+  if (off_list != 0) [[unlikely]]
     return checked();
   p->free = next;
   // The next block of this class is likely cold by the time it is asked

@@ -239,6 +239,11 @@ void pool_check_link(const Pool* p, const Block* b, const Block* next) noexcept 
   fatal("corrupted free list (use after free?) in pool of", p->start, p->block_size);
 }
 
+void report_untagged_free_block(const Pool* p, const Block* b) noexcept {
+  fatal("corrupted free list: a listed block lost its free tag (written after free, or freed twice?):", b,
+        p->block_size);
+}
+
 void report_double_free(const Pool* p, const void* b) noexcept { fatal("double free of", b, p->block_size); }
 
 void report_invalid_free(const Pool* p, const void* b) noexcept {

@@ -298,6 +298,10 @@ uint32_t pool_listed_blocks(const Pool* p) noexcept;
 uint32_t pool_collect_remote(Pool* p) noexcept;
 // Verify a decoded link that left the segment; aborts on corruption.
 [[gnu::cold]] void pool_check_link(const Pool* p, const Block* b, const Block* next) noexcept;
+// A listed block without its free tag, or not a block of p, was about to
+// be handed out: the block was written after its free (and maybe freed
+// again), or a link was bent to a live block or to metadata. Aborts.
+[[noreturn, gnu::cold, gnu::noinline]] void report_untagged_free_block(const Pool* p, const Block* b) noexcept;
 // Both abort; they are not declared noreturn so that the fast path can reach
 // them by a tail call and keep no stack frame.
 [[gnu::cold, gnu::noinline]] void report_double_free(const Pool* p, const void* b) noexcept;

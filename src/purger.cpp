@@ -47,7 +47,7 @@ bool nothing_to_purge() noexcept {
 bool task_runs(int dir, const char* name) noexcept {
   char path[48] = {};
   size_t len = 0;
-  for (; name[len] != '\0' && len < 24; ++len) path[len] = name[len];
+  for (; len < 24 && name[len] != '\0'; ++len) path[len] = name[len];
   const char kStat[] = "/stat";
   for (size_t i = 0; i < sizeof kStat; ++i) path[len + i] = kStat[i];
   int fd = ::openat(dir, path, O_RDONLY | O_CLOEXEC);

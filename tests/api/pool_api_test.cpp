@@ -10,6 +10,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdint>
+#include <cstdio>
 #include <list>
 #include <map>
 #include <memory_resource>
@@ -200,6 +202,26 @@ TEST(FixedPool, OwnsOnlyItsBlocks) {
   EXPECT_FALSE(poolmalloc_fixed_owns(pool, b + 10 * 112));
   poolmalloc_fixed_free(pool, b);
   poolmalloc_fixed_destroy(pool);
+}
+
+// A write after free over the tag hides the second free from
+// deallocate's test; the block is then listed twice. It goes out once, and
+// the allocation that meets it again aborts instead of handing it out twice.
+TEST(FixedPoolDeath, WriteOverTheTagThenDoubleFreeNeverHandsABlockOutTwice) {
+  EXPECT_DEATH(
+      {
+        fixed_pool<single_thread> pool(48);
+        void* keep = pool.allocate();
+        auto* p = static_cast<volatile uint64_t*>(pool.allocate());
+        pool.deallocate(const_cast<uint64_t*>(p));
+        p[1] = 0;
+        pool.deallocate(const_cast<uint64_t*>(p));
+        void* a = pool.allocate();
+        void* b = pool.allocate();
+        std::fprintf(stderr, "handed out %p and %p\n", a, b);
+        pool.deallocate(keep);
+      },
+      "poolmalloc_fixed_alloc: free list corrupted \\(a block written after it was freed, or freed twice\\?\\): 0x");
 }
 
 TEST(FixedPoolDeath, DoubleFreeAndFreeIntoTheWrongPoolAbort) {

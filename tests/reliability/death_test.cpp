@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <thread>
@@ -388,6 +389,94 @@ TEST_F(Death, CorruptedFreeList) {
         pm::dealloc(keep);
       },
       "poolmalloc: corrupted free list \\(use after free\\?\\) in pool of 0x[0-9a-f]+ \\(size class 48 bytes\\)");
+}
+
+constexpr const char* kUntagged =
+    "poolmalloc: corrupted free list: a listed block lost its free tag \\(written after free, or freed twice\\?\\): "
+    "0x[0-9a-f]+ \\(size class 64 bytes\\)";
+
+// A write after free over the free tag hides a second free from free's
+// test; the list then holds the block twice (a cycle through it). A pop
+// hands out only tagged blocks and clears the tag, so the block goes out
+// once and the pop that meets it again aborts instead of handing it out
+// once more (and again forever, as it did).
+TEST_F(Death, WriteOverTheTagThenDoubleFreeNeverHandsABlockOutTwice) {
+  if constexpr (!pm::kHardened) GTEST_SKIP() << "built with -Dhardening=false: no free tag";
+  EXPECT_DEATH(
+      {
+        void* keep = pm::alloc(64);
+        auto* p = static_cast<volatile uint64_t*>(pm::alloc(64));
+        pm::dealloc(const_cast<uint64_t*>(p));
+        p[1] = 0;  // a reference count in the freed object, say
+        pm::dealloc(const_cast<uint64_t*>(p));
+        void* a = pm::alloc(64);
+        void* b = pm::alloc(64);
+        void* c = pm::alloc(64);
+        std::fprintf(stderr, "handed out %p %p %p\n", a, b, c);
+        pm::dealloc(keep);
+      },
+      kUntagged);
+}
+
+// The same with the frees in another thread: the cycle goes through the
+// remote stack, which the owner takes over without walking it.
+TEST_F(Death, WriteOverTheTagThenRemoteDoubleFreeNeverHandsABlockOutTwice) {
+  if constexpr (!pm::kHardened) GTEST_SKIP() << "built with -Dhardening=false: no free tag";
+  EXPECT_DEATH(
+      {
+        void* keep = pm::alloc(64);
+        void* p = pm::alloc(64);
+        void* q = pm::alloc(64);
+        std::thread([p, q] {
+          pm::dealloc(p);
+          pm::dealloc(q);
+          static_cast<volatile uint64_t*>(p)[1] = 0;
+          pm::dealloc(p);
+        }).join();
+        for (int i = 0; i < 20000; ++i) (void)pm::alloc(64);
+        pm::dealloc(keep);
+      },
+      kUntagged);
+}
+
+// A link bent (by a write after free, knowing the pool's key) so that it
+// still points into the segment: to a block in use, or to the pool's own
+// descriptor, whose {key, tag key} pair reads as a free block at the end
+// of a list. Neither is handed out.
+TEST_F(Death, LinkBentToALiveBlockIsNotFollowed) {
+  if constexpr (!pm::kHardened) GTEST_SKIP() << "built with -Dhardening=false: no free tag";
+  EXPECT_DEATH(
+      {
+        void* keep = pm::alloc(64);
+        void* live = pm::alloc(64);
+        auto* b = static_cast<pm::Block*>(pm::alloc(64));
+        pm::dealloc(b);
+        pm::Pool* pool = pm::pool_of(b);
+        b->link = pm::encode_link(pool->key, live);
+        void* first = pm::alloc(64);
+        void* second = pm::alloc(64);
+        std::fprintf(stderr, "handed out %p, then the live block %p again: %p\n", first, live, second);
+        pm::dealloc(keep);
+      },
+      kUntagged);
+}
+
+TEST_F(Death, LinkBentToThePoolDescriptorIsNotFollowed) {
+  if constexpr (!pm::kHardened) GTEST_SKIP() << "built with -Dhardening=false: no free tag";
+  EXPECT_DEATH(
+      {
+        void* keep = pm::alloc(64);
+        auto* b = static_cast<pm::Block*>(pm::alloc(64));
+        pm::dealloc(b);
+        pm::Pool* pool = pm::pool_of(b);
+        b->link = pm::encode_link(pool->key, &pool->key);
+        void* first = pm::alloc(64);
+        void* second = pm::alloc(64);
+        std::fprintf(stderr, "handed out %p, then the descriptor's keys %p: %p\n", first,
+                     static_cast<void*>(&pool->key), second);
+        pm::dealloc(keep);
+      },
+      kUntagged);
 }
 
 TEST_F(Death, CorruptedRemoteList) {

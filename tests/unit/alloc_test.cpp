@@ -41,6 +41,22 @@ TEST(Alloc, EverySizeIsAlignedUsableAndWritable) {
   for (void* p : live) dealloc(p);
 }
 
+// Only a live block has usable bytes: an interior pointer or (hardened) a
+// freed block reports 0, not its class's size, which would invite a write
+// past the block.
+TEST(Alloc, UsableSizeIsZeroForInteriorAndFreedBlocks) {
+  auto* keep = static_cast<char*>(alloc(64));
+  auto* p = static_cast<char*>(alloc(64));
+  EXPECT_EQ(usable_size(p), 64u);
+  EXPECT_EQ(usable_size(p + 16), 0u);
+  EXPECT_EQ(usable_size(p + 1), 0u);
+  dealloc(p);
+  if constexpr (kHardened) {
+    EXPECT_EQ(usable_size(p), 0u);
+  }
+  dealloc(keep);
+}
+
 // Requests up to kDirectMax find their pool through the heap's table by
 // granule: it must name the pool of the granule's class at every moment,
 // and every request must get a block of its own class.
