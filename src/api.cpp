@@ -150,7 +150,7 @@ void* resize(void* p, size_t n) noexcept {
     if (n > old && n <= tier && n < old + old / 2) want = old + old / 2 < tier ? old + old / 2 : tier;
   } else {
     if (!large_owns(p)) [[unlikely]]
-      fatal("realloc of a pointer that was not allocated:", p);
+      fatal("realloc of a pointer that was not allocated (invalid or freed):", p);
     old = large_usable(p);
     if (n > kSmallMax) {
       if (void* q = large_realloc(p, n)) return q;

@@ -295,7 +295,7 @@ TEST_F(Death, ReallocOfForeignPointer) {
         alignas(16) static char buf[128];
         (void)pm::resize(buf + 32, 500);
       },
-      "poolmalloc: realloc of a pointer that was not allocated: 0x");
+      "poolmalloc: realloc of a pointer that was not allocated \\(invalid or freed\\): 0x");
 }
 
 // realloc can return the block unmoved (here: same size), so it must check
