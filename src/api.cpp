@@ -25,7 +25,7 @@ void* alloc_large_dirty(size_t n, size_t align, size_t* dirty) noexcept {
   if (g_check_full) [[unlikely]]
     return check_full_alloc_large(n, align);
   void* p = n <= kMaxRequest ? large_alloc(n, align, dirty) : nullptr;
-  if (p == nullptr && n <= kMaxRequest && release_for_retry(n)) p = large_alloc(n, align, dirty);
+  if (p == nullptr && n <= kMaxRequest && release_for_retry()) p = large_alloc(n, align, dirty);
   if (p == nullptr) errno = ENOMEM;
   else if (profile_enabled()) [[unlikely]]
     profile_tick();  // large.cpp counts the block itself, under its lock
@@ -215,10 +215,13 @@ size_t trim() noexcept {
   return arena_drop_freed_pools(true) + arena_purge(true) + large_purge(true);
 }
 
-bool release_for_retry(size_t need) noexcept {
+bool release_for_retry() noexcept {
   // What a trim unmaps: cached large mappings and segments left empty.
-  // Free slots of a segment that still holds a pool stay mapped.
-  if (large_stats().cached_bytes + arena_stats().free_segment_bytes < need) return false;
+  // Free slots of a segment that still holds a pool stay mapped. Even less
+  // than the request needs may be what it lacks besides address space the
+  // program gave back itself; once trimmed, a request that fails again
+  // finds nothing held and fails at once.
+  if (large_stats().cached_bytes + arena_stats().free_segment_bytes == 0) return false;
   (void)trim();
   return true;
 }

@@ -220,7 +220,7 @@ void* heap_alloc_slow(Heap* h, unsigned cls) noexcept {
       // Out of memory or of address space (ulimit -v): what the caches hold
       // may make room for a new segment once given back. Not in full mode,
       // which holds its lock here.
-      if (p == nullptr && h != &g_check_heap && release_for_retry(kSegmentSize))
+      if (p == nullptr && h != &g_check_heap && release_for_retry())
         p = arena_acquire_pool(kClasses.slots[cls], &new_high, cls, &intact);
       if (p == nullptr) {
         errno = ENOMEM;

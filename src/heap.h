@@ -157,12 +157,11 @@ inline uint64_t heap_allocs(const Heap* h, unsigned cls) noexcept {
 
 // Slow paths (heap.cpp).
 [[gnu::noinline]] void* heap_alloc_slow(Heap* h, unsigned cls) noexcept;
-// The OS refused a mapping of `need` bytes: when the allocator holds at
-// least that much mapped for reuse (cached large mappings, empty pool
-// segments), it gives it all back as malloc_trim does and returns true, and
-// the caller tries once more; false when giving back could not make room
-// (api.cpp).
-[[nodiscard]] bool release_for_retry(size_t need) noexcept;
+// The OS refused a mapping: when the allocator holds anything mapped for
+// reuse (cached large mappings, empty pool segments), it gives it all back
+// as malloc_trim does and returns true, and the caller tries once more;
+// false when it holds nothing (api.cpp).
+[[nodiscard]] bool release_for_retry() noexcept;
 // A local free made pool->used <= 0: the pool became empty or was parked.
 [[gnu::noinline]] void heap_free_slow(Heap* h, Pool* p) noexcept;
 // Thread exit: hand every pool back for other threads to adopt.

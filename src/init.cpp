@@ -92,7 +92,7 @@ Heap* thread_init() noexcept {
   process_init();
   Heap* h = heap_create();
   // The OS refused the heap's memory: what the caches hold may make room.
-  if (h == nullptr && release_for_retry(kHeapChunk)) h = heap_create();
+  if (h == nullptr && release_for_retry()) h = heap_create();
   if (h == nullptr) return nullptr;
   tl_heap = h;
   purger_thread_started();
@@ -116,7 +116,7 @@ bool thread_heap_torn_down() noexcept { return tl_heap_done; }
 // abandoned lists, where the next such request adopts them.
 void* alloc_after_teardown(unsigned cls) noexcept {
   Heap* h = heap_create();
-  if (h == nullptr && release_for_retry(kHeapChunk)) h = heap_create();
+  if (h == nullptr && release_for_retry()) h = heap_create();
   if (h == nullptr) {
     errno = ENOMEM;
     return nullptr;

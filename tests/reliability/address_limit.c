@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -36,6 +37,27 @@ static size_t fill_big(void) {
   size_t n = 0;
   while (n < kMaxBig && (big[n] = malloc(kBig)) != NULL) memset(big[n++], 1, 4096);
   return n;
+}
+
+/* Freed blocks that could not serve a request alone, and address space the
+ * program gave back itself: together they make room, so the request must
+ * not fail while the allocator keeps the blocks mapped for reuse. */
+static void check_room_from_both(void) {
+  enum { kOwn = 20 << 20, kFreed = 30, kAsk = 45 << 20 };
+  void* own = mmap(NULL, kOwn, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  expect(own != MAP_FAILED, "the program's own 20 MiB mapping");
+  size_t n = fill_big();
+  expect(n >= 2 * kFreed, "at least 60 MiB of 1 MiB blocks under the limit");
+  for (size_t i = 0; i < 2 * kFreed && i < n; i += 2) {  /* every other block: no two side by side */
+    free(big[i]);
+    big[i] = NULL;
+  }
+  if (own != MAP_FAILED) munmap(own, kOwn);
+  void* p = malloc(kAsk);
+  expect(p != NULL, "45 MiB from 30 MiB of freed blocks and 20 MiB the program unmapped");
+  if (p != NULL) memset(p, 2, kAsk);
+  free(p);
+  for (size_t i = 0; i < n; ++i) free(big[i]);
 }
 
 int main(void) {
@@ -76,6 +98,7 @@ int main(void) {
   size_t again = fill_big();
   expect(again * 10 >= nbig * 8, "large blocks got at least 80 % of it back after the small ones were freed");
   for (size_t i = 0; i < again; ++i) free(big[i]);
+  check_room_from_both();
   printf("address_limit: %zu MiB of large blocks, then %zu MiB of small ones, then %zu MiB of large; %d failures\n",
          nbig, small_mib, again, failures);
   return failures == 0 ? 0 : 1;
