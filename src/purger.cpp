@@ -249,13 +249,16 @@ void purger_thread_started() noexcept {
 }
 
 int idle_slice_ms() noexcept {
-  // glibc keeps a forked child of a threaded program marked threaded: its
-  // one thread waits in slices too, until another sets up a heap (then
-  // the background thread may start). A thread of the child that never
-  // allocates leaves it slicing; the purges take the locks by try_lock,
-  // which holds with any number of threads.
+  // Every wait slices while memory waits to be purged and the background
+  // thread is not running: a single-threaded program, which gets none; a
+  // forked child of a threaded program (glibc keeps it marked threaded)
+  // until another thread sets up a heap; and a threaded program whose
+  // frees came after its last allocation slow path, the one place the
+  // thread is started (a wait may run in a signal handler, where
+  // pthread_create may not), or whose thread could not be created (at the
+  // address-space limit). The purges take the locks by try_lock, which
+  // holds with any number of threads.
   if (!g_idle_dirty.load(std::memory_order_relaxed)) return -1;
-  if (!__libc_single_threaded && !g_fork_child.load(std::memory_order_relaxed)) return -1;
   if (g_purger_state.load(std::memory_order_relaxed) != kPurgerStopped) return -1;
   const Options& o = options();
   if (o.purge_thread == PurgeThread::kOff) return -1;

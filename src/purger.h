@@ -73,12 +73,12 @@ void purger_thread_exited() noexcept;
     purger_start();
 }
 
-// Waits of a single-threaded program (preload/waits.cpp). Such a program
-// gets no purger thread, so the library's wrappers of poll, epoll_wait,
-// nanosleep and their kin wait in slices of this many milliseconds (the
-// purge delay, at least 10) and call idle_purge between them. -1 when a
-// wait need not be sliced: the process has another thread, the purger
-// thread exists or is turned off, or nothing is left to purge.
+// Waits while no purger thread runs (preload/waits.cpp): a single-threaded
+// program gets none, and a threaded one may not have started it yet. The
+// library's wrappers of poll, epoll_wait, nanosleep and their kin then
+// wait in slices of this many milliseconds (the purge delay, at least 10)
+// and call idle_purge between them. -1 when a wait need not be sliced: the
+// purger thread exists or is turned off, or nothing is left to purge.
 [[nodiscard]] int idle_slice_ms() noexcept;
 // Returns the pool slots and cached large mappings that have waited long
 // enough, of each about `budget` bytes at most, unless the wait

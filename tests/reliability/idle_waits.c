@@ -14,10 +14,13 @@
  *   idle_waits thread_after  memory freed before the program's first thread
  *                         starts is returned while it waits (by the
  *                         background thread, as the program is threaded)
+ *   idle_waits threaded_no_purger  a threaded program whose background thread
+ *                         has not started: its waits return the memory
  *
  * Exits 0 when every check holds; prints each failure. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -494,6 +497,51 @@ static int check_thread_after_free(void) {
   return g_failures == 0 ? 0 : 1;
 }
 
+/* A field of /proc/self/status, read without allocating (stdio would: an
+ * allocation after the frees could start the background thread). */
+static long status_field(const char* name) {
+  static char buf[8192];
+  int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return -1;
+  buf[n] = '\0';
+  const char* at = strstr(buf, name);
+  return at == NULL ? -1 : strtol(at + strlen(name), NULL, 10);
+}
+
+/* A threaded program whose frees made memory purgeable after its last
+ * allocation slow path: nothing has started the background thread, and
+ * the program waits. The waits purge while that thread is not running. */
+static int check_threaded_without_purger(void) {
+  int fds[2];
+  if (pipe(fds) != 0) return 2;
+  pthread_t t;
+  if (pthread_create(&t, NULL, wait_for_pipe, &fds[0]) != 0) return 2;
+  enum { kBig = 40 };
+  static void* volatile big[kBig];
+  for (int i = 0; i < kBig; ++i) {
+    big[i] = malloc(1 << 20);
+    memset(big[i], 3, 1 << 20);
+  }
+  for (int i = 0; i < kBig; ++i) free(big[i]);
+  /* Two tasks: this one and the program's; a third would be the
+   * background thread, and the case this checks would not arise. */
+  long threads = status_field("Threads:");
+  long before = status_field("VmRSS:");
+  struct timespec ts = {2, 500000000};
+  nanosleep(&ts, NULL);
+  long after = status_field("VmRSS:");
+  CHECK(threads == 2, "the background thread was running before the wait (%ld threads)", threads);
+  CHECK(after < before - 20 * 1024, "threaded, no background thread: resident %ld kB before the wait, %ld after",
+        before, after);
+  printf("threaded, no background thread: resident %ld -> %ld kB\n", before, after);
+  (void)!write(fds[1], "x", 1);
+  pthread_join(t, NULL);
+  return g_failures == 0 ? 0 : 1;
+}
+
 int main(int argc, char** argv) {
   if (argc >= 2 && strcmp(argv[1], "stop") == 0) {
     check_stop_and_continue();
@@ -507,6 +555,7 @@ int main(int argc, char** argv) {
   }
   if (argc >= 2 && strcmp(argv[1], "forked") == 0) return check_forked_child();
   if (argc >= 2 && strcmp(argv[1], "thread_after") == 0) return check_thread_after_free();
+  if (argc >= 2 && strcmp(argv[1], "threaded_no_purger") == 0) return check_threaded_without_purger();
   if (argc >= 2 && strcmp(argv[1], "signals") == 0) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
