@@ -235,10 +235,19 @@ size_t purge_locked(bool force, uint64_t now, size_t budget = SIZE_MAX) noexcept
 void maybe_purge_locked() noexcept {
   uint64_t now = os::now_ms();
   uint64_t delay = options().purge_delay_ms;
-  if (g_dirty_count > kMaxDirtySlots)
-    purge_locked(false, now + delay);  // everything dirty counts as old enough
-  else if (delay == 0 || now - g_last_purge_ms >= delay / 2 + 1)
+  // The cap holds only while no purger thread runs: with one, free memory
+  // goes back within the purge delay however the program waits, and a
+  // program whose phases free more than the cap at once finds it still
+  // resident when it builds the next.
+  if (g_dirty_count > kMaxDirtySlots && !purger_running()) {
+    // Only the excess, and an eighth of the cap more so that a program at
+    // the cap does not purge at every release (everything dirty counts as
+    // old enough here).
+    size_t excess = g_dirty_count - kMaxDirtySlots + kMaxDirtySlots / 8;
+    purge_locked(false, now + delay, excess * kSlotSize);
+  } else if (delay == 0 || now - g_last_purge_ms >= delay / 2 + 1) {
     purge_locked(false, now);
+  }
 }
 
 }  // namespace

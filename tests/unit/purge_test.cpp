@@ -54,6 +54,31 @@ TEST(Purge, DirtyMemoryIsBoundedWithoutThePurger) {
   trim();
   churn_then_free(2000000, 48);
   EXPECT_LE(arena_stats().dirty_bytes, kMaxDirtyBytes);
+  // Only the excess went: a phase that frees more than the bound finds the
+  // bound's worth still resident when it builds the next (all of it was
+  // purged at once, and 96 MiB ended with 32 MiB dirty).
+  EXPECT_GE(arena_stats().dirty_bytes, kMaxDirtyBytes * 3 / 4);
+}
+
+// With the purger thread running, free memory goes back within the purge
+// delay however the program waits: the bound does not apply, and a phase
+// that frees more than it keeps all of it resident for the next.
+void phases_with_purger_scenario() {
+  char e1[] = "POOLMALLOC_PURGE_DELAY=3600000";
+  char e2[] = "POOLMALLOC_PURGE_THREAD=1";
+  char* env[] = {e1, e2, nullptr};
+  process_init();
+  options_init(env);
+  churn_then_free(20000, 100);  // memory to purge: the next slow path starts the thread
+  churn_then_free(20000, 100);
+  if (!purger_running()) std::_Exit(81);
+  churn_then_free(2000000, 48);  // about 96 MiB of pools
+  std::_Exit(arena_stats().dirty_bytes > kMaxDirtyBytes ? 0 : 82);
+}
+
+TEST(PurgeThread, WhileItRunsPhasesLargerThanTheBoundStayResident) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(phases_with_purger_scenario(), testing::ExitedWithCode(0), "");
 }
 
 TEST(Purge, LargeBlockCacheStaysWithinItsBudget) {
