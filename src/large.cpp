@@ -177,14 +177,15 @@ constinit uint64_t g_last_decay_ms = 0;
 // read the clock after this one and took the lock first).
 uint64_t ms_since(uint64_t now, uint64_t then) noexcept { return now > then ? now - then : 0; }
 
-// A block with the plain 16-byte offset in a cached mapping of exactly
-// `need` bytes, laid out and registered: its user pointer, or nullptr. The
-// best fit is split (the rest stays cached, no system call); failing that,
-// the largest entry is grown with mremap, so its resident pages are reused
-// either way. `*dirty` is set to how many bytes from the user pointer may
-// hold old data: all of them for a split entry, the old size for a grown
-// one. n is the request, for the statistics.
-char* cache_take(size_t need, size_t* dirty, size_t n) noexcept {
+// A block `offset` bytes into a cached mapping of exactly `need` bytes, laid
+// out and registered: its user pointer, or nullptr. The offset is the plain
+// 16 bytes of the header, or an alignment up to a page (the mapping starts
+// on a page). The best fit is split (the rest stays cached, no system
+// call); failing that, the largest entry is grown with mremap, so its
+// resident pages are reused either way. `*dirty` is set to how many bytes
+// from the user pointer may hold old data: all of them for a split entry,
+// the old size for a grown one. n is the request, for the statistics.
+char* cache_take(size_t need, size_t offset, size_t* dirty, size_t n) noexcept {
   char* grow_base = nullptr;
   size_t grow_size = 0;
   MappingId grow_mapping = kMmapped;
@@ -215,11 +216,11 @@ char* cache_take(size_t need, size_t* dirty, size_t n) noexcept {
         e.size -= need;
         g_cached_bytes -= need;
       }
-      char* user = base + sizeof(LargeHeader);
-      *dirty = need - sizeof(LargeHeader);
+      char* user = base + offset;
+      *dirty = need - offset;
       finish(base, need, mapping, user);
       if (g_live.insert(user)) [[likely]] {
-        count_alloc_locked(n, need, sizeof(LargeHeader));
+        count_alloc_locked(n, need, offset);
         return user;
       }
     } else {
@@ -239,9 +240,9 @@ char* cache_take(size_t need, size_t* dirty, size_t n) noexcept {
     os::unmap(grow_base, grow_size);
     return nullptr;
   }
-  *dirty = grow_size - sizeof(LargeHeader);  // the pages added by the kernel are zero
+  *dirty = grow_size - offset;  // the pages added by the kernel are zero
   if (grown != grow_base) grow_mapping = moved_mapping_id();
-  return publish(grown, need, grow_mapping, grown + sizeof(LargeHeader), n);
+  return publish(grown, need, grow_mapping, grown + offset, n);
 }
 
 // Mappings the cache gives up, unmapped once the lock is released.
@@ -309,6 +310,70 @@ void cache_put(char* base, size_t size, MappingId mapping, uint64_t now, Evicted
     g_cached_bytes += size;
     purger_note();  // under the large lock
   }
+}
+
+// A block aligned to `align` (more than a page) in a cached range, its
+// header on the page below the user pointer as a fresh mapping has it:
+// `map_size` bytes from that page. The smallest range that holds such a
+// block is split in three: the pieces before and after the block stay
+// cached (the one after is unmapped when the cache has no entry left for
+// it). nullptr when no range holds one. n is the request, for the
+// statistics.
+char* cache_take_aligned(size_t align, size_t map_size, size_t* dirty, size_t n) noexcept {
+  char* tail = nullptr;
+  size_t tail_size = 0;
+  char* block = nullptr;
+  char* user = nullptr;
+  {
+    LockGuard g(g_lock);
+    int best = -1;
+    size_t best_size = SIZE_MAX;
+    char* best_start = nullptr;
+    for (unsigned i = 0; i < g_cached; ++i) {
+      const CacheEntry& e = g_cache[i];
+      if (e.size < map_size || e.size >= best_size) continue;
+      uintptr_t aligned = (reinterpret_cast<uintptr_t>(e.base) + kPageSize + align - 1) & ~(uintptr_t{align} - 1);
+      char* start = reinterpret_cast<char*>(aligned - kPageSize);
+      if (static_cast<size_t>(start - e.base) > e.size - map_size) continue;
+      best = static_cast<int>(i);
+      best_size = e.size;
+      best_start = start;
+    }
+    if (best < 0) return nullptr;
+    CacheEntry e = g_cache[best];
+    char* end = best_start + map_size;
+    size_t front = static_cast<size_t>(best_start - e.base);
+    size_t back = e.size - front - map_size;
+    if (front != 0) {
+      g_cache[best].size = front;
+      g_cached_bytes -= e.size - front;
+    } else {
+      drop_entry(static_cast<unsigned>(best));
+    }
+    if (back != 0) {
+      if (g_cached < kCacheEntries) {
+        g_cache[g_cached++] = CacheEntry{end, back, e.freed_ms, e.mapping};
+        g_cached_bytes += back;
+      } else {
+        tail = end;
+        tail_size = back;
+      }
+    }
+    block = best_start;
+    user = block + kPageSize;
+    finish(block, map_size, e.mapping, user);
+    if (g_live.insert(user)) [[likely]]
+      count_alloc_locked(n, map_size, kPageSize);
+    else
+      user = nullptr;
+  }
+  if (tail != nullptr) os::unmap(tail, tail_size);
+  if (user == nullptr) {  // the registry could not grow
+    os::unmap(block, map_size);
+    return nullptr;
+  }
+  *dirty = map_size - kPageSize;
+  return user;
 }
 
 // Takes `extra` bytes from a cached range of the same kernel mapping that
@@ -556,7 +621,13 @@ void* large_alloc(size_t n, size_t align, size_t* dirty) noexcept {
         if (char* user = tcache_take(tc, need, n, dirty)) return user;
       }
     }
-    if (char* user = cache_take(need, dirty, n)) return user;
+    if (char* user = cache_take(need, sizeof(LargeHeader), dirty, n)) return user;
+  } else if (align <= kPageSize) {
+    // The thread caches keep blocks by their plain user pointer, which an
+    // aligned block would move: the shared cache serves it.
+    if (char* user = cache_take(need, align, dirty, n)) return user;
+  } else if (char* user = cache_take_aligned(align, round_page(n) + kPageSize, dirty, n)) {
+    return user;
   }
   if (align > kPageSize) {
     // Over-map, then trim so that the page holding the header starts the mapping.
@@ -675,6 +746,13 @@ void* large_realloc(void* p, size_t n) noexcept {
       // block before this one leaves the registry.
       LockGuard g(g_lock);
       nb = static_cast<char*>(os::remap(base, old_size, new_size));
+      // Refused (near an address-space limit): the room to grow was a
+      // guess, the request is not.
+      if (const size_t exact = round_page(n + sizeof(LargeHeader));
+          nb == nullptr && new_size > exact && exact > old_size) {
+        new_size = exact;
+        nb = static_cast<char*>(os::remap(base, old_size, new_size));
+      }
       if (nb != nullptr && nb != base) {
         g_live.replace(p, nb + sizeof(LargeHeader));
         mapping = moved_mapping_id();
@@ -688,6 +766,7 @@ void* large_realloc(void* p, size_t n) noexcept {
       // same room to grow, so the next appends stay in place.
       size_t dirty;
       void* q = large_alloc(new_size - sizeof(LargeHeader), kMinAlign, &dirty);
+      if (q == nullptr && new_size - sizeof(LargeHeader) > n) q = large_alloc(n, kMinAlign, &dirty);
       if (q == nullptr) return nullptr;
       memcpy(q, p, usable < n ? usable : n);
       large_free(p);

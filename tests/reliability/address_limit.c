@@ -5,6 +5,7 @@
  * again. Run under LD_PRELOAD. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <malloc.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,6 +61,41 @@ static void check_room_from_both(void) {
   for (size_t i = 0; i < n; ++i) free(big[i]);
 }
 
+/* A large block grown by realloc a MiB at a time close to the limit: the
+ * extra room a growth asks for is a guess, and when the OS refuses it the
+ * block must still grow by what the program asked, as far as the limit
+ * allows; the block that cannot grow stays as it was. */
+static void check_realloc_growth_near_the_limit(void) {
+  enum { kStart = 64 << 20, kStep = 1 << 20, kHeadroom = 24 << 20 };
+  malloc_trim(0);
+  char* p = malloc(kStart);
+  expect(p != NULL, "a 64 MiB block");
+  if (p == NULL) return;
+  memset(p, 7, kStart);
+  struct rlimit lim;
+  getrlimit(RLIMIT_AS, &lim);
+  struct rlimit low = lim;
+  low.rlim_cur = vm_bytes() + kHeadroom;
+  if (setrlimit(RLIMIT_AS, &low) != 0) return;
+  size_t n = kStart;
+  for (;;) {
+    errno = 0;
+    char* q = realloc(p, n + kStep);
+    if (q == NULL) {
+      expect(errno == ENOMEM, "a refused growth sets ENOMEM");
+      expect(p[0] == 7 && p[n - 1] == 7, "a refused growth leaves the block as it was");
+      break;
+    }
+    p = q;
+    memset(p + n, 7, kStep);
+    n += kStep;
+  }
+  setrlimit(RLIMIT_AS, &lim);
+  printf("address_limit: a 64 MiB block grew to %zu MiB with %d MiB of headroom\n", n >> 20, kHeadroom >> 20);
+  expect(n >= kStart + (16 << 20), "a 64 MiB block grows by at least 16 MiB with 24 MiB of headroom");
+  free(p);
+}
+
 int main(void) {
   Dl_info info;
   void* m = dlsym(RTLD_DEFAULT, "malloc");
@@ -99,6 +135,7 @@ int main(void) {
   expect(again * 10 >= nbig * 8, "large blocks got at least 80 % of it back after the small ones were freed");
   for (size_t i = 0; i < again; ++i) free(big[i]);
   check_room_from_both();
+  check_realloc_growth_near_the_limit();
   printf("address_limit: %zu MiB of large blocks, then %zu MiB of small ones, then %zu MiB of large; %d failures\n",
          nbig, small_mib, again, failures);
   return failures == 0 ? 0 : 1;

@@ -251,5 +251,59 @@ TEST(LargeThreadCache, TrimEmptiesEveryCache) {
   EXPECT_EQ(s.cached_bytes, 0u);
 }
 
+// Aligned large blocks come from the cache of freed mappings too (they
+// used to map afresh every time, and their freed mappings filled the cache
+// unused): the block just freed comes back for the same request, at every
+// alignment up to 2 MiB.
+TEST(LargeCache, AlignedRequestsReuseFreedMappings) {
+  for (size_t align : {size_t{32}, size_t{64}, size_t{4096}, size_t{65536}, size_t{2} << 20}) {
+    (void)trim();
+    void* p = alloc_aligned(align, 600000);
+    ASSERT_NE(p, nullptr) << align;
+    std::memset(p, 1, 600000);
+    dealloc(p);
+    void* q = alloc_aligned(align, 600000);
+    ASSERT_NE(q, nullptr) << align;
+    EXPECT_EQ(q, p) << "alignment " << align << ": a fresh mapping, not the freed one";
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(q) % align, 0u);
+    EXPECT_GE(usable_size(q), 600000u);
+    std::memset(q, 2, 600000);
+    dealloc(q);
+  }
+}
+
+// A block aligned beyond a page is cut from the middle of a larger cached
+// range: the pieces before and after it stay cached and serve later
+// requests, and every byte of each block is its own.
+TEST(LargeCache, AlignedBlockCutFromACachedRangeLeavesBothEndsCached) {
+  (void)trim();
+  constexpr size_t kRange = size_t{12} << 20, kAlign = size_t{2} << 20, kBlock = size_t{1} << 20;
+  auto* big = static_cast<char*>(alloc(kRange));
+  ASSERT_NE(big, nullptr);
+  std::memset(big, 3, kRange);
+  dealloc(big);
+  const size_t cached = large_stats().cached_bytes;
+  ASSERT_GE(cached, kRange);
+  auto* a = static_cast<char*>(alloc_aligned(kAlign, kBlock));
+  ASSERT_NE(a, nullptr);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(a) % kAlign, 0u);
+  EXPECT_TRUE(a > big && a + kBlock <= big + kRange) << "not cut from the cached range";
+  EXPECT_EQ(large_stats().cached_bytes, cached - kBlock - 4096) << "both ends stay cached";
+  // Both ends serve plain requests.
+  auto* before = static_cast<char*>(alloc(static_cast<size_t>(a - big) - 8192));
+  auto* after = static_cast<char*>(alloc(static_cast<size_t>(big + kRange - a) - kBlock - 8192));
+  ASSERT_NE(before, nullptr);
+  ASSERT_NE(after, nullptr);
+  EXPECT_TRUE(before >= big - 16 && before < a) << "the piece before the block was not reused";
+  EXPECT_TRUE(after >= a + kBlock && after < big + kRange) << "the piece after the block was not reused";
+  std::memset(a, 4, kBlock);
+  std::memset(before, 5, usable_size(before));
+  std::memset(after, 6, usable_size(after));
+  for (size_t i = 0; i < kBlock; i += 4096) ASSERT_EQ(a[i], 4) << i;
+  dealloc(before);
+  dealloc(after);
+  dealloc(a);
+}
+
 }  // namespace
 }  // namespace pm
