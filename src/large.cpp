@@ -739,6 +739,36 @@ void large_free(void* p) noexcept {
   evicted.unmap_all();  // the purger is started by allocations only (see purger.h)
 }
 
+// A block of `old_size` mapped bytes at base grows to `new_size` where it
+// is or, when the pages after it are taken, onto the start of a cached
+// range that holds new_size (the smallest): the kernel moves the block's
+// pages there and discards the cached ones under them, so that memory kept
+// for reuse goes as the block grows instead of staying resident beside
+// it. g_lock held. nullptr when neither can be done.
+char* grow_locked(char* base, size_t old_size, size_t new_size) noexcept {
+  if (os::remap_in_place(base, old_size, new_size)) return base;
+  int best = -1;
+  size_t best_size = SIZE_MAX;
+  for (unsigned i = 0; i < g_cached; ++i) {
+    size_t s = g_cache[i].size;
+    bool better = s >= new_size && s < best_size;
+    best_size = better ? s : best_size;
+    best = better ? static_cast<int>(i) : best;
+  }
+  if (best < 0) return nullptr;
+  char* target = g_cache[best].base;
+  if (!os::remap_onto(base, old_size, new_size, target)) return nullptr;
+  CacheEntry& e = g_cache[best];
+  if (e.size == new_size) {
+    drop_entry(static_cast<unsigned>(best));
+  } else {
+    e.base += new_size;
+    e.size -= new_size;
+    g_cached_bytes -= new_size;
+  }
+  return target;
+}
+
 void* large_realloc(void* p, size_t n) noexcept {
   LargeHeader* h = header_of(p);
   size_t usable = h->map_size - h->offset;
@@ -763,7 +793,8 @@ void* large_realloc(void* p, size_t n) noexcept {
       // has moved the mapping, cannot be registered by another thread's new
       // block before this one leaves the registry.
       LockGuard g(g_lock);
-      nb = static_cast<char*>(os::remap(base, old_size, new_size));
+      nb = new_size > old_size ? grow_locked(base, old_size, new_size) : nullptr;
+      if (nb == nullptr) nb = static_cast<char*>(os::remap(base, old_size, new_size));
       // Refused (near an address-space limit): the room to grow was a
       // guess, the request is not.
       if (const size_t exact = round_page(n + sizeof(LargeHeader));

@@ -95,6 +95,28 @@ bool unmap(void* p, size_t size) noexcept {
   return done;
 }
 
+bool remap_in_place(void* p, size_t old_size, size_t new_size) noexcept {
+  if constexpr (kThreadSanitizer) return false;
+  if (injected_failure()) return false;
+  int saved = errno;
+  void* q = ::mremap(p, old_size, new_size, 0);
+  errno = saved;
+  if (q == MAP_FAILED) return false;
+  g_mapped.fetch_add(new_size - old_size, std::memory_order_relaxed);
+  return true;
+}
+
+bool remap_onto(void* p, size_t old_size, size_t new_size, void* target) noexcept {
+  if constexpr (kThreadSanitizer) return false;
+  if (injected_failure()) return false;
+  int saved = errno;
+  void* q = ::mremap(p, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, target);
+  errno = saved;
+  if (q == MAP_FAILED) return false;
+  g_mapped.fetch_sub(old_size, std::memory_order_relaxed);  // what was mapped at the target is gone
+  return true;
+}
+
 void* remap(void* p, size_t old_size, size_t new_size) noexcept {
   if constexpr (kThreadSanitizer) return nullptr;
   if (injected_failure()) return nullptr;
