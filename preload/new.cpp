@@ -1,7 +1,11 @@
 // operator new and delete, every form. The library does not link the C++
 // runtime (C programs should not pay for loading it): the new-handler and
 // std::bad_alloc come from it through weak references, present whenever a
-// C++ program is the caller.
+// C++ program is the caller, or, for a runtime loaded later (a C program
+// that loads a C++ plugin), looked up when memory runs out.
+#include <dlfcn.h>
+#include <errno.h>
+
 #include <atomic>
 #include <cstddef>
 #include <new>
@@ -19,13 +23,34 @@ namespace {
 
 bool is_pow2(size_t a) noexcept { return a != 0 && (a & (a - 1)) == 0; }
 
+// A symbol of a C++ runtime loaded after this library: the weak references
+// were bound when it loaded, to nothing, and a runtime a plugin brought in
+// with RTLD_LOCAL is in no scope that dlsym(RTLD_DEFAULT) searches. Only
+// when memory has run out.
+void* late_runtime_symbol(const char* name) noexcept {
+  for (const char* lib : {"libstdc++.so.6", "libc++abi.so.1", "libc++.so.1"}) {
+    void* h = dlopen(lib, RTLD_LAZY | RTLD_NOLOAD);
+    if (h == nullptr) continue;
+    void* f = dlsym(h, name);
+    dlclose(h);
+    if (f != nullptr) return f;
+  }
+  return nullptr;
+}
+
 [[noreturn]] void throw_bad_alloc() {
   if (&std::__throw_bad_alloc != nullptr) std::__throw_bad_alloc();
+  if (auto f = reinterpret_cast<void (*)()>(late_runtime_symbol("_ZSt17__throw_bad_allocv"))) {
+    f();
+    __builtin_unreachable();
+  }
   pm::fatal("out of memory in operator new and no C++ runtime to throw std::bad_alloc");
 }
 
 std::new_handler current_new_handler() noexcept {
-  return &std::get_new_handler != nullptr ? std::get_new_handler() : nullptr;
+  if (&std::get_new_handler != nullptr) return std::get_new_handler();
+  auto f = reinterpret_cast<std::new_handler (*)() noexcept>(late_runtime_symbol("_ZSt15get_new_handlerv"));
+  return f != nullptr ? f() : nullptr;
 }
 
 // Called after an allocation failed: run the new-handler, or throw.
@@ -95,9 +120,14 @@ std::atomic<NothrowAlignedNew> g_runtime_nothrow_aligned{nullptr};
   if (current_new_handler() == nullptr) return nullptr;
   const std::nothrow_t nothrow{};  // std::nothrow itself is the runtime's
   if (align == 0) {
-    if (NothrowNew f = pm_preload::next_symbol(g_runtime_nothrow, "_ZnwmRKSt9nothrow_t")) return f(n, nothrow);
-  } else if (NothrowAlignedNew f = pm_preload::next_symbol(g_runtime_nothrow_aligned, "_ZnwmSt11align_val_tRKSt9nothrow_t")) {
-    return f(n, std::align_val_t{align}, nothrow);
+    NothrowNew f = pm_preload::next_symbol(g_runtime_nothrow, "_ZnwmRKSt9nothrow_t");
+    if (f == nullptr) f = reinterpret_cast<NothrowNew>(late_runtime_symbol("_ZnwmRKSt9nothrow_t"));
+    if (f != nullptr) return f(n, nothrow);
+  } else {
+    NothrowAlignedNew f = pm_preload::next_symbol(g_runtime_nothrow_aligned, "_ZnwmSt11align_val_tRKSt9nothrow_t");
+    if (f == nullptr)
+      f = reinterpret_cast<NothrowAlignedNew>(late_runtime_symbol("_ZnwmSt11align_val_tRKSt9nothrow_t"));
+    if (f != nullptr) return f(n, std::align_val_t{align}, nothrow);
   }
   // No runtime to catch for us (a handler is installed, so there is one
   // unless it is linked into the program whole): the loop, uncaught.
@@ -123,6 +153,55 @@ inline void* new_nothrow_aligned(size_t n, std::align_val_t a) noexcept {
   return is_pow2(align) ? new_nothrow(n, align) : nullptr;
 }
 
+// A program may replace operator new(size_t) and operator delete(void*)
+// alone (a counting or tracking allocator); the standard then has the
+// other forms go through them, as the C++ runtime's own do. Its
+// definitions come before this library's in symbol lookup, so this
+// library's array, nothrow and sized forms would otherwise take blocks of
+// the program's allocator (a sized delete of a vector's buffer, say) and
+// give out blocks it never sees. The same for the aligned pair. Found once
+// before the program's code runs: the definitions in effect are the
+// program's when they lie in another object than this library.
+using ProgramNew = void* (*)(size_t);
+using ProgramDelete = void (*)(void*) noexcept;
+using ProgramAlignedNew = void* (*)(size_t, std::align_val_t);
+using ProgramAlignedDelete = void (*)(void*, std::align_val_t) noexcept;
+constinit ProgramNew g_program_new = nullptr;
+constinit ProgramDelete g_program_delete = nullptr;
+constinit ProgramAlignedNew g_program_aligned_new = nullptr;
+constinit ProgramAlignedDelete g_program_aligned_delete = nullptr;
+
+void* program_definition(const char* name) noexcept {
+  int saved = errno;
+  void* f = dlsym(RTLD_DEFAULT, name);
+  Dl_info mine{}, found{};
+  bool other = f != nullptr && dladdr(reinterpret_cast<void*>(&program_definition), &mine) != 0 &&
+               dladdr(f, &found) != 0 && found.dli_fbase != mine.dli_fbase;
+  errno = saved;
+  return other ? f : nullptr;
+}
+
+[[gnu::constructor(101)]] void find_program_definitions() noexcept {
+  g_program_new = reinterpret_cast<ProgramNew>(program_definition("_Znwm"));
+  g_program_delete = reinterpret_cast<ProgramDelete>(program_definition("_ZdlPv"));
+  g_program_aligned_new = reinterpret_cast<ProgramAlignedNew>(program_definition("_ZnwmSt11align_val_t"));
+  g_program_aligned_delete = reinterpret_cast<ProgramAlignedDelete>(program_definition("_ZdlPvSt11align_val_t"));
+}
+
+// The C++ runtime's nothrow forms call the throwing ones inside a catch:
+// with the program's operator new in effect, they call it.
+std::atomic<NothrowNew> g_runtime_nothrow_array{nullptr};
+std::atomic<NothrowAlignedNew> g_runtime_nothrow_aligned_array{nullptr};
+[[gnu::noinline]] void* program_nothrow(size_t n, const char* name, std::atomic<NothrowNew>& cache) noexcept {
+  if (NothrowNew f = pm_preload::next_symbol(cache, name)) return f(n, std::nothrow_t{});
+  return new_nothrow(n, 0);
+}
+[[gnu::noinline]] void* program_nothrow_aligned(size_t n, std::align_val_t a, const char* name,
+                                                std::atomic<NothrowAlignedNew>& cache) noexcept {
+  if (NothrowAlignedNew f = pm_preload::next_symbol(cache, name)) return f(n, a, std::nothrow_t{});
+  return new_nothrow_aligned(n, a);
+}
+
 }  // namespace
 
 #define PM_EXPORT __attribute__((visibility("default")))
@@ -132,27 +211,87 @@ inline void* new_nothrow_aligned(size_t n, std::align_val_t a) noexcept {
 #define PM_HOT_ENTRY PM_EXPORT __attribute__((aligned(64)))
 
 PM_HOT_ENTRY void* operator new(size_t n) { return new_impl(n); }
-PM_HOT_ENTRY void* operator new[](size_t n) { return new_impl(n); }
-PM_EXPORT void* operator new(size_t n, const std::nothrow_t&) noexcept { return new_nothrow(n, 0); }
-PM_EXPORT void* operator new[](size_t n, const std::nothrow_t&) noexcept { return new_nothrow(n, 0); }
+PM_HOT_ENTRY void* operator new[](size_t n) {
+  if (ProgramNew f = g_program_new) [[unlikely]]
+    return f(n);
+  return new_impl(n);
+}
+PM_EXPORT void* operator new(size_t n, const std::nothrow_t&) noexcept {
+  if (g_program_new != nullptr) [[unlikely]]
+    return program_nothrow(n, "_ZnwmRKSt9nothrow_t", g_runtime_nothrow);
+  return new_nothrow(n, 0);
+}
+PM_EXPORT void* operator new[](size_t n, const std::nothrow_t&) noexcept {
+  if (g_program_new != nullptr) [[unlikely]]
+    return program_nothrow(n, "_ZnamRKSt9nothrow_t", g_runtime_nothrow_array);
+  return new_nothrow(n, 0);
+}
 PM_EXPORT void* operator new(size_t n, std::align_val_t a) { return new_aligned(n, a); }
-PM_EXPORT void* operator new[](size_t n, std::align_val_t a) { return new_aligned(n, a); }
+PM_EXPORT void* operator new[](size_t n, std::align_val_t a) {
+  if (ProgramAlignedNew f = g_program_aligned_new) [[unlikely]]
+    return f(n, a);
+  return new_aligned(n, a);
+}
 PM_EXPORT void* operator new(size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {
+  if (g_program_aligned_new != nullptr) [[unlikely]]
+    return program_nothrow_aligned(n, a, "_ZnwmSt11align_val_tRKSt9nothrow_t", g_runtime_nothrow_aligned);
   return new_nothrow_aligned(n, a);
 }
 PM_EXPORT void* operator new[](size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {
+  if (g_program_aligned_new != nullptr) [[unlikely]]
+    return program_nothrow_aligned(n, a, "_ZnamSt11align_val_tRKSt9nothrow_t", g_runtime_nothrow_aligned_array);
   return new_nothrow_aligned(n, a);
 }
 
+// Every delete form but the two base ones goes to the program's base form
+// when it has one (see g_program_delete): one load and a branch.
+#define PM_DELETE_VIA(base, ...)                   \
+  do {                                             \
+    if (auto f = base) [[unlikely]] {              \
+      f(__VA_ARGS__);                              \
+      return;                                      \
+    }                                              \
+  } while (0)
+
 PM_HOT_ENTRY void operator delete(void* p) noexcept { pm::dealloc(p); }
-PM_HOT_ENTRY void operator delete[](void* p) noexcept { pm::dealloc(p); }
-PM_EXPORT void operator delete(void* p, const std::nothrow_t&) noexcept { pm::dealloc(p); }
-PM_EXPORT void operator delete[](void* p, const std::nothrow_t&) noexcept { pm::dealloc(p); }
-PM_HOT_ENTRY void operator delete(void* p, size_t) noexcept { pm::dealloc(p); }
-PM_HOT_ENTRY void operator delete[](void* p, size_t) noexcept { pm::dealloc(p); }
+PM_HOT_ENTRY void operator delete[](void* p) noexcept {
+  PM_DELETE_VIA(g_program_delete, p);
+  pm::dealloc(p);
+}
+PM_EXPORT void operator delete(void* p, const std::nothrow_t&) noexcept {
+  PM_DELETE_VIA(g_program_delete, p);
+  pm::dealloc(p);
+}
+PM_EXPORT void operator delete[](void* p, const std::nothrow_t&) noexcept {
+  PM_DELETE_VIA(g_program_delete, p);
+  pm::dealloc(p);
+}
+PM_HOT_ENTRY void operator delete(void* p, size_t) noexcept {
+  PM_DELETE_VIA(g_program_delete, p);
+  pm::dealloc(p);
+}
+PM_HOT_ENTRY void operator delete[](void* p, size_t) noexcept {
+  PM_DELETE_VIA(g_program_delete, p);
+  pm::dealloc(p);
+}
 PM_EXPORT void operator delete(void* p, std::align_val_t) noexcept { pm::dealloc(p); }
-PM_EXPORT void operator delete[](void* p, std::align_val_t) noexcept { pm::dealloc(p); }
-PM_EXPORT void operator delete(void* p, size_t, std::align_val_t) noexcept { pm::dealloc(p); }
-PM_EXPORT void operator delete[](void* p, size_t, std::align_val_t) noexcept { pm::dealloc(p); }
-PM_EXPORT void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept { pm::dealloc(p); }
-PM_EXPORT void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept { pm::dealloc(p); }
+PM_EXPORT void operator delete[](void* p, std::align_val_t a) noexcept {
+  PM_DELETE_VIA(g_program_aligned_delete, p, a);
+  pm::dealloc(p);
+}
+PM_EXPORT void operator delete(void* p, size_t, std::align_val_t a) noexcept {
+  PM_DELETE_VIA(g_program_aligned_delete, p, a);
+  pm::dealloc(p);
+}
+PM_EXPORT void operator delete[](void* p, size_t, std::align_val_t a) noexcept {
+  PM_DELETE_VIA(g_program_aligned_delete, p, a);
+  pm::dealloc(p);
+}
+PM_EXPORT void operator delete(void* p, std::align_val_t a, const std::nothrow_t&) noexcept {
+  PM_DELETE_VIA(g_program_aligned_delete, p, a);
+  pm::dealloc(p);
+}
+PM_EXPORT void operator delete[](void* p, std::align_val_t a, const std::nothrow_t&) noexcept {
+  PM_DELETE_VIA(g_program_aligned_delete, p, a);
+  pm::dealloc(p);
+}

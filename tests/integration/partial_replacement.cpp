@@ -1,0 +1,62 @@
+// A program that replaces operator new(size_t) and operator delete(void*)
+// alone, with a header in front of each block (as tracking allocators do),
+// run preloaded: the array, nothrow and sized forms must go through its
+// two, as the C++ runtime's own do, so that no block of its allocator
+// reaches the library's free and every block it counted comes back.
+// Exits 0 when the count ends at zero.
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <string>
+#include <vector>
+
+namespace {
+
+long g_live = 0;
+constexpr std::size_t kHeader = 16;
+constexpr unsigned kMagic = 0x5eed5eedu;
+
+struct alignas(64) Wide {
+  char bytes[64];
+};
+
+}  // namespace
+
+void* operator new(std::size_t n) {
+  auto* p = static_cast<char*>(std::malloc(n + kHeader));
+  if (p == nullptr) throw std::bad_alloc();
+  std::memcpy(p, &kMagic, sizeof kMagic);
+  ++g_live;
+  return p + kHeader;
+}
+
+void operator delete(void* p) noexcept {
+  if (p == nullptr) return;
+  char* base = static_cast<char*>(p) - kHeader;
+  unsigned magic = 0;
+  std::memcpy(&magic, base, sizeof magic);
+  if (magic != kMagic) {
+    std::fprintf(stderr, "partial_replacement: operator delete got a block the program's operator new did not make\n");
+    std::abort();
+  }
+  --g_live;
+  std::free(base);
+}
+
+int main() {
+  {
+    std::vector<std::string> v;  // sized delete (GCC's default since C++14)
+    for (int i = 0; i < 200; ++i) v.push_back(std::string(40 + i, 'a'));
+    int* array = new int[8];
+    delete[] array;
+    int* one = new (std::nothrow) int(7);
+    delete one;
+    int* few = new (std::nothrow) int[4];
+    delete[] few;
+    Wide* wide = new Wide;  // the aligned forms are not replaced: the library's
+    delete wide;
+  }
+  std::printf("partial_replacement: %ld blocks of the program's allocator still live\n", g_live);
+  return g_live == 0 ? 0 : 1;
+}
