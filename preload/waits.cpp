@@ -28,6 +28,7 @@
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/select.h>
+#include <sys/single_threaded.h>
 #include <sys/timerfd.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -240,7 +241,8 @@ bool valid(const timespec& t, time_t max_seconds = kMaxSlicedSeconds) noexcept {
 // change of the wall clock moves a CLOCK_REALTIME end as it would theirs.
 class SliceTimer {
  public:
-  explicit SliceTimer(clockid_t clock) noexcept {
+  SliceTimer(clockid_t clock, bool wanted) noexcept {
+    if (!wanted) return;
     int saved = errno;
     fd_ = timerfd_create(clock, TFD_CLOEXEC | TFD_NONBLOCK);
     errno = saved;
@@ -275,7 +277,12 @@ int sliced_sleep(clockid_t clock, int64_t end, int slice, bool relative, timespe
   PpollFn wait = next_symbol(g_ppoll, "ppoll");
   int saved = errno;
   SignalsHeld held;
-  SliceTimer timer(clock);  // without one (no descriptor left), ppoll's own timeout
+  // Without a timer (no descriptor left), ppoll's own timeout. A threaded
+  // program gets none: a thread cancelled in the wait unwinds through this
+  // frame without its destructors (the library is built without
+  // exceptions), and the descriptor would stay open; so does the signal
+  // mask held here, in which the thread's cleanup handlers then run.
+  SliceTimer timer(clock, __libc_single_threaded != 0);
   for (bool first = true;; first = false) {
     int64_t now = now_ns(clock);
     if (now >= end) {

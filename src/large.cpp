@@ -756,9 +756,12 @@ char* grow_locked(char* base, size_t old_size, size_t new_size) noexcept {
     best = better ? static_cast<int>(i) : best;
   }
   if (best < 0) return nullptr;
-  char* target = g_cache[best].base;
-  if (!os::remap_onto(base, old_size, new_size, target)) return nullptr;
+  // The target leaves the cache before the move: a kernel that refuses it
+  // (a block that spans two mappings) may have unmapped the target first
+  // (kernels before 6.16 did), so after a failure its state is unknown and
+  // it goes back to the OS rather than to the cache.
   CacheEntry& e = g_cache[best];
+  char* target = e.base;
   if (e.size == new_size) {
     drop_entry(static_cast<unsigned>(best));
   } else {
@@ -766,7 +769,9 @@ char* grow_locked(char* base, size_t old_size, size_t new_size) noexcept {
     e.size -= new_size;
     g_cached_bytes -= new_size;
   }
-  return target;
+  if (os::remap_onto(base, old_size, new_size, target)) return target;
+  os::unmap(target, new_size);  // unmapping what is unmapped already succeeds
+  return nullptr;
 }
 
 void* large_realloc(void* p, size_t n) noexcept {

@@ -25,7 +25,8 @@ enum class MapAt { kMapped, kTaken, kNoMemory };
 // Grow a mapping where it is; false when the pages after it are taken.
 [[nodiscard]] bool remap_in_place(void* p, size_t old_size, size_t new_size) noexcept;
 // Move a mapping onto `target`, new_size bytes of this process's own mapped
-// memory, which the kernel discards; false when it refuses.
+// memory, which the kernel discards; false when it refuses, after which
+// the target may or may not still be mapped (the caller unmaps it).
 [[nodiscard]] bool remap_onto(void* p, size_t old_size, size_t new_size, void* target) noexcept;
 // Give the pages back to the OS; the range stays mapped and reads as zero.
 void purge(void* p, size_t size) noexcept;

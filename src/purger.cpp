@@ -267,11 +267,18 @@ int idle_slice_ms() noexcept {
 }
 
 bool idle_purge(size_t budget) noexcept {
+  // The flag goes down before the look, so that memory another thread
+  // frees meanwhile (its note raises the flag again) is not missed, and
+  // back up when something is left.
+  g_idle_dirty.store(false, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
   size_t dirty = 0, cached = 0;
   bool arena_done = arena_idle_purge(budget, &dirty);
   bool large_done = large_idle_purge(budget, &cached);
-  if (!arena_done || !large_done || dirty != 0 || cached != 0) return true;
-  g_idle_dirty.store(false, std::memory_order_relaxed);
+  if (!arena_done || !large_done || dirty != 0 || cached != 0) {
+    g_idle_dirty.store(true, std::memory_order_relaxed);
+    return true;
+  }
   return false;
 }
 

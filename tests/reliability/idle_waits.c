@@ -16,6 +16,8 @@
  *                         background thread, as the program is threaded)
  *   idle_waits threaded_no_purger  a threaded program whose background thread
  *                         has not started: its waits return the memory
+ *   idle_waits cancelled  threads cancelled in sliced waits leave no
+ *                         descriptor behind
  *
  * Exits 0 when every check holds; prints each failure. */
 #define _GNU_SOURCE
@@ -542,6 +544,51 @@ static int check_threaded_without_purger(void) {
   return g_failures == 0 ? 0 : 1;
 }
 
+static int open_descriptors(void) {
+  int n = 0;
+  for (int fd = 0; fd < 1024; ++fd) n += fcntl(fd, F_GETFD) >= 0;
+  return n;
+}
+
+static void* sleep_forever(void* arg) {
+  char c;
+  (void)!read(*(int*)arg, &c, 1);
+  for (;;) {
+    struct timespec ts = {5, 0};
+    nanosleep(&ts, NULL);
+  }
+  return NULL;
+}
+
+/* Threads cancelled while their waits slice (a thread pool shut down
+ * before the background thread started): nothing the slices hold stays
+ * behind, no descriptor in particular. */
+static int check_cancelled_in_a_sliced_wait(void) {
+  enum { kThreads = 3 };
+  static int fds[2];
+  if (pipe(fds) != 0) return 2;
+  char* p = malloc(8 << 20);
+  memset(p, 1, 8 << 20);
+  pthread_t t[kThreads];
+  for (int i = 0; i < kThreads; ++i)
+    if (pthread_create(&t[i], NULL, sleep_forever, &fds[0]) != 0) return 2;
+  struct timespec settle = {0, 20 * 1000 * 1000};
+  syscall(SYS_nanosleep, &settle, NULL);
+  int before = open_descriptors();
+  free(p); /* memory to purge, after the last allocation slow path */
+  (void)!write(fds[1], "xxx", kThreads);
+  struct timespec asleep = {0, 50 * 1000 * 1000};
+  syscall(SYS_nanosleep, &asleep, NULL);
+  for (int i = 0; i < kThreads; ++i) {
+    pthread_cancel(t[i]);
+    pthread_join(t[i], NULL);
+  }
+  int after = open_descriptors();
+  CHECK(after == before, "threads cancelled in sliced waits: %d descriptors open before, %d after", before, after);
+  printf("cancelled in sliced waits: %d descriptors open before, %d after\n", before, after);
+  return g_failures == 0 ? 0 : 1;
+}
+
 int main(int argc, char** argv) {
   if (argc >= 2 && strcmp(argv[1], "stop") == 0) {
     check_stop_and_continue();
@@ -556,6 +603,7 @@ int main(int argc, char** argv) {
   if (argc >= 2 && strcmp(argv[1], "forked") == 0) return check_forked_child();
   if (argc >= 2 && strcmp(argv[1], "thread_after") == 0) return check_thread_after_free();
   if (argc >= 2 && strcmp(argv[1], "threaded_no_purger") == 0) return check_threaded_without_purger();
+  if (argc >= 2 && strcmp(argv[1], "cancelled") == 0) return check_cancelled_in_a_sliced_wait();
   if (argc >= 2 && strcmp(argv[1], "signals") == 0) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);

@@ -13,6 +13,7 @@
 #include "alloc.h"
 #include "large.h"
 #include "options.h"
+#include "os.h"
 
 namespace pm {
 namespace {
@@ -338,6 +339,32 @@ TEST(LargeCache, BuffersGrownTogetherReplaceCachedRangesAsTheyMove) {
     for (char* buf : b) dealloc(buf);
   }
   EXPECT_LT(most_cached, size_t{40} << 20);
+}
+
+// A move onto a cached range that the kernel refuses may leave the range
+// unmapped (kernels before 6.16 unmapped the target first): the range
+// leaves the cache either way, and the block still grows (by mremap
+// elsewhere), keeping its contents.
+TEST(LargeCache, ARefusedMoveOntoACachedRangeLeavesTheCache) {
+  (void)trim();
+  constexpr size_t kMiB = size_t{1} << 20;
+  auto* p = static_cast<char*>(alloc(2 * kMiB));  // first: the highest of the three
+  void* guard = alloc(kMiB);                        // keeps the cached range from bordering p
+  void* big = alloc(16 * kMiB);
+  ASSERT_TRUE(p != nullptr && guard != nullptr && big != nullptr);
+  std::memset(p, 'a', 2 * kMiB);
+  dealloc(big);
+  const size_t cached = large_stats().cached_bytes;
+  ASSERT_GE(cached, 16 * kMiB);
+  os::inject_map_failures(2);  // the growth in place and the move onto the cached range
+  auto* q = static_cast<char*>(resize(p, 4 * kMiB));
+  os::inject_map_failures(0);
+  ASSERT_NE(q, nullptr);
+  for (size_t i = 0; i < 2 * kMiB; i += 4096) ASSERT_EQ(q[i], 'a') << i;
+  std::memset(q, 'b', 4 * kMiB);
+  EXPECT_LE(large_stats().cached_bytes, cached - 4 * kMiB) << "the range the move was refused onto is still cached";
+  dealloc(q);
+  dealloc(guard);
 }
 
 }  // namespace
