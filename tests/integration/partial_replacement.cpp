@@ -1,9 +1,10 @@
 // A program that replaces operator new(size_t) and operator delete(void*)
-// alone, with a header in front of each block (as tracking allocators do),
-// run preloaded: the array, nothrow and sized forms must go through its
-// two, as the C++ runtime's own do, so that no block of its allocator
-// reaches the library's free and every block it counted comes back.
-// Exits 0 when the count ends at zero.
+// alone, and the aligned pair (size_t, align_val_t) and (void*,
+// align_val_t), with a header in front of each block (as tracking
+// allocators do), run preloaded: the array, nothrow and sized forms must
+// go through them, as the C++ runtime's own do, so that no block of its
+// allocator reaches the library's free and every block it counted comes
+// back. Exits 0 when the count ends at zero.
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -44,6 +45,39 @@ void operator delete(void* p) noexcept {
   std::free(base);
 }
 
+// The aligned pair: the header takes a whole alignment, so the block stays
+// aligned; the magic word sits just below the block.
+namespace {
+std::size_t aligned_header(std::align_val_t a) {
+  auto align = static_cast<std::size_t>(a);
+  return align < kHeader ? kHeader : align;
+}
+}  // namespace
+
+void* operator new(std::size_t n, std::align_val_t a) {
+  std::size_t header = aligned_header(a);
+  std::size_t total = (n + header + header - 1) / header * header;  // a multiple of the alignment
+  auto* p = static_cast<char*>(std::aligned_alloc(header, total));
+  if (p == nullptr) throw std::bad_alloc();
+  std::memcpy(p + header - sizeof kMagic, &kMagic, sizeof kMagic);
+  ++g_live;
+  return p + header;
+}
+
+void operator delete(void* p, std::align_val_t a) noexcept {
+  if (p == nullptr) return;
+  std::size_t header = aligned_header(a);
+  char* base = static_cast<char*>(p) - header;
+  unsigned magic = 0;
+  std::memcpy(&magic, base + header - sizeof magic, sizeof magic);
+  if (magic != kMagic) {
+    std::fprintf(stderr, "partial_replacement: aligned operator delete got a block the program's did not make\n");
+    std::abort();
+  }
+  --g_live;
+  std::free(base);
+}
+
 int main() {
   {
     std::vector<std::string> v;  // sized delete (GCC's default since C++14)
@@ -54,8 +88,14 @@ int main() {
     delete one;
     int* few = new (std::nothrow) int[4];
     delete[] few;
-    Wide* wide = new Wide;  // the aligned forms are not replaced: the library's
-    delete wide;
+    Wide* wide = new Wide;  // the aligned pair itself
+    delete wide;            // the sized aligned delete
+    Wide* wides = new Wide[3];
+    delete[] wides;
+    Wide* maybe = new (std::nothrow) Wide;
+    delete maybe;
+    Wide* maybe_many = new (std::nothrow) Wide[2];
+    delete[] maybe_many;
   }
   std::printf("partial_replacement: %ld blocks of the program's allocator still live\n", g_live);
   return g_live == 0 ? 0 : 1;
