@@ -177,6 +177,43 @@ void drop_entry(unsigned i) noexcept {  // g_lock held; caller unmaps
   g_cache[i] = g_cache[--g_cached];
 }
 
+// The smallest entry of at least `need` bytes and the largest entry (-1
+// when none), in one pass without data-dependent branches (the sizes in the
+// cache follow no order a predictor learns). g_lock held.
+struct CacheFit {
+  int best = -1;
+  int largest = -1;
+};
+CacheFit cache_fit(size_t need) noexcept {
+  CacheFit fit;
+  size_t best_size = SIZE_MAX, largest_size = 0;
+  for (unsigned i = 0; i < g_cached; ++i) {
+    size_t s = g_cache[i].size;
+    bool better = s >= need && s < best_size;
+    best_size = better ? s : best_size;
+    fit.best = better ? static_cast<int>(i) : fit.best;
+    bool larger = s > largest_size;
+    largest_size = larger ? s : largest_size;
+    fit.largest = larger ? static_cast<int>(i) : fit.largest;
+  }
+  return fit;
+}
+
+// Takes the first `bytes` of entry i (at least that long) out of the cache,
+// the rest staying cached; returns where they start. g_lock held.
+char* take_front(unsigned i, size_t bytes) noexcept {
+  CacheEntry& e = g_cache[i];
+  char* base = e.base;
+  if (e.size == bytes) {
+    drop_entry(i);
+  } else {
+    e.base += bytes;
+    e.size -= bytes;
+    g_cached_bytes -= bytes;
+  }
+  return base;
+}
+
 constinit uint64_t g_last_decay_ms = 0;
 
 // Milliseconds from `then` to `now`; 0 when `then` is later (another thread
@@ -198,30 +235,10 @@ char* cache_take(size_t need, size_t offset, size_t* dirty, size_t n) noexcept {
   char* base = nullptr;
   {
     LockGuard g(g_lock);
-    // Best fit and largest entry in one pass without data-dependent
-    // branches (the sizes in the cache follow no order a predictor learns).
-    int best = -1, largest = -1;
-    size_t best_size = SIZE_MAX, largest_size = 0;
-    for (unsigned i = 0; i < g_cached; ++i) {
-      size_t s = g_cache[i].size;
-      bool better = s >= need && s < best_size;
-      best_size = better ? s : best_size;
-      best = better ? static_cast<int>(i) : best;
-      bool larger = s > largest_size;
-      largest_size = larger ? s : largest_size;
-      largest = larger ? static_cast<int>(i) : largest;
-    }
+    const auto [best, largest] = cache_fit(need);
     if (best >= 0) {
-      CacheEntry& e = g_cache[best];
-      base = e.base;
-      const MappingId mapping = e.mapping;
-      if (e.size == need) {
-        drop_entry(static_cast<unsigned>(best));
-      } else {
-        e.base += need;
-        e.size -= need;
-        g_cached_bytes -= need;
-      }
+      const MappingId mapping = g_cache[best].mapping;
+      base = take_front(static_cast<unsigned>(best), need);
       char* user = base + offset;
       *dirty = need - offset;
       finish(base, need, mapping, user);
@@ -400,15 +417,9 @@ char* cache_take_aligned(size_t align, size_t map_size, size_t* dirty, size_t n)
 bool cache_extend(char* end, size_t extra, MappingId mapping) noexcept {
   LockGuard g(g_lock);
   for (unsigned i = 0; i < g_cached; ++i) {
-    CacheEntry& e = g_cache[i];
+    const CacheEntry& e = g_cache[i];
     if (e.base != end || e.size < extra || e.mapping != mapping) continue;
-    if (e.size == extra) {
-      drop_entry(i);
-    } else {
-      e.base += extra;
-      e.size -= extra;
-      g_cached_bytes -= extra;
-    }
+    (void)take_front(i, extra);
     grow_live_locked(extra, extra);
     return true;
   }
@@ -747,28 +758,13 @@ void large_free(void* p) noexcept {
 // it. g_lock held. nullptr when neither can be done.
 char* grow_locked(char* base, size_t old_size, size_t new_size) noexcept {
   if (os::remap_in_place(base, old_size, new_size)) return base;
-  int best = -1;
-  size_t best_size = SIZE_MAX;
-  for (unsigned i = 0; i < g_cached; ++i) {
-    size_t s = g_cache[i].size;
-    bool better = s >= new_size && s < best_size;
-    best_size = better ? s : best_size;
-    best = better ? static_cast<int>(i) : best;
-  }
+  const int best = cache_fit(new_size).best;
   if (best < 0) return nullptr;
   // The target leaves the cache before the move: a kernel that refuses it
   // (a block that spans two mappings) may have unmapped the target first
   // (kernels before 6.16 did), so after a failure its state is unknown and
   // it goes back to the OS rather than to the cache.
-  CacheEntry& e = g_cache[best];
-  char* target = e.base;
-  if (e.size == new_size) {
-    drop_entry(static_cast<unsigned>(best));
-  } else {
-    e.base += new_size;
-    e.size -= new_size;
-    g_cached_bytes -= new_size;
-  }
+  char* target = take_front(static_cast<unsigned>(best), new_size);
   if (os::remap_onto(base, old_size, new_size, target)) return target;
   os::unmap(target, new_size);  // unmapping what is unmapped already succeeds
   return nullptr;
