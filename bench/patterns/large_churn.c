@@ -5,13 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-static unsigned long long g_state = 88172645463325252ull;
-static unsigned long long next_random(void) {
-  g_state ^= g_state << 13;
-  g_state ^= g_state >> 7;
-  g_state ^= g_state << 17;
-  return g_state;
-}
+#include "random.h"
 
 int main(int argc, char** argv) {
   if (argc < 5) {

@@ -10,13 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static unsigned long long g_state = 88172645463325252ull;
-static unsigned long long next_random(void) {
-  g_state ^= g_state << 13;
-  g_state ^= g_state >> 7;
-  g_state ^= g_state << 17;
-  return g_state;
-}
+#include "random.h"
 
 static void* idle_thread(void* arg) {
   (void)arg;
