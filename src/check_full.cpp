@@ -196,7 +196,7 @@ void free_large(void* p) noexcept {
   size_t span = m->span;
   os::purge(front + kPageSize, span - 2 * kPageSize);
   os::protect_none(front + kPageSize, span - 2 * kPageSize);
-  if (old.front != nullptr) os::unmap(old.front, old.span);
+  if (old.front != nullptr) os::give_back(old.front, old.span);
 }
 
 void* full_realloc_copy(void* p, size_t old, size_t n) noexcept {
@@ -264,7 +264,7 @@ void* check_full_alloc_large(size_t n, size_t align) noexcept {
   os::protect_read(meta, kPageSize);
   void* p = large_place(base, static_cast<size_t>(rear - base), reinterpret_cast<char*>(user), n);
   if (p == nullptr) {
-    os::unmap(front, span);
+    os::give_back(front, span);
     errno = ENOMEM;
     return nullptr;
   }

@@ -262,7 +262,7 @@ class MaybeLock {
 };
 
 void release(poolmalloc_fixed_pool* fp) noexcept {
-  for (size_t i = 0; i < fp->num_chunks; ++i) pm::os::unmap(fp->chunks[i].base, fp->chunks[i].bytes);
+  for (size_t i = 0; i < fp->num_chunks; ++i) pm::os::give_back(fp->chunks[i].base, fp->chunks[i].bytes);
   pm::dealloc(fp->chunks);
   fp->cookie = 0;
   fp->~poolmalloc_fixed_pool();

@@ -150,7 +150,7 @@ char* publish(char* base, size_t map_size, MappingId mapping, char* user, size_t
   }
   if (ok) [[likely]]
     return user;
-  os::unmap(base, map_size);
+  os::give_back(base, map_size);
   return nullptr;
 }
 
@@ -255,12 +255,12 @@ char* cache_take(size_t need, size_t offset, size_t* dirty, size_t n) noexcept {
     }
   }
   if (base != nullptr) {  // the registry could not grow
-    os::unmap(base, need);
+    os::give_back(base, need);
     return nullptr;
   }
   auto* grown = static_cast<char*>(os::remap(grow_base, grow_size, need));
   if (grown == nullptr) {
-    os::unmap(grow_base, grow_size);
+    os::give_back(grow_base, grow_size);
     return nullptr;
   }
   *dirty = grow_size - offset;  // the pages added by the kernel are zero
@@ -279,10 +279,10 @@ struct Evicted {
   [[nodiscard]] bool room_for_two() const noexcept { return count + 2 <= kMax; }
   void add(const CacheEntry& e) noexcept {
     if (count < kMax) entries[count++] = e;
-    else os::unmap(e.base, e.size);
+    else os::give_back(e.base, e.size);
   }
   void unmap_all() noexcept {
-    for (unsigned i = 0; i < count; ++i) os::unmap(entries[i].base, entries[i].size);
+    for (unsigned i = 0; i < count; ++i) os::give_back(entries[i].base, entries[i].size);
   }
 };
 
@@ -402,9 +402,9 @@ char* cache_take_aligned(size_t align, size_t map_size, size_t* dirty, size_t n)
     else
       user = nullptr;
   }
-  if (tail != nullptr) os::unmap(tail, tail_size);
+  if (tail != nullptr) os::give_back(tail, tail_size);
   if (user == nullptr) {  // the registry could not grow
-    os::unmap(block, map_size);
+    os::give_back(block, map_size);
     return nullptr;
   }
   *dirty = map_size - kPageSize;
@@ -666,9 +666,9 @@ void* large_alloc(size_t n, size_t align, size_t* dirty) noexcept {
     uintptr_t user = (reinterpret_cast<uintptr_t>(raw) + kPageSize + align - 1) & ~(uintptr_t{align} - 1);
     char* base = reinterpret_cast<char*>(user - kPageSize);
     size_t map_size = round_page(n) + kPageSize;
-    if (base > raw) os::unmap(raw, static_cast<size_t>(base - raw));
+    if (base > raw) os::give_back(raw, static_cast<size_t>(base - raw));
     char* end = base + map_size;
-    if (end < raw + span) os::unmap(end, static_cast<size_t>(raw + span - end));
+    if (end < raw + span) os::give_back(end, static_cast<size_t>(raw + span - end));
     if (publish(base, map_size, kMmapped, reinterpret_cast<char*>(user), n) == nullptr) return nullptr;
     return reinterpret_cast<void*>(user);
   }
@@ -766,7 +766,7 @@ char* grow_locked(char* base, size_t old_size, size_t new_size) noexcept {
   // it goes back to the OS rather than to the cache.
   char* target = take_front(static_cast<unsigned>(best), new_size);
   if (os::remap_onto(base, old_size, new_size, target)) return target;
-  os::unmap(target, new_size);  // unmapping what is unmapped already succeeds
+  os::give_back(target, new_size);  // unmapping what is unmapped already succeeds
   return nullptr;
 }
 
@@ -866,7 +866,7 @@ size_t purge_cache(bool force, size_t budget, bool* blocked = nullptr) noexcept 
     }
     g_lock.unlock();
     if (base == nullptr) break;
-    os::unmap(base, size);
+    os::give_back(base, size);
     released += size;
   }
   return released;

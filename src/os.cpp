@@ -95,6 +95,10 @@ bool unmap(void* p, size_t size) noexcept {
   return done;
 }
 
+void give_back(void* p, size_t size) noexcept {
+  if (!unmap(p, size)) purge(p, size);
+}
+
 bool remap_in_place(void* p, size_t old_size, size_t new_size) noexcept {
   if constexpr (kThreadSanitizer) return false;
   if (injected_failure()) return false;

@@ -14,6 +14,10 @@ namespace pm::os {
 // False when the kernel refused (ENOMEM: splitting the mapping would pass
 // vm.max_map_count); the range is then still mapped.
 bool unmap(void* p, size_t size) noexcept;
+// Unmaps a range that nothing will use again. When the kernel refuses the
+// munmap, the range's pages go back all the same (as purge), so that only
+// its address space stays behind.
+void give_back(void* p, size_t size) noexcept;
 // Fresh zeroed read-write memory at exactly [p, p + size), never over an
 // existing mapping. kTaken when something is mapped there already (or the
 // kernel would only map elsewhere); kNoMemory when the system refuses

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <gtest/gtest.h>
 #include <stdio.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -137,6 +138,36 @@ TEST_F(Fault, RefusedUnmapKeepsTheSegment) {
         REQUIRE(pm::os::mapped_bytes() <= mapped - (grown - segments - 1) * pm::kSegmentSize);
         for (auto& b : blocks) REQUIRE((b = pm::alloc(32768)) != nullptr);  // the arena works on
         for (auto* b : blocks) pm::dealloc(b);
+        _exit(0);
+      },
+      ::testing::ExitedWithCode(0), "");
+}
+
+// munmap refused for a range the large cache lets go of: the range stays
+// mapped, since only the kernel could take its address space back, but its
+// pages go back to the OS (they stayed resident, lost to the program).
+TEST_F(Fault, RefusedUnmapOfACachedRangeReturnsItsPages) {
+  EXPECT_EXIT(
+      {
+        constexpr size_t kBytes = size_t{8} << 20;
+        pm::dealloc(pm::alloc(64));  // initialise
+        auto* p = static_cast<char*>(pm::alloc(kBytes));
+        REQUIRE(p != nullptr);
+        fill(p, kBytes, 0x5a);
+        pm::dealloc(p);
+        REQUIRE(pm::large_stats().cached_bytes >= kBytes);
+        const size_t mapped = pm::os::mapped_bytes();
+        pm::os::inject_unmap_failures(1000);
+        pm::trim();
+        pm::os::inject_unmap_failures(0);
+        REQUIRE(pm::large_stats().cached_bytes == 0);
+        REQUIRE(pm::os::mapped_bytes() == mapped);  // still mapped, and counted so
+        char* page = reinterpret_cast<char*>(reinterpret_cast<uintptr_t>(p) & ~uintptr_t{4095});
+        static unsigned char vec[kBytes / 4096];
+        REQUIRE(mincore(page, kBytes, vec) == 0);
+        size_t resident = 0;
+        for (unsigned char v : vec) resident += v & 1;
+        REQUIRE(resident == 0);
         _exit(0);
       },
       ::testing::ExitedWithCode(0), "");
