@@ -17,6 +17,9 @@
 // until the next slice, which it interrupts: the wrapper returns EINTR as
 // the real call would have, and the handler runs then. Run between the
 // slices with the caller's mask, the handler would run and the wait go on.
+// A thread cancelled inside a sliced wrapper (at a slice, or between two
+// when the cancellation came while it purged) runs its cleanup handlers
+// with the caller's mask back (SignalsHeld::run, cancel_cleanup.c).
 #undef _FORTIFY_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
@@ -39,6 +42,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "cancel_cleanup.h"
 #include "next_symbol.h"
 #include "os.h"
 #include "purger.h"
@@ -101,6 +105,13 @@ class SignalsHeld {
   SignalsHeld(const SignalsHeld&) = delete;
   SignalsHeld& operator=(const SignalsHeld&) = delete;
   [[nodiscard]] const sigset_t* caller() const noexcept { return &caller_; }
+  // body(), whose slices may be cancellation points: a thread cancelled
+  // in one runs its cleanup handlers with the caller's mask back, not
+  // with every signal held (see cancel_cleanup.c).
+  template <class Body>
+  [[nodiscard]] int run(Body body) const noexcept {
+    return pm_wait_restoring_mask([](void* b) { return (*static_cast<Body*>(b))(); }, &body, &caller_);
+  }
 
  private:
   sigset_t caller_;
@@ -210,16 +221,18 @@ int sliced_wait(int timeout, int slice, Wait wait) noexcept {
     return r;
   }
   SignalsHeld held;
-  MsDeadline deadline(timeout);
-  for (;;) {
-    int r = wait(deadline.next(slice), held.caller());
-    if (r != 0) return r;
-    int left = deadline.left();
-    bool more = purge_after_slice(left < 0 ? INT64_MAX : left * kNsPerMs);
-    if (deadline.left() == 0) return 0;
-    slice = more ? pm::idle_slice_ms() : -1;
-    if (slice < 0) return wait(deadline.left(), held.caller());
-  }
+  return held.run([&] {
+    MsDeadline deadline(timeout);
+    for (;;) {
+      int r = wait(deadline.next(slice), held.caller());
+      if (r != 0) return r;
+      int left = deadline.left();
+      bool more = purge_after_slice(left < 0 ? INT64_MAX : left * kNsPerMs);
+      if (deadline.left() == 0) return 0;
+      slice = more ? pm::idle_slice_ms() : -1;
+      if (slice < 0) return wait(deadline.left(), held.caller());
+    }
+  });
 }
 
 // Longer waits (`sleep infinity` asks for the largest time_t) are not
@@ -280,40 +293,42 @@ int sliced_sleep(clockid_t clock, int64_t end, int slice, bool relative, timespe
   // Without a timer (no descriptor left), ppoll's own timeout. A threaded
   // program gets none: a thread cancelled in the wait unwinds through this
   // frame without its destructors (the library is built without
-  // exceptions), and the descriptor would stay open; so does the signal
-  // mask held here, in which the thread's cleanup handlers then run.
+  // exceptions), and the descriptor would stay open. (The signal mask held
+  // here is put back by run's cancellation cleanup.)
   SliceTimer timer(clock, __libc_single_threaded != 0);
-  for (bool first = true;; first = false) {
-    int64_t now = now_ns(clock);
-    if (now >= end) {
-      if (first) pthread_testcancel();  // a sleep of nothing is a cancellation point too
-      errno = saved;
-      return 0;
-    }
-    int64_t part = end - now;
-    if (slice >= 0 && part > slice * kNsPerMs) part = slice * kNsPerMs;
-    int r = 0;
-    if (timer.ok()) {
-      r = timer.wait_until(now + part, held.caller(), wait);
-    } else {
-      // ppoll counts on the monotonic clock: a wall-clock end is looked at
-      // again at least once a second, so that a change of the clock counts.
-      if (clock == CLOCK_REALTIME && !relative && part > kNsPerSec) part = kNsPerSec;
-      timespec ts = to_timespec(part);
-      r = wait(nullptr, 0, &ts, held.caller());
-    }
-    if (r != 0) {
-      int e = errno;
-      errno = saved;
-      if (e == EINTR && relative && rem != nullptr) {
-        int64_t left = end - now_ns(clock);
-        timespec t = to_timespec(left > 0 ? left : 0);
-        if (!copy_to_caller(rem, &t, sizeof t)) return EFAULT;
+  return held.run([&] {
+    for (bool first = true;; first = false) {
+      int64_t now = now_ns(clock);
+      if (now >= end) {
+        if (first) pthread_testcancel();  // a sleep of nothing is a cancellation point too
+        errno = saved;
+        return 0;
       }
-      return e;
+      int64_t part = end - now;
+      if (slice >= 0 && part > slice * kNsPerMs) part = slice * kNsPerMs;
+      int r = 0;
+      if (timer.ok()) {
+        r = timer.wait_until(now + part, held.caller(), wait);
+      } else {
+        // ppoll counts on the monotonic clock: a wall-clock end is looked at
+        // again at least once a second, so that a change of the clock counts.
+        if (clock == CLOCK_REALTIME && !relative && part > kNsPerSec) part = kNsPerSec;
+        timespec ts = to_timespec(part);
+        r = wait(nullptr, 0, &ts, held.caller());
+      }
+      if (r != 0) {
+        int e = errno;
+        errno = saved;
+        if (e == EINTR && relative && rem != nullptr) {
+          int64_t left = end - now_ns(clock);
+          timespec t = to_timespec(left > 0 ? left : 0);
+          if (!copy_to_caller(rem, &t, sizeof t)) return EFAULT;
+        }
+        return e;
+      }
+      if (slice >= 0) slice = purge_after_slice(end - now_ns(clock)) ? pm::idle_slice_ms() : -1;
     }
-    if (slice >= 0) slice = purge_after_slice(end - now_ns(clock)) ? pm::idle_slice_ms() : -1;
-  }
+  });
 }
 
 bool sliceable_clock(clockid_t clock) noexcept {
@@ -367,38 +382,40 @@ PM_EXPORT int select(int n, fd_set* rd, fd_set* wr, fd_set* ex, timeval* tv) {
   if (slice < 0) return real(n, rd, wr, ex, tv);
   PselectFn masked = next_symbol(g_pselect, "pselect");
   SignalsHeld held;
-  const bool forever = tv == nullptr;
-  const int64_t end = forever ? 0 : now_ns(CLOCK_MONOTONIC) + tv->tv_sec * kNsPerSec + tv->tv_usec * 1000;
-  for (bool first = true;;) {
-    int64_t left = forever ? INT64_MAX : end - now_ns(CLOCK_MONOTONIC);
-    if (left < 0) left = 0;
-    int64_t ns = slice >= 0 && left > slice * kNsPerMs ? slice * kNsPerMs : left;
-    timespec part{};
-    timespec* arg = nullptr;
-    if (ns != INT64_MAX) {
-      part = to_timespec(ns / 1000 * 1000);  // select's microseconds
-      arg = &part;
-    }
-    // The caller's sets again after a slice that timed out (and cleared
-    // them); the first slice waits on them as they are.
-    for (int i = 0; i < 3 && !first; ++i)
-      if (sets[i] != nullptr && bytes != 0 && !copy_to_caller(sets[i], &saved[i], bytes)) {
-        errno = EFAULT;
-        return -1;
+  return held.run([&] {
+    const bool forever = tv == nullptr;
+    const int64_t end = forever ? 0 : now_ns(CLOCK_MONOTONIC) + tv->tv_sec * kNsPerSec + tv->tv_usec * 1000;
+    for (bool first = true;;) {
+      int64_t left = forever ? INT64_MAX : end - now_ns(CLOCK_MONOTONIC);
+      if (left < 0) left = 0;
+      int64_t ns = slice >= 0 && left > slice * kNsPerMs ? slice * kNsPerMs : left;
+      timespec part{};
+      timespec* arg = nullptr;
+      if (ns != INT64_MAX) {
+        part = to_timespec(ns / 1000 * 1000);  // select's microseconds
+        arg = &part;
       }
-    first = false;
-    int r = masked(n, rd, wr, ex, arg, held.caller());
-    int64_t rest = forever ? 0 : end - now_ns(CLOCK_MONOTONIC);
-    bool done = r != 0 || (!forever && rest <= 0);
-    if (r == 0 && slice >= 0) slice = purge_after_slice(forever ? INT64_MAX : rest) ? pm::idle_slice_ms() : -1;
-    if (done) {
-      if (!forever) {
-        int64_t keep = r == 0 || rest < 0 ? 0 : rest;
-        *tv = timeval{static_cast<time_t>(keep / kNsPerSec), static_cast<suseconds_t>(keep % kNsPerSec / 1000)};
+      // The caller's sets again after a slice that timed out (and cleared
+      // them); the first slice waits on them as they are.
+      for (int i = 0; i < 3 && !first; ++i)
+        if (sets[i] != nullptr && bytes != 0 && !copy_to_caller(sets[i], &saved[i], bytes)) {
+          errno = EFAULT;
+          return -1;
+        }
+      first = false;
+      int r = masked(n, rd, wr, ex, arg, held.caller());
+      int64_t rest = forever ? 0 : end - now_ns(CLOCK_MONOTONIC);
+      bool done = r != 0 || (!forever && rest <= 0);
+      if (r == 0 && slice >= 0) slice = purge_after_slice(forever ? INT64_MAX : rest) ? pm::idle_slice_ms() : -1;
+      if (done) {
+        if (!forever) {
+          int64_t keep = r == 0 || rest < 0 ? 0 : rest;
+          *tv = timeval{static_cast<time_t>(keep / kNsPerSec), static_cast<suseconds_t>(keep % kNsPerSec / 1000)};
+        }
+        return r;
       }
-      return r;
     }
-  }
+  });
 }
 
 PM_EXPORT int epoll_wait(int epfd, epoll_event* events, int max, int timeout) {

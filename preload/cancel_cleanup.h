@@ -1,0 +1,16 @@
+/* See cancel_cleanup.c. */
+#pragma once
+#include <signal.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* body(context), with the signal mask *caller restored should the thread be
+ * cancelled inside it; body's result. */
+__attribute__((visibility("hidden"))) int pm_wait_restoring_mask(int (*body)(void*), void* context,
+                                                                  const sigset_t* caller);
+
+#ifdef __cplusplus
+}
+#endif
