@@ -56,9 +56,14 @@ PM_EXPORT struct mallinfo2 mallinfo2() noexcept {
   // mappings are free memory, not blocks.
   m.hblkhd = s.large.mapped_bytes > s.large.cached_bytes ? s.large.mapped_bytes - s.large.cached_bytes : 0;
   m.usmblks = s.peak_live_bytes;
-  m.uordblks = s.live_bytes;           // bytes of live blocks, small and large
-  m.fordblks = s.fragmentation;        // pool bytes not holding live blocks
-  m.keepcost = s.arena.dirty_bytes;    // free pool memory a trim would return
+  // As glibc's, whose readers add uordblks and hblkhd for the heap in use
+  // and subtract uordblks from arena for its free part: uordblks counts the
+  // live blocks of the arena alone (the small ones), and arena is
+  // uordblks + fordblks.
+  m.uordblks = s.small_live_bytes < m.arena ? s.small_live_bytes : m.arena;
+  m.fordblks = m.arena - m.uordblks;  // free blocks, free slots and headers of the segments
+  // Free pool memory a trim would return, part of fordblks.
+  m.keepcost = s.arena.dirty_bytes < m.fordblks ? s.arena.dirty_bytes : m.fordblks;
   return m;
 }
 

@@ -153,23 +153,26 @@ inline void* new_nothrow_aligned(size_t n, std::align_val_t a) noexcept {
   return is_pow2(align) ? new_nothrow(n, align) : nullptr;
 }
 
-// A program may replace operator new(size_t) and operator delete(void*)
-// alone (a counting or tracking allocator); the standard then has the
-// other forms go through them, as the C++ runtime's own do. Its
-// definitions come before this library's in symbol lookup, so this
-// library's array, nothrow and sized forms would otherwise take blocks of
-// the program's allocator (a sized delete of a vector's buffer, say) and
-// give out blocks it never sees. The same for the aligned pair. Found once
-// before the program's code runs: the definitions in effect are the
-// program's when they lie in another object than this library.
+// A program may replace some of the operators alone: operator new(size_t)
+// and operator delete(void*) (a counting or tracking allocator), the array
+// pair, the aligned pair or the aligned array pair. The standard then has
+// the other forms go through them, as the C++ runtime's own do: new[] and
+// the nothrow forms call new, the sized and nothrow deletes call the
+// delete of their kind (array or not), and delete[] calls delete. The
+// program's definitions come before this library's in symbol lookup, so
+// this library's forms would otherwise take blocks of the program's
+// allocator (a sized delete of a vector's buffer, say) and give out blocks
+// it never sees. Each pointer below is the program's definition a form
+// goes through, nullptr when the program has none (the library's own code
+// runs). An array pointer is the program's array form, or its plain one.
+// They are found at the first call of a form that needs one, which may
+// come before this library's constructors run (from the static
+// initialisers of the program's libraries): until then each holds a
+// resolver of its own type, which finds them all and calls again.
 using ProgramNew = void* (*)(size_t);
 using ProgramDelete = void (*)(void*) noexcept;
 using ProgramAlignedNew = void* (*)(size_t, std::align_val_t);
 using ProgramAlignedDelete = void (*)(void*, std::align_val_t) noexcept;
-constinit ProgramNew g_program_new = nullptr;
-constinit ProgramDelete g_program_delete = nullptr;
-constinit ProgramAlignedNew g_program_aligned_new = nullptr;
-constinit ProgramAlignedDelete g_program_aligned_delete = nullptr;
 
 void* program_definition(const char* name) noexcept {
   int saved = errno;
@@ -181,11 +184,89 @@ void* program_definition(const char* name) noexcept {
   return other ? f : nullptr;
 }
 
-[[gnu::constructor(101)]] void find_program_definitions() noexcept {
-  g_program_new = reinterpret_cast<ProgramNew>(program_definition("_Znwm"));
-  g_program_delete = reinterpret_cast<ProgramDelete>(program_definition("_ZdlPv"));
-  g_program_aligned_new = reinterpret_cast<ProgramAlignedNew>(program_definition("_ZnwmSt11align_val_t"));
-  g_program_aligned_delete = reinterpret_cast<ProgramAlignedDelete>(program_definition("_ZdlPvSt11align_val_t"));
+void find_program_definitions() noexcept;
+void* resolve_new(size_t n);
+void resolve_delete(void* p) noexcept;
+void resolve_delete_array(void* p) noexcept;
+void* resolve_aligned_new(size_t n, std::align_val_t a);
+void resolve_aligned_delete(void* p, std::align_val_t a) noexcept;
+void resolve_aligned_delete_array(void* p, std::align_val_t a) noexcept;
+
+constinit std::atomic<ProgramNew> g_program_new{&resolve_new};
+constinit std::atomic<ProgramNew> g_program_new_array{nullptr};  // read after the others are found
+constinit std::atomic<ProgramDelete> g_program_delete{&resolve_delete};
+constinit std::atomic<ProgramDelete> g_program_delete_array{&resolve_delete_array};
+constinit std::atomic<ProgramAlignedNew> g_program_aligned_new{&resolve_aligned_new};
+constinit std::atomic<ProgramAlignedNew> g_program_aligned_new_array{nullptr};
+constinit std::atomic<ProgramAlignedDelete> g_program_aligned_delete{&resolve_aligned_delete};
+constinit std::atomic<ProgramAlignedDelete> g_program_aligned_delete_array{&resolve_aligned_delete_array};
+constinit std::atomic<bool> g_program_found{false};
+
+template <class T>
+T* either(void* array_form, void* plain_form) noexcept {
+  return reinterpret_cast<T*>(array_form != nullptr ? array_form : plain_form);
+}
+
+// Idempotent: threads that race here store the same values.
+void find_program_definitions() noexcept {
+  void* n = program_definition("_Znwm");
+  void* na = program_definition("_Znam");
+  void* d = program_definition("_ZdlPv");
+  void* da = program_definition("_ZdaPv");
+  void* an = program_definition("_ZnwmSt11align_val_t");
+  void* ana = program_definition("_ZnamSt11align_val_t");
+  void* ad = program_definition("_ZdlPvSt11align_val_t");
+  void* ada = program_definition("_ZdaPvSt11align_val_t");
+  constexpr auto kOrder = std::memory_order_relaxed;
+  g_program_new_array.store(either<void*(size_t)>(na, n), kOrder);
+  g_program_delete_array.store(either<void(void*) noexcept>(da, d), kOrder);
+  g_program_aligned_new_array.store(either<void*(size_t, std::align_val_t)>(ana, an), kOrder);
+  g_program_aligned_delete_array.store(either<void(void*, std::align_val_t) noexcept>(ada, ad), kOrder);
+  g_program_new.store(reinterpret_cast<ProgramNew>(n), kOrder);
+  g_program_delete.store(reinterpret_cast<ProgramDelete>(d), kOrder);
+  g_program_aligned_new.store(reinterpret_cast<ProgramAlignedNew>(an), kOrder);
+  g_program_aligned_delete.store(reinterpret_cast<ProgramAlignedDelete>(ad), kOrder);
+  g_program_found.store(true, std::memory_order_release);
+}
+[[gnu::constructor(101)]] void find_program_definitions_at_start() noexcept {
+  if (!g_program_found.load(std::memory_order_acquire)) find_program_definitions();
+}
+// For the forms that only test whether the program has a definition.
+void ensure_program_definitions() noexcept {
+  if (!g_program_found.load(std::memory_order_acquire)) [[unlikely]]
+    find_program_definitions();
+}
+
+// The resolvers: each is what its pointer holds until the first call.
+void* resolve_new(size_t n) {
+  find_program_definitions();
+  ProgramNew f = g_program_new.load(std::memory_order_relaxed);
+  return f != nullptr ? f(n) : new_impl(n);
+}
+void resolve_delete(void* p) noexcept {
+  find_program_definitions();
+  ProgramDelete f = g_program_delete.load(std::memory_order_relaxed);
+  f != nullptr ? f(p) : pm::dealloc(p);
+}
+void resolve_delete_array(void* p) noexcept {
+  find_program_definitions();
+  ProgramDelete f = g_program_delete_array.load(std::memory_order_relaxed);
+  f != nullptr ? f(p) : pm::dealloc(p);
+}
+void* resolve_aligned_new(size_t n, std::align_val_t a) {
+  find_program_definitions();
+  ProgramAlignedNew f = g_program_aligned_new.load(std::memory_order_relaxed);
+  return f != nullptr ? f(n, a) : new_aligned(n, a);
+}
+void resolve_aligned_delete(void* p, std::align_val_t a) noexcept {
+  find_program_definitions();
+  ProgramAlignedDelete f = g_program_aligned_delete.load(std::memory_order_relaxed);
+  f != nullptr ? f(p, a) : pm::dealloc(p);
+}
+void resolve_aligned_delete_array(void* p, std::align_val_t a) noexcept {
+  find_program_definitions();
+  ProgramAlignedDelete f = g_program_aligned_delete_array.load(std::memory_order_relaxed);
+  f != nullptr ? f(p, a) : pm::dealloc(p);
 }
 
 // The C++ runtime's nothrow forms call the throwing ones inside a catch:
@@ -211,46 +292,53 @@ std::atomic<NothrowAlignedNew> g_runtime_nothrow_aligned_array{nullptr};
 #define PM_HOT_ENTRY PM_EXPORT __attribute__((aligned(64)))
 
 PM_HOT_ENTRY void* operator new(size_t n) { return new_impl(n); }
+// new[] is called only when the program has no new[] of its own.
 PM_HOT_ENTRY void* operator new[](size_t n) {
-  if (ProgramNew f = g_program_new) [[unlikely]]
+  if (ProgramNew f = g_program_new.load(std::memory_order_relaxed)) [[unlikely]]
     return f(n);
   return new_impl(n);
 }
+// The nothrow forms go through the runtime's, which call the program's form
+// (new, or new[] and then new) inside their catch.
 PM_EXPORT void* operator new(size_t n, const std::nothrow_t&) noexcept {
-  if (g_program_new != nullptr) [[unlikely]]
+  ensure_program_definitions();
+  if (g_program_new.load(std::memory_order_relaxed) != nullptr) [[unlikely]]
     return program_nothrow(n, "_ZnwmRKSt9nothrow_t", g_runtime_nothrow);
   return new_nothrow(n, 0);
 }
 PM_EXPORT void* operator new[](size_t n, const std::nothrow_t&) noexcept {
-  if (g_program_new != nullptr) [[unlikely]]
+  ensure_program_definitions();
+  if (g_program_new_array.load(std::memory_order_relaxed) != nullptr) [[unlikely]]
     return program_nothrow(n, "_ZnamRKSt9nothrow_t", g_runtime_nothrow_array);
   return new_nothrow(n, 0);
 }
 PM_EXPORT void* operator new(size_t n, std::align_val_t a) { return new_aligned(n, a); }
 PM_EXPORT void* operator new[](size_t n, std::align_val_t a) {
-  if (ProgramAlignedNew f = g_program_aligned_new) [[unlikely]]
+  if (ProgramAlignedNew f = g_program_aligned_new.load(std::memory_order_relaxed)) [[unlikely]]
     return f(n, a);
   return new_aligned(n, a);
 }
 PM_EXPORT void* operator new(size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {
-  if (g_program_aligned_new != nullptr) [[unlikely]]
+  ensure_program_definitions();
+  if (g_program_aligned_new.load(std::memory_order_relaxed) != nullptr) [[unlikely]]
     return program_nothrow_aligned(n, a, "_ZnwmSt11align_val_tRKSt9nothrow_t", g_runtime_nothrow_aligned);
   return new_nothrow_aligned(n, a);
 }
 PM_EXPORT void* operator new[](size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {
-  if (g_program_aligned_new != nullptr) [[unlikely]]
+  ensure_program_definitions();
+  if (g_program_aligned_new_array.load(std::memory_order_relaxed) != nullptr) [[unlikely]]
     return program_nothrow_aligned(n, a, "_ZnamSt11align_val_tRKSt9nothrow_t", g_runtime_nothrow_aligned_array);
   return new_nothrow_aligned(n, a);
 }
 
-// Every delete form but the two base ones goes to the program's base form
-// when it has one (see g_program_delete): one load and a branch.
-#define PM_DELETE_VIA(base, ...)                   \
-  do {                                             \
-    if (auto f = base) [[unlikely]] {              \
-      f(__VA_ARGS__);                              \
-      return;                                      \
-    }                                              \
+// Every delete form but the two base ones goes to the program's form of
+// its kind when it has one (see g_program_delete): one load and a branch.
+#define PM_DELETE_VIA(form, ...)                                 \
+  do {                                                           \
+    if (auto f = form.load(std::memory_order_relaxed)) [[unlikely]] { \
+      f(__VA_ARGS__);                                            \
+      return;                                                    \
+    }                                                            \
   } while (0)
 
 PM_HOT_ENTRY void operator delete(void* p) noexcept { pm::dealloc(p); }
@@ -263,7 +351,7 @@ PM_EXPORT void operator delete(void* p, const std::nothrow_t&) noexcept {
   pm::dealloc(p);
 }
 PM_EXPORT void operator delete[](void* p, const std::nothrow_t&) noexcept {
-  PM_DELETE_VIA(g_program_delete, p);
+  PM_DELETE_VIA(g_program_delete_array, p);
   pm::dealloc(p);
 }
 PM_HOT_ENTRY void operator delete(void* p, size_t) noexcept {
@@ -271,7 +359,7 @@ PM_HOT_ENTRY void operator delete(void* p, size_t) noexcept {
   pm::dealloc(p);
 }
 PM_HOT_ENTRY void operator delete[](void* p, size_t) noexcept {
-  PM_DELETE_VIA(g_program_delete, p);
+  PM_DELETE_VIA(g_program_delete_array, p);
   pm::dealloc(p);
 }
 PM_EXPORT void operator delete(void* p, std::align_val_t) noexcept { pm::dealloc(p); }
@@ -284,7 +372,7 @@ PM_EXPORT void operator delete(void* p, size_t, std::align_val_t a) noexcept {
   pm::dealloc(p);
 }
 PM_EXPORT void operator delete[](void* p, size_t, std::align_val_t a) noexcept {
-  PM_DELETE_VIA(g_program_aligned_delete, p, a);
+  PM_DELETE_VIA(g_program_aligned_delete_array, p, a);
   pm::dealloc(p);
 }
 PM_EXPORT void operator delete(void* p, std::align_val_t a, const std::nothrow_t&) noexcept {
@@ -292,6 +380,6 @@ PM_EXPORT void operator delete(void* p, std::align_val_t a, const std::nothrow_t
   pm::dealloc(p);
 }
 PM_EXPORT void operator delete[](void* p, std::align_val_t a, const std::nothrow_t&) noexcept {
-  PM_DELETE_VIA(g_program_aligned_delete, p, a);
+  PM_DELETE_VIA(g_program_aligned_delete_array, p, a);
   pm::dealloc(p);
 }

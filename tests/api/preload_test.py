@@ -156,7 +156,12 @@ with tempfile.TemporaryDirectory() as tmp:
 
     r = run("mallinfo")
     fields = dict(zip(r.stdout.split()[::2], map(int, r.stdout.split()[1::2])))
-    check(fields.get("uordblks", 0) >= 1000 + 300000, f"mallinfo2 in-use bytes: {fields}")
+    # As glibc's: the small blocks in uordblks, the large ones in hblkhd.
+    check(fields.get("uordblks", 0) >= 1000 and fields.get("uordblks", 0) < 300000,
+          f"mallinfo2 in-use bytes: {fields}")
+    check(fields.get("arena", 0) >= fields.get("uordblks", 0) and
+          fields.get("arena", 0) == fields.get("uordblks", 0) + fields.get("fordblks", 0),
+          f"mallinfo2 arena is uordblks + fordblks: {fields}")
     check(fields.get("hblks", 0) >= 1 and fields.get("hblkhd", 0) >= 300000, f"mallinfo2 large: {fields}")
 
 for f in failures:

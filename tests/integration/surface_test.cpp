@@ -14,6 +14,7 @@
 
 #include <new>
 #include <string>
+#include <vector>
 
 extern "C" {
 void* __libc_malloc(size_t);
@@ -248,15 +249,30 @@ TEST(Surface, OperatorNewAndDelete) {
   delete[] arr;
 }
 
+// glibc's identities, which programs rely on: the arena is its blocks in
+// use and its free space, of which keepcost is a part; the heap in use is
+// uordblks + hblkhd (each block counted once).
+void expect_glibc_identities(const struct mallinfo2& m) {
+  EXPECT_EQ(m.arena, m.uordblks + m.fordblks);
+  EXPECT_LE(m.keepcost, m.fordblks);
+}
+
 TEST(Surface, IntrospectionReportsRealFigures) {
   struct mallinfo2 before = mallinfo2();
+  expect_glibc_identities(before);
   void* big = malloc(8 << 20);
   memset(big, 1, 8 << 20);
+  std::vector<void*> small(16384);
+  for (void*& p : small) p = memset(malloc(64), 2, 64);
   struct mallinfo2 during = mallinfo2();
-  EXPECT_GE(during.uordblks, before.uordblks + (8u << 20));
-  EXPECT_GE(during.hblkhd, size_t{8} << 20);
+  expect_glibc_identities(during);
+  EXPECT_GE(during.hblkhd, before.hblkhd + (8u << 20));
+  EXPECT_GE(during.uordblks, before.uordblks + 16384 * 64);
+  EXPECT_LT(during.uordblks, before.uordblks + (4u << 20));  // the large block is not in it
   free(big);
+  for (void* p : small) free(p);
   struct mallinfo2 after = mallinfo2();
+  expect_glibc_identities(after);
   EXPECT_LT(after.uordblks, during.uordblks);
   // The freed mapping may stay cached for reuse: free memory, not a block.
   EXPECT_LE(after.hblkhd + (8u << 20), during.hblkhd);
