@@ -10,11 +10,23 @@
 
 #include "cancel_cleanup.h"
 
-static void restore_mask(void* mask) { pthread_sigmask(SIG_SETMASK, (const sigset_t*)mask, 0); }
+#include <unistd.h>
 
-int pm_wait_restoring_mask(int (*body)(void*), void* context, const sigset_t* caller) {
+struct held {
+  const sigset_t* caller;
+  int fd;
+};
+
+static void let_go(void* arg) {
+  const struct held* h = (const struct held*)arg;
+  if (h->fd >= 0) close(h->fd);
+  pthread_sigmask(SIG_SETMASK, h->caller, 0);
+}
+
+int pm_wait_restoring_mask(int (*body)(void*), void* context, const sigset_t* caller, int fd) {
+  struct held h = {caller, fd};
   int r;
-  pthread_cleanup_push(restore_mask, (void*)caller);
+  pthread_cleanup_push(let_go, &h);
   r = body(context);
   pthread_cleanup_pop(0);
   return r;

@@ -31,7 +31,6 @@
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/select.h>
-#include <sys/single_threaded.h>
 #include <sys/timerfd.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -107,10 +106,11 @@ class SignalsHeld {
   [[nodiscard]] const sigset_t* caller() const noexcept { return &caller_; }
   // body(), whose slices may be cancellation points: a thread cancelled
   // in one runs its cleanup handlers with the caller's mask back, not
-  // with every signal held (see cancel_cleanup.c).
+  // with every signal held, and leaves no timer descriptor `fd` open
+  // (see cancel_cleanup.c).
   template <class Body>
-  [[nodiscard]] int run(Body body) const noexcept {
-    return pm_wait_restoring_mask([](void* b) { return (*static_cast<Body*>(b))(); }, &body, &caller_);
+  [[nodiscard]] int run(Body body, int fd = -1) const noexcept {
+    return pm_wait_restoring_mask([](void* b) { return (*static_cast<Body*>(b))(); }, &body, &caller_, fd);
   }
 
  private:
@@ -254,8 +254,7 @@ bool valid(const timespec& t, time_t max_seconds = kMaxSlicedSeconds) noexcept {
 // change of the wall clock moves a CLOCK_REALTIME end as it would theirs.
 class SliceTimer {
  public:
-  SliceTimer(clockid_t clock, bool wanted) noexcept {
-    if (!wanted) return;
+  explicit SliceTimer(clockid_t clock) noexcept {
     int saved = errno;
     fd_ = timerfd_create(clock, TFD_CLOEXEC | TFD_NONBLOCK);
     errno = saved;
@@ -269,6 +268,7 @@ class SliceTimer {
   SliceTimer(const SliceTimer&) = delete;
   SliceTimer& operator=(const SliceTimer&) = delete;
   [[nodiscard]] bool ok() const noexcept { return fd_ >= 0; }
+  [[nodiscard]] int fd() const noexcept { return fd_; }
   // 0 when the end came, -1 with errno (EINTR) otherwise.
   int wait_until(int64_t end, const sigset_t* mask, PpollFn ppoll_fn) const noexcept {
     itimerspec at{timespec{0, 0}, to_timespec(end)};
@@ -290,12 +290,11 @@ int sliced_sleep(clockid_t clock, int64_t end, int slice, bool relative, timespe
   PpollFn wait = next_symbol(g_ppoll, "ppoll");
   int saved = errno;
   SignalsHeld held;
-  // Without a timer (no descriptor left), ppoll's own timeout. A threaded
-  // program gets none: a thread cancelled in the wait unwinds through this
-  // frame without its destructors (the library is built without
-  // exceptions), and the descriptor would stay open. (The signal mask held
-  // here is put back by run's cancellation cleanup.)
-  SliceTimer timer(clock, __libc_single_threaded != 0);
+  // Without a timer (no descriptor left), ppoll's own timeout. A thread
+  // cancelled in the wait unwinds through this frame without its
+  // destructors (the library is built without exceptions): run's
+  // cancellation cleanup closes the descriptor.
+  SliceTimer timer(clock);
   return held.run([&] {
     for (bool first = true;; first = false) {
       int64_t now = now_ns(clock);
@@ -328,7 +327,7 @@ int sliced_sleep(clockid_t clock, int64_t end, int slice, bool relative, timespe
       }
       if (slice >= 0) slice = purge_after_slice(end - now_ns(clock)) ? pm::idle_slice_ms() : -1;
     }
-  });
+  }, timer.fd());
 }
 
 bool sliceable_clock(clockid_t clock) noexcept {
