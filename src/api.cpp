@@ -156,8 +156,16 @@ void* resize(void* p, size_t n) noexcept {
       if (void* q = large_realloc(p, n)) return q;
     }
   }
+  const int saved = errno;
   void* q = alloc(want);
-  if (q == nullptr) return nullptr;  // errno set; p untouched
+  if (q == nullptr) [[unlikely]] {
+    // No room to move into: a block that shrinks stays where it is, as
+    // glibc's does, since it holds the n bytes already. One that grows
+    // fails, with errno set and p untouched.
+    if (n > old) return nullptr;
+    errno = saved;
+    return p;
+  }
   memcpy(q, p, n < old ? n : old);
   if (pool == nullptr) {
     dealloc(p);

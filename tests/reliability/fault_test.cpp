@@ -173,6 +173,38 @@ TEST_F(Fault, RefusedUnmapOfACachedRangeReturnsItsPages) {
       ::testing::ExitedWithCode(0), "");
 }
 
+// realloc to a smaller size when nothing can be mapped: the block holds the
+// new size already, and stays where it is, as under glibc, instead of the
+// call failing. Growing still fails, with the block untouched.
+TEST_F(Fault, ShrinkingReallocKeepsTheBlockWhenNothingCanBeMapped) {
+  EXPECT_EXIT(
+      {
+        constexpr size_t kBig = size_t{64} << 20;
+        constexpr size_t kMark = size_t{1} << 20;
+        pm::dealloc(pm::alloc(64));  // initialise
+        auto* plain = static_cast<char*>(pm::alloc(kBig));
+        auto* aligned = static_cast<char*>(pm::alloc_aligned(4096, kBig));  // mremap cannot move it
+        REQUIRE(plain != nullptr && aligned != nullptr);
+        fill(plain, kMark, 0x61);
+        fill(aligned, kMark, 0x62);
+        pm::os::inject_map_failures(1000000);
+        errno = 0;
+        REQUIRE(pm::resize(aligned, kBig / 3) == aligned);
+        REQUIRE(pm::resize(plain, kBig / 3) == plain);  // the mremap that shrinks it refused too
+        void* small = pm::resize(plain, 100 * 1024);    // into a pool class, or kept
+        REQUIRE(small != nullptr);
+        REQUIRE(errno == 0);
+        REQUIRE(holds(aligned, kMark, 0x62) && holds(small, 100 * 1024, 0x61));
+        REQUIRE(pm::resize(small, kBig * 2) == nullptr && errno == ENOMEM);
+        REQUIRE(holds(small, 100 * 1024, 0x61));
+        pm::os::inject_map_failures(0);
+        pm::dealloc(small);
+        pm::dealloc(aligned);
+        _exit(0);
+      },
+      ::testing::ExitedWithCode(0), "");
+}
+
 TEST_F(Fault, RefusedMappingIsRetriedAfterTheCachesAreGivenBack) {
   EXPECT_EXIT(
       {
