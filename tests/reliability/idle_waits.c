@@ -19,6 +19,9 @@
  *   idle_waits cancelled  threads cancelled in sliced waits leave no
  *                         descriptor behind, and their cleanup handlers
  *                         run with their own signal mask
+ *   idle_waits jumped     a thread that jumps out of a sliced wait by
+ *                         siglongjmp can be cancelled after, and leaves no
+ *                         descriptor behind
  *
  * Exits 0 when every check holds; prints each failure. */
 #define _GNU_SOURCE
@@ -27,6 +30,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -583,6 +587,29 @@ static void* sleep_forever(void* arg) {
   return NULL;
 }
 
+/* Starts n threads running fn(arg) in a program whose waits slice: memory
+ * to purge, freed after the last allocation slow path, and no background
+ * thread. Cancellation loads libgcc_s at its first use: loaded first,
+ * before there is memory to purge, its allocations start no background
+ * thread. The first sliced wait looks once for a seccomp filter, which
+ * opens a file (a cancellation point): done here, the threads' waits slice
+ * at once. Sets *before to the descriptors open before the waits; returns
+ * the process's threads, or -1. */
+static long start_sliced_threads(int n, pthread_t* t, void* (*fn)(void*), void* arg, int* before) {
+  if (dlopen("libgcc_s.so.1", RTLD_NOW) == NULL) return -1;
+  char* p = malloc(8 << 20);
+  memset(p, 1, 8 << 20);
+  for (int i = 0; i < n; ++i)
+    if (pthread_create(&t[i], NULL, fn, arg) != 0) return -1;
+  struct timespec settle = {0, 20 * 1000 * 1000};
+  syscall(SYS_nanosleep, &settle, NULL);
+  *before = open_descriptors();
+  free(p);
+  struct timespec brief = {0, 1000 * 1000};
+  nanosleep(&brief, NULL);
+  return status_field("Threads:");
+}
+
 /* Threads cancelled while their waits slice (a thread pool shut down
  * before the background thread started): nothing the slices hold stays
  * behind, no descriptor in particular, and the threads' cleanup handlers
@@ -591,25 +618,11 @@ static void* sleep_forever(void* arg) {
 static int check_cancelled_in_a_sliced_wait(void) {
   enum { kThreads = 3 };
   static int fds[2];
-  /* Cancellation loads libgcc_s at its first use: loaded now, before there
-   * is memory to purge, its allocations start no background thread. */
-  if (dlopen("libgcc_s.so.1", RTLD_NOW) == NULL) return 2;
   if (pipe(fds) != 0) return 2;
-  char* p = malloc(8 << 20);
-  memset(p, 1, 8 << 20);
   pthread_t t[kThreads];
-  for (int i = 0; i < kThreads; ++i)
-    if (pthread_create(&t[i], NULL, sleep_forever, &fds[0]) != 0) return 2;
-  struct timespec settle = {0, 20 * 1000 * 1000};
-  syscall(SYS_nanosleep, &settle, NULL);
-  int before = open_descriptors();
-  free(p); /* memory to purge, after the last allocation slow path */
-  /* The first sliced wait looks once for a seccomp filter, which opens a
-   * file (a cancellation point): done here, the threads' waits start
-   * slicing at once. */
-  struct timespec brief = {0, 1000 * 1000};
-  nanosleep(&brief, NULL);
-  long threads = status_field("Threads:");
+  int before = 0;
+  long threads = start_sliced_threads(kThreads, t, sleep_forever, &fds[0], &before);
+  if (threads < 0) return 2;
   for (int i = 0; i < kThreads; ++i) pthread_cancel(t[i]);
   (void)!write(fds[1], "xxx", kThreads);
   for (int i = 0; i < kThreads; ++i) pthread_join(t[i], NULL);
@@ -622,6 +635,63 @@ static int check_cancelled_in_a_sliced_wait(void) {
   CHECK(masked == 0, "cleanup handlers of threads cancelled in sliced waits: %d of %d ran with signals held", masked,
         run);
   printf("cancelled in sliced waits: %d cleanup handlers ran, %d with signals held\n", run, masked);
+  return g_failures == 0 ? 0 : 1;
+}
+
+/* A thread that leaves a sliced sleep by siglongjmp from a signal handler
+ * (a timeout idiom) and is cancelled later: the slices' cleanup went with
+ * the jump (it was left pointing into the dead frame, and the
+ * cancellation jumped there), and so did the slices' timer descriptor. */
+static sigjmp_buf g_jump;
+static atomic_int g_jumped;
+static int g_go[2], g_hold[2];
+
+static void jump_out(int sig) {
+  (void)sig;
+  siglongjmp(g_jump, 1);
+}
+
+static void* sleep_then_jump(void* arg) {
+  (void)arg;
+  char c;
+  (void)!read(g_go[0], &c, 1);
+  if (sigsetjmp(g_jump, 1) == 0) {
+    struct timespec ts = {5, 0};
+    nanosleep(&ts, NULL);
+  }
+  atomic_store(&g_jumped, 1);
+  char pad[16384]; /* over the stack where the sleep's frames were */
+  memset(pad, 0x5a, sizeof pad);
+  __asm__ volatile("" : : "r"(pad) : "memory");
+  (void)!read(g_hold[0], &c, 1); /* cancelled here */
+  return NULL;
+}
+
+static int check_jumped_out_of_a_sliced_wait(void) {
+  if (pipe(g_go) != 0 || pipe(g_hold) != 0) return 2;
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = jump_out;
+  if (sigaction(SIGUSR1, &sa, NULL) != 0) return 2;
+  pthread_t t;
+  int before = 0;
+  long threads = start_sliced_threads(1, &t, sleep_then_jump, NULL, &before);
+  if (threads < 0) return 2;
+  struct timespec settle = {0, 20 * 1000 * 1000};
+  (void)!write(g_go[1], "g", 1);
+  syscall(SYS_nanosleep, &settle, NULL);
+  pthread_kill(t, SIGUSR1);
+  for (int i = 0; i < 100 && !atomic_load(&g_jumped); ++i) syscall(SYS_nanosleep, &settle, NULL);
+  syscall(SYS_nanosleep, &settle, NULL);
+  int after = open_descriptors();
+  pthread_cancel(t);
+  void* result = NULL;
+  pthread_join(t, &result);
+  CHECK(threads == 2, "the background thread was running before the wait (%ld threads)", threads);
+  CHECK(atomic_load(&g_jumped), "the sleeping thread did not jump out of its sleep");
+  CHECK(result == PTHREAD_CANCELED, "the thread that jumped out of its sleep was not cancelled");
+  CHECK(after == before, "jumped out of a sliced wait: %d descriptors open before, %d after", before, after);
+  printf("jumped out of a sliced wait, then cancelled: %d descriptors open before, %d after\n", before, after);
   return g_failures == 0 ? 0 : 1;
 }
 
@@ -640,6 +710,7 @@ int main(int argc, char** argv) {
   if (argc >= 2 && strcmp(argv[1], "thread_after") == 0) return check_thread_after_free();
   if (argc >= 2 && strcmp(argv[1], "threaded_no_purger") == 0) return check_threaded_without_purger();
   if (argc >= 2 && strcmp(argv[1], "cancelled") == 0) return check_cancelled_in_a_sliced_wait();
+  if (argc >= 2 && strcmp(argv[1], "jumped") == 0) return check_jumped_out_of_a_sliced_wait();
   if (argc >= 2 && strcmp(argv[1], "signals") == 0) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
