@@ -15,6 +15,7 @@
  * cancellation or pthread_exit of the thread to jump to. */
 #include <pthread.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "cancel_cleanup.h"
@@ -42,7 +43,7 @@ static int all_held(const sigset_t* mask) {
 
 static void let_go(void* arg) {
   const struct held* h = (const struct held*)arg;
-  if (h->fd >= 0) close(h->fd);
+  if (h->fd >= 0) syscall(SYS_close, h->fd); /* close is a cancellation point */
   sigset_t now;
   pthread_sigmask(SIG_BLOCK, 0, &now);
   if (all_held(&now)) pthread_sigmask(SIG_SETMASK, h->caller, 0);

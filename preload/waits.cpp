@@ -31,6 +31,7 @@
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/select.h>
+#include <sys/single_threaded.h>
 #include <sys/timerfd.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -174,8 +175,24 @@ timespec to_timespec(int64_t ns) noexcept {
 // The purge after a slice, bounded when the wait has ended or nearly: a
 // purge runs before the call returns, and one of a hundred megabytes takes
 // tens of milliseconds, which a wait with 100 ms or more left absorbs.
+// Cancellation off while a purge holds the allocator's locks: a thread
+// whose cancellation is asynchronous would otherwise leave them held, and
+// the next allocation of any thread would wait for good. A cancellation
+// that comes meanwhile acts when it is back on.
+class NoCancel {
+ public:
+  NoCancel() noexcept { pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &state_); }
+  ~NoCancel() { pthread_setcancelstate(state_, nullptr); }
+  NoCancel(const NoCancel&) = delete;
+  NoCancel& operator=(const NoCancel&) = delete;
+
+ private:
+  int state_ = PTHREAD_CANCEL_ENABLE;
+};
+
 bool purge_after_slice(int64_t left_ns) noexcept {
   constexpr int64_t kRoomNs = 100 * kNsPerMs;
+  NoCancel no_cancel;
   return pm::idle_purge(left_ns >= kRoomNs ? SIZE_MAX : pm::kIdlePurgeAfterWait);
 }
 
@@ -213,6 +230,8 @@ int sliced_wait(int timeout, int slice, Wait wait) noexcept {
     if (r == 0) {
       // Purged with every signal held: a handler runs when the caller's
       // mask is back, after a wait that timed out, as it may without us.
+      // (And cancellation back on after the mask.)
+      NoCancel no_cancel;
       SignalsHeld held;
       int saved = errno;
       (void)pm::idle_purge(pm::kIdlePurgeAfterWait);
@@ -254,15 +273,19 @@ bool valid(const timespec& t, time_t max_seconds = kMaxSlicedSeconds) noexcept {
 // change of the wall clock moves a CLOCK_REALTIME end as it would theirs.
 class SliceTimer {
  public:
-  explicit SliceTimer(clockid_t clock) noexcept {
+  SliceTimer(clockid_t clock, bool wanted) noexcept {
+    if (!wanted) return;
     int saved = errno;
     fd_ = timerfd_create(clock, TFD_CLOEXEC | TFD_NONBLOCK);
     errno = saved;
   }
+  // The bare system call: the C library's close is a cancellation point,
+  // and a cancellation acted on here, after the slices' cleanup has gone
+  // and with every signal still held, would run the thread's handlers so.
   ~SliceTimer() {
     if (fd_ < 0) return;
     int saved = errno;
-    close(fd_);
+    syscall(SYS_close, fd_);
     errno = saved;
   }
   SliceTimer(const SliceTimer&) = delete;
@@ -290,11 +313,13 @@ int sliced_sleep(clockid_t clock, int64_t end, int slice, bool relative, timespe
   PpollFn wait = next_symbol(g_ppoll, "ppoll");
   int saved = errno;
   SignalsHeld held;
-  // Without a timer (no descriptor left), ppoll's own timeout. A thread
-  // cancelled in the wait unwinds through this frame without its
-  // destructors (the library is built without exceptions): run's
-  // cancellation cleanup closes the descriptor.
-  SliceTimer timer(clock);
+  // Without a timer (no descriptor left), ppoll's own timeout. A threaded
+  // program gets none: a fork by another thread while this one sleeps
+  // would leave the descriptor open in the child. (A thread cancelled in
+  // the wait, or that jumps out of it, unwinds through this frame without
+  // its destructors, the library being built without exceptions: run's
+  // cleanup closes the descriptor then.)
+  SliceTimer timer(clock, __libc_single_threaded != 0);
   return held.run([&] {
     for (bool first = true;; first = false) {
       int64_t now = now_ns(clock);

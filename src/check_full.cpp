@@ -200,8 +200,15 @@ void free_large(void* p) noexcept {
 }
 
 void* full_realloc_copy(void* p, size_t old, size_t n) noexcept {
+  const int saved = errno;
   void* q = alloc(n);
-  if (q == nullptr) return nullptr;
+  if (q == nullptr) {
+    // As in the default mode: a block that shrinks and finds no room to
+    // move stays where it is (its canary still after its old size).
+    if (n > old) return nullptr;
+    errno = saved;
+    return p;
+  }
   memcpy(q, p, n < old ? n : old);
   dealloc(p);
   return q;

@@ -2,6 +2,7 @@
 // the variable set). Each detection is a death test with its message; the
 // first test shows that correct programs run clean in this mode.
 #include <gtest/gtest.h>
+#include <errno.h>
 #include <signal.h>
 
 #include <cstdio>
@@ -12,6 +13,7 @@
 
 #include "alloc.h"
 #include "check_full.h"
+#include "os.h"
 #include "size_classes.h"
 #include "stats.h"
 
@@ -232,6 +234,34 @@ TEST_F(Full, ZeroBytesAtALargeAlignmentIsAUsableBlock) {
     p[0] = 1;
     pm::dealloc(p);
   }
+}
+
+// A realloc that shrinks when nothing can be mapped keeps its block, as in
+// the default mode (full mode moves every block it reallocates, so a
+// shrink needs a new one); growing still fails, the block untouched.
+// Exits 0 when every step holds.
+[[noreturn]] void shrink_with_nothing_to_map() {
+  const size_t sizes[3] = {size_t{8} << 20, size_t{300000}, size_t{3000}};
+  char* blocks[3];
+  for (int i = 0; i < 3; ++i) {
+    blocks[i] = static_cast<char*>(pm::alloc(sizes[i]));
+    if (blocks[i] == nullptr) _exit(2);
+    memset(blocks[i], 'a' + i, sizes[i]);
+  }
+  pm::os::inject_map_failures(1000000);
+  errno = 0;
+  for (int i = 0; i < 3; ++i) {
+    auto* q = static_cast<char*>(pm::resize(blocks[i], sizes[i] / 4));  // moved, or kept
+    if (q == nullptr || errno != 0 || q[0] != 'a' + i || q[sizes[i] / 4 - 1] != 'a' + i) _exit(3 + i);
+    blocks[i] = q;
+  }
+  if (pm::resize(blocks[2], size_t{64} << 20) != nullptr || errno != ENOMEM) _exit(6);
+  pm::os::inject_map_failures(0);
+  _exit(0);
+}
+
+TEST_F(Full, ShrinkingReallocKeepsTheBlockWhenNothingCanBeMapped) {
+  EXPECT_EXIT(shrink_with_nothing_to_map(), ::testing::ExitedWithCode(0), "");
 }
 
 TEST_F(Full, LargeDoubleFree) {

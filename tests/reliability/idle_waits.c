@@ -22,6 +22,8 @@
  *   idle_waits jumped     a thread that jumps out of a sliced wait by
  *                         siglongjmp can be cancelled after, and leaves no
  *                         descriptor behind
+ *   idle_waits fork_while_asleep  a child forked while another thread
+ *                         sleeps sliced gets none of the slices' descriptors
  *
  * Exits 0 when every check holds; prints each failure. */
 #define _GNU_SOURCE
@@ -695,6 +697,52 @@ static int check_jumped_out_of_a_sliced_wait(void) {
   return g_failures == 0 ? 0 : 1;
 }
 
+/* A fork by one thread while another sleeps sliced: the child gets none of
+ * the slices' descriptors (a timer descriptor of the sleeping thread's
+ * would stay open in it, one more at every fork). */
+static void* sleep_after_go(void* arg) {
+  char c;
+  (void)!read(*(int*)arg, &c, 1);
+  struct timespec ts = {2, 0};
+  nanosleep(&ts, NULL);
+  return NULL;
+}
+
+static int timer_descriptors(void) {
+  int n = 0;
+  char path[64], target[128];
+  for (int fd = 0; fd < 1024; ++fd) {
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    ssize_t len = readlink(path, target, sizeof target - 1);
+    if (len <= 0) continue;
+    target[len] = '\0';
+    n += strstr(target, "timerfd") != NULL;
+  }
+  return n;
+}
+
+static int check_fork_while_a_thread_sleeps(void) {
+  static int go[2];
+  if (pipe(go) != 0) return 2;
+  pthread_t t;
+  int before = 0;
+  long threads = start_sliced_threads(1, &t, sleep_after_go, &go[0], &before);
+  if (threads < 0) return 2;
+  (void)!write(go[1], "g", 1);
+  struct timespec settle = {0, 50 * 1000 * 1000};
+  syscall(SYS_nanosleep, &settle, NULL);
+  pid_t child = fork();
+  if (child == 0) _exit(timer_descriptors() == 0 ? 0 : 1);
+  int status = 0;
+  waitpid(child, &status, 0);
+  pthread_join(t, NULL);
+  CHECK(threads == 2, "the background thread was running before the wait (%ld threads)", threads);
+  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "a child forked while a thread slept sliced has its timer");
+  printf("forked while a thread slept sliced: the child has %s timer descriptor\n",
+         WIFEXITED(status) && WEXITSTATUS(status) == 0 ? "no" : "a");
+  return g_failures == 0 ? 0 : 1;
+}
+
 int main(int argc, char** argv) {
   if (argc >= 2 && strcmp(argv[1], "stop") == 0) {
     check_stop_and_continue();
@@ -711,6 +759,7 @@ int main(int argc, char** argv) {
   if (argc >= 2 && strcmp(argv[1], "threaded_no_purger") == 0) return check_threaded_without_purger();
   if (argc >= 2 && strcmp(argv[1], "cancelled") == 0) return check_cancelled_in_a_sliced_wait();
   if (argc >= 2 && strcmp(argv[1], "jumped") == 0) return check_jumped_out_of_a_sliced_wait();
+  if (argc >= 2 && strcmp(argv[1], "fork_while_asleep") == 0) return check_fork_while_a_thread_sleeps();
   if (argc >= 2 && strcmp(argv[1], "signals") == 0) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
