@@ -4,6 +4,7 @@
 // C++ program is the caller, or, for a runtime loaded later (a C program
 // that loads a C++ plugin), looked up when memory runs out.
 #include <dlfcn.h>
+#include <link.h>
 #include <errno.h>
 
 #include <atomic>
@@ -60,10 +61,62 @@ void out_of_memory() {
   handler();
 }
 
+// The operator `name` of a loaded object other than this library that
+// defines it itself: with no shared C++ runtime loaded, one that carries
+// its own copy (a plugin built with -static-libstdc++). nullptr if none.
+// Only when memory has run out: nothing here allocates.
+void* own_runtime_operator(const char* name) noexcept {
+  struct Objects {
+    const char* names[64];
+    ElfW(Addr) bases[64];
+    unsigned count;
+  } objects{};
+  dl_iterate_phdr(
+      [](dl_phdr_info* info, size_t, void* arg) {
+        auto* o = static_cast<Objects*>(arg);
+        if (info->dlpi_name == nullptr || info->dlpi_name[0] == '\0') return 0;  // the executable
+        o->names[o->count] = info->dlpi_name;
+        o->bases[o->count] = info->dlpi_addr;
+        return ++o->count == 64 ? 1 : 0;
+      },
+      &objects);
+  Dl_info mine{};
+  if (dladdr(reinterpret_cast<void*>(&own_runtime_operator), &mine) == 0) return nullptr;
+  for (unsigned i = 0; i < objects.count; ++i) {
+    if (objects.bases[i] == reinterpret_cast<ElfW(Addr)>(mine.dli_fbase)) continue;
+    void* h = dlopen(objects.names[i], RTLD_LAZY | RTLD_NOLOAD);
+    if (h == nullptr) continue;
+    void* f = dlsym(h, name);
+    dlclose(h);
+    Dl_info found{};
+    if (f != nullptr && dladdr(f, &found) != 0 && found.dli_fbase != mine.dli_fbase &&
+        reinterpret_cast<ElfW(Addr)>(found.dli_fbase) == objects.bases[i])
+      return f;
+  }
+  return nullptr;
+}
+
+bool runtime_reachable() noexcept {
+  return &std::get_new_handler != nullptr || late_runtime_symbol("_ZSt15get_new_handlerv") != nullptr;
+}
+
 [[gnu::noinline]] void* new_slow(size_t n, size_t align) {
   for (;;) {
     void* p = align <= pm::kMinAlign ? pm::alloc(n) : pm::alloc_aligned(align, n);
     if (p != nullptr) return p;
+    // No shared runtime to run the new-handler or throw: a plugin's own
+    // copy of the runtime does both, as its code expects, through its
+    // operator new (which calls malloc, this library's, again).
+    if (!runtime_reachable()) {
+      int saved = errno;
+      if (align <= pm::kMinAlign) {
+        if (auto f = reinterpret_cast<void* (*)(size_t)>(own_runtime_operator("_Znwm"))) return f(n);
+      } else if (auto f = reinterpret_cast<void* (*)(size_t, std::align_val_t)>(
+                     own_runtime_operator("_ZnwmSt11align_val_t"))) {
+        return f(n, std::align_val_t{align});
+      }
+      errno = saved;
+    }
     out_of_memory();
   }
 }
