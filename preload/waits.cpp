@@ -17,9 +17,7 @@
 // until the next slice, which it interrupts: the wrapper returns EINTR as
 // the real call would have, and the handler runs then. Run between the
 // slices with the caller's mask, the handler would run and the wait go on.
-// A thread cancelled inside a sliced wrapper (at a slice, or between two
-// when the cancellation came while it purged) runs its cleanup handlers
-// with the caller's mask back (SignalsHeld::run, cancel_cleanup.c).
+// The purges between slices run with cancellation off (NoCancel).
 #undef _FORTIFY_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
@@ -31,8 +29,6 @@
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/select.h>
-#include <sys/single_threaded.h>
-#include <sys/timerfd.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -42,7 +38,6 @@
 #include <cstdint>
 #include <cstring>
 
-#include "cancel_cleanup.h"
 #include "next_symbol.h"
 #include "os.h"
 #include "purger.h"
@@ -105,14 +100,6 @@ class SignalsHeld {
   SignalsHeld(const SignalsHeld&) = delete;
   SignalsHeld& operator=(const SignalsHeld&) = delete;
   [[nodiscard]] const sigset_t* caller() const noexcept { return &caller_; }
-  // body(), whose slices may be cancellation points: a thread cancelled
-  // in one runs its cleanup handlers with the caller's mask back, not
-  // with every signal held, and leaves no timer descriptor `fd` open
-  // (see cancel_cleanup.c).
-  template <class Body>
-  [[nodiscard]] int run(Body body, int fd = -1) const noexcept {
-    return pm_wait_restoring_mask([](void* b) { return (*static_cast<Body*>(b))(); }, &body, &caller_, fd);
-  }
 
  private:
   sigset_t caller_;
@@ -144,10 +131,15 @@ bool copy_to_caller(void* to, const void* from, size_t n) noexcept {
 // a seccomp filter (a container's or a service manager's): the slices make
 // system calls the bare call would not (ppoll, rt_sigprocmask, timerfd_*,
 // process_vm_readv, madvise), which such a filter may answer by killing
-// the process. Looked at once, at the first wait that would be sliced.
+// the process. Looked at once, at the first wait that would be sliced;
+// and none either once the program has asked, through prctl, for a filter
+// or for no new privileges, which an unprivileged filter needs first
+// (libseccomp installs it with the seccomp system call, which a look at
+// /proc after it may already break).
+constinit std::atomic<bool> g_filter_may_follow{false};
 int wait_slice() noexcept {
   int slice = pm::idle_slice_ms();
-  if (slice < 0) return -1;
+  if (slice < 0 || g_filter_may_follow.load(std::memory_order_relaxed)) return -1;
   static constinit std::atomic<int> filtered{-1};
   int f = filtered.load(std::memory_order_relaxed);
   if (f < 0) {
@@ -240,18 +232,16 @@ int sliced_wait(int timeout, int slice, Wait wait) noexcept {
     return r;
   }
   SignalsHeld held;
-  return held.run([&] {
-    MsDeadline deadline(timeout);
-    for (;;) {
-      int r = wait(deadline.next(slice), held.caller());
-      if (r != 0) return r;
-      int left = deadline.left();
-      bool more = purge_after_slice(left < 0 ? INT64_MAX : left * kNsPerMs);
-      if (deadline.left() == 0) return 0;
-      slice = more ? pm::idle_slice_ms() : -1;
-      if (slice < 0) return wait(deadline.left(), held.caller());
-    }
-  });
+  MsDeadline deadline(timeout);
+  for (;;) {
+    int r = wait(deadline.next(slice), held.caller());
+    if (r != 0) return r;
+    int left = deadline.left();
+    bool more = purge_after_slice(left < 0 ? INT64_MAX : left * kNsPerMs);
+    if (deadline.left() == 0) return 0;
+    slice = more ? pm::idle_slice_ms() : -1;
+    if (slice < 0) return wait(deadline.left(), held.caller());
+  }
 }
 
 // Longer waits (`sleep infinity` asks for the largest time_t) are not
@@ -265,45 +255,6 @@ bool valid(const timespec& t, time_t max_seconds = kMaxSlicedSeconds) noexcept {
   return t.tv_sec >= 0 && t.tv_sec <= max_seconds && t.tv_nsec >= 0 && t.tv_nsec < kNsPerSec;
 }
 
-// Waits with the caller's mask until a kernel timer on the sleep's own
-// clock reaches an absolute end. Unlike a ppoll timeout, which the kernel
-// shortens to what is left when a stop (SIGSTOP, a debugger) interrupts it
-// and restarts after the continue, the timer's end stays put, as the C
-// library's sleeps do; a CLOCK_BOOTTIME sleep counts a suspend, and a
-// change of the wall clock moves a CLOCK_REALTIME end as it would theirs.
-class SliceTimer {
- public:
-  SliceTimer(clockid_t clock, bool wanted) noexcept {
-    if (!wanted) return;
-    int saved = errno;
-    fd_ = timerfd_create(clock, TFD_CLOEXEC | TFD_NONBLOCK);
-    errno = saved;
-  }
-  // The bare system call: the C library's close is a cancellation point,
-  // and a cancellation acted on here, after the slices' cleanup has gone
-  // and with every signal still held, would run the thread's handlers so.
-  ~SliceTimer() {
-    if (fd_ < 0) return;
-    int saved = errno;
-    syscall(SYS_close, fd_);
-    errno = saved;
-  }
-  SliceTimer(const SliceTimer&) = delete;
-  SliceTimer& operator=(const SliceTimer&) = delete;
-  [[nodiscard]] bool ok() const noexcept { return fd_ >= 0; }
-  [[nodiscard]] int fd() const noexcept { return fd_; }
-  // 0 when the end came, -1 with errno (EINTR) otherwise.
-  int wait_until(int64_t end, const sigset_t* mask, PpollFn ppoll_fn) const noexcept {
-    itimerspec at{timespec{0, 0}, to_timespec(end)};
-    if (timerfd_settime(fd_, TFD_TIMER_ABSTIME, &at, nullptr) != 0) return -1;
-    pollfd p{fd_, POLLIN, 0};
-    return ppoll_fn(&p, 1, nullptr, mask) < 0 ? -1 : 0;
-  }
-
- private:
-  int fd_ = -1;
-};
-
 // clock_nanosleep on a clock whose end is `end` ns: slices with absolute
 // ends on the same clock, so that the total does not drift, each followed
 // by a purge while there is something to purge (a short sleep repeated is
@@ -312,16 +263,9 @@ class SliceTimer {
 int sliced_sleep(clockid_t clock, int64_t end, int slice, bool relative, timespec* rem) noexcept {
   PpollFn wait = next_symbol(g_ppoll, "ppoll");
   int saved = errno;
-  SignalsHeld held;
-  // Without a timer (no descriptor left), ppoll's own timeout. A threaded
-  // program gets none: a fork by another thread while this one sleeps
-  // would leave the descriptor open in the child. (A thread cancelled in
-  // the wait, or that jumps out of it, unwinds through this frame without
-  // its destructors, the library being built without exceptions: run's
-  // cleanup closes the descriptor then.)
-  SliceTimer timer(clock, __libc_single_threaded != 0);
-  return held.run([&] {
-    for (bool first = true;; first = false) {
+  {
+    SignalsHeld held;
+    for (bool first = true; slice >= 0; first = false) {
       int64_t now = now_ns(clock);
       if (now >= end) {
         if (first) pthread_testcancel();  // a sleep of nothing is a cancellation point too
@@ -329,18 +273,12 @@ int sliced_sleep(clockid_t clock, int64_t end, int slice, bool relative, timespe
         return 0;
       }
       int64_t part = end - now;
-      if (slice >= 0 && part > slice * kNsPerMs) part = slice * kNsPerMs;
-      int r = 0;
-      if (timer.ok()) {
-        r = timer.wait_until(now + part, held.caller(), wait);
-      } else {
-        // ppoll counts on the monotonic clock: a wall-clock end is looked at
-        // again at least once a second, so that a change of the clock counts.
-        if (clock == CLOCK_REALTIME && !relative && part > kNsPerSec) part = kNsPerSec;
-        timespec ts = to_timespec(part);
-        r = wait(nullptr, 0, &ts, held.caller());
-      }
-      if (r != 0) {
+      if (part > slice * kNsPerMs) part = slice * kNsPerMs;
+      // ppoll counts on the monotonic clock: a wall-clock end is looked at
+      // again at least once a second, so that a change of the clock counts.
+      if (clock == CLOCK_REALTIME && !relative && part > kNsPerSec) part = kNsPerSec;
+      timespec ts = to_timespec(part);
+      if (wait(nullptr, 0, &ts, held.caller()) != 0) {
         int e = errno;
         errno = saved;
         if (e == EINTR && relative && rem != nullptr) {
@@ -350,9 +288,25 @@ int sliced_sleep(clockid_t clock, int64_t end, int slice, bool relative, timespe
         }
         return e;
       }
-      if (slice >= 0) slice = purge_after_slice(end - now_ns(clock)) ? pm::idle_slice_ms() : -1;
+      slice = purge_after_slice(end - now_ns(clock)) ? pm::idle_slice_ms() : -1;
     }
-  }, timer.fd());
+  }
+  // Nothing left to purge: the rest is the C library's own sleep to the
+  // same end, with the caller's mask back, so that a stop, a suspend
+  // (CLOCK_BOOTTIME) and a change of the wall clock count as they do
+  // there. (A ppoll slice is shortened to what is left when a stop
+  // interrupts it, and restarts after the continue: a stop during a slice
+  // makes the sleep end up to one slice late.)
+  ClockNanosleepFn real = next_symbol(g_clock_nanosleep, "clock_nanosleep");
+  timespec at = to_timespec(end);
+  int r = real(clock, TIMER_ABSTIME, &at, nullptr);
+  errno = saved;
+  if (r == EINTR && relative && rem != nullptr) {
+    int64_t left = end - now_ns(clock);
+    timespec t = to_timespec(left > 0 ? left : 0);
+    if (!copy_to_caller(rem, &t, sizeof t)) return EFAULT;
+  }
+  return r;
 }
 
 bool sliceable_clock(clockid_t clock) noexcept {
@@ -406,40 +360,38 @@ PM_EXPORT int select(int n, fd_set* rd, fd_set* wr, fd_set* ex, timeval* tv) {
   if (slice < 0) return real(n, rd, wr, ex, tv);
   PselectFn masked = next_symbol(g_pselect, "pselect");
   SignalsHeld held;
-  return held.run([&] {
-    const bool forever = tv == nullptr;
-    const int64_t end = forever ? 0 : now_ns(CLOCK_MONOTONIC) + tv->tv_sec * kNsPerSec + tv->tv_usec * 1000;
-    for (bool first = true;;) {
-      int64_t left = forever ? INT64_MAX : end - now_ns(CLOCK_MONOTONIC);
-      if (left < 0) left = 0;
-      int64_t ns = slice >= 0 && left > slice * kNsPerMs ? slice * kNsPerMs : left;
-      timespec part{};
-      timespec* arg = nullptr;
-      if (ns != INT64_MAX) {
-        part = to_timespec(ns / 1000 * 1000);  // select's microseconds
-        arg = &part;
-      }
-      // The caller's sets again after a slice that timed out (and cleared
-      // them); the first slice waits on them as they are.
-      for (int i = 0; i < 3 && !first; ++i)
-        if (sets[i] != nullptr && bytes != 0 && !copy_to_caller(sets[i], &saved[i], bytes)) {
-          errno = EFAULT;
-          return -1;
-        }
-      first = false;
-      int r = masked(n, rd, wr, ex, arg, held.caller());
-      int64_t rest = forever ? 0 : end - now_ns(CLOCK_MONOTONIC);
-      bool done = r != 0 || (!forever && rest <= 0);
-      if (r == 0 && slice >= 0) slice = purge_after_slice(forever ? INT64_MAX : rest) ? pm::idle_slice_ms() : -1;
-      if (done) {
-        if (!forever) {
-          int64_t keep = r == 0 || rest < 0 ? 0 : rest;
-          *tv = timeval{static_cast<time_t>(keep / kNsPerSec), static_cast<suseconds_t>(keep % kNsPerSec / 1000)};
-        }
-        return r;
-      }
+  const bool forever = tv == nullptr;
+  const int64_t end = forever ? 0 : now_ns(CLOCK_MONOTONIC) + tv->tv_sec * kNsPerSec + tv->tv_usec * 1000;
+  for (bool first = true;;) {
+    int64_t left = forever ? INT64_MAX : end - now_ns(CLOCK_MONOTONIC);
+    if (left < 0) left = 0;
+    int64_t ns = slice >= 0 && left > slice * kNsPerMs ? slice * kNsPerMs : left;
+    timespec part{};
+    timespec* arg = nullptr;
+    if (ns != INT64_MAX) {
+      part = to_timespec(ns / 1000 * 1000);  // select's microseconds
+      arg = &part;
     }
-  });
+    // The caller's sets again after a slice that timed out (and cleared
+    // them); the first slice waits on them as they are.
+    for (int i = 0; i < 3 && !first; ++i)
+      if (sets[i] != nullptr && bytes != 0 && !copy_to_caller(sets[i], &saved[i], bytes)) {
+        errno = EFAULT;
+        return -1;
+      }
+    first = false;
+    int r = masked(n, rd, wr, ex, arg, held.caller());
+    int64_t rest = forever ? 0 : end - now_ns(CLOCK_MONOTONIC);
+    bool done = r != 0 || (!forever && rest <= 0);
+    if (r == 0 && slice >= 0) slice = purge_after_slice(forever ? INT64_MAX : rest) ? pm::idle_slice_ms() : -1;
+    if (done) {
+      if (!forever) {
+        int64_t keep = r == 0 || rest < 0 ? 0 : rest;
+        *tv = timeval{static_cast<time_t>(keep / kNsPerSec), static_cast<suseconds_t>(keep % kNsPerSec / 1000)};
+      }
+      return r;
+    }
+  }
 }
 
 PM_EXPORT int epoll_wait(int epfd, epoll_event* events, int max, int timeout) {
@@ -522,6 +474,7 @@ PM_EXPORT int prctl(int option, ...) noexcept {
   for (auto& x : a) x = va_arg(ap, unsigned long);
   va_end(ap);
   if (option == PR_SET_SECCOMP) pm::os::note_seccomp_filter();
+  if (option == PR_SET_SECCOMP || option == PR_SET_NO_NEW_PRIVS) g_filter_may_follow.store(true, std::memory_order_relaxed);
   return static_cast<int>(syscall(SYS_prctl, option, a[0], a[1], a[2], a[3]));
 }
 
