@@ -263,6 +263,16 @@ bool valid(const timespec& t, time_t max_seconds = kMaxSlicedSeconds) noexcept {
 int sliced_sleep(clockid_t clock, int64_t end, int slice, bool relative, timespec* rem) noexcept {
   PpollFn wait = next_symbol(g_ppoll, "ppoll");
   int saved = errno;
+  // The ending of an interrupted sleep: e, with what is left in `rem` for a
+  // relative one.
+  auto interrupted = [&](int e) {
+    if (e == EINTR && relative && rem != nullptr) {
+      int64_t left = end - now_ns(clock);
+      timespec t = to_timespec(left > 0 ? left : 0);
+      if (!copy_to_caller(rem, &t, sizeof t)) return EFAULT;
+    }
+    return e;
+  };
   {
     SignalsHeld held;
     for (bool first = true; slice >= 0; first = false) {
@@ -281,12 +291,7 @@ int sliced_sleep(clockid_t clock, int64_t end, int slice, bool relative, timespe
       if (wait(nullptr, 0, &ts, held.caller()) != 0) {
         int e = errno;
         errno = saved;
-        if (e == EINTR && relative && rem != nullptr) {
-          int64_t left = end - now_ns(clock);
-          timespec t = to_timespec(left > 0 ? left : 0);
-          if (!copy_to_caller(rem, &t, sizeof t)) return EFAULT;
-        }
-        return e;
+        return interrupted(e);
       }
       slice = purge_after_slice(end - now_ns(clock)) ? pm::idle_slice_ms() : -1;
     }
@@ -301,12 +306,7 @@ int sliced_sleep(clockid_t clock, int64_t end, int slice, bool relative, timespe
   timespec at = to_timespec(end);
   int r = real(clock, TIMER_ABSTIME, &at, nullptr);
   errno = saved;
-  if (r == EINTR && relative && rem != nullptr) {
-    int64_t left = end - now_ns(clock);
-    timespec t = to_timespec(left > 0 ? left : 0);
-    if (!copy_to_caller(rem, &t, sizeof t)) return EFAULT;
-  }
-  return r;
+  return r == 0 ? 0 : interrupted(r);
 }
 
 bool sliceable_clock(clockid_t clock) noexcept {
