@@ -129,7 +129,7 @@ bool copy_to_caller(void* to, const void* from, size_t n) noexcept {
 // The slice of a wait, or -1 when the wait is to be the C library's call
 // alone (see pm::idle_slice_ms). Also -1 in a process that started under
 // a seccomp filter (a container's or a service manager's): the slices make
-// system calls the bare call would not (ppoll, rt_sigprocmask, timerfd_*,
+// system calls the bare call would not (ppoll, rt_sigprocmask,
 // process_vm_readv, madvise), which such a filter may answer by killing
 // the process. Looked at once, at the first wait that would be sliced;
 // and none either once the program has asked, through prctl, for a filter
