@@ -132,14 +132,11 @@ bool copy_to_caller(void* to, const void* from, size_t n) noexcept {
 // system calls the bare call would not (ppoll, rt_sigprocmask,
 // process_vm_readv, madvise), which such a filter may answer by killing
 // the process. Looked at once, at the first wait that would be sliced;
-// and none either once the program has asked, through prctl, for a filter
-// or for no new privileges, which an unprivileged filter needs first
-// (libseccomp installs it with the seccomp system call, which a look at
-// /proc after it may already break).
-constinit std::atomic<bool> g_filter_may_follow{false};
+// and none either once the program may have installed one itself (see
+// pm::os::note_seccomp_filter).
 int wait_slice() noexcept {
   int slice = pm::idle_slice_ms();
-  if (slice < 0 || g_filter_may_follow.load(std::memory_order_relaxed)) return -1;
+  if (slice < 0 || pm::os::seccomp_filter_noted()) return -1;
   static constinit std::atomic<int> filtered{-1};
   int f = filtered.load(std::memory_order_relaxed);
   if (f < 0) {
@@ -473,8 +470,7 @@ PM_EXPORT int prctl(int option, ...) noexcept {
   unsigned long a[4];
   for (auto& x : a) x = va_arg(ap, unsigned long);
   va_end(ap);
-  if (option == PR_SET_SECCOMP) pm::os::note_seccomp_filter();
-  if (option == PR_SET_SECCOMP || option == PR_SET_NO_NEW_PRIVS) g_filter_may_follow.store(true, std::memory_order_relaxed);
+  if (option == PR_SET_SECCOMP || option == PR_SET_NO_NEW_PRIVS) pm::os::note_seccomp_filter();
   return static_cast<int>(syscall(SYS_prctl, option, a[0], a[1], a[2], a[3]));
 }
 

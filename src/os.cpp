@@ -176,6 +176,7 @@ constinit std::atomic<bool> g_filter_noted{false};
 }  // namespace
 
 void note_seccomp_filter() noexcept { g_filter_noted.store(true, std::memory_order_relaxed); }
+bool seccomp_filter_noted() noexcept { return g_filter_noted.load(std::memory_order_relaxed); }
 
 // Under a filter, a system call the filter does not expect may kill the
 // process, so membarrier is not tried there.

@@ -58,9 +58,13 @@ void write_stderr(const char* s, size_t n) noexcept;
 // True when the process runs under no seccomp filter (the "Seccomp:" line
 // of /proc/thread-self/status is 0; false when it cannot be read).
 [[nodiscard]] bool outside_seccomp() noexcept;
-// The program is installing a seccomp filter (prctl): from now on
-// outside_seccomp() is false without a look.
+// The program is installing a seccomp filter, or asked for no new
+// privileges, which an unprivileged filter needs first (libseccomp then
+// installs it with the seccomp system call, which nothing here sees, and a
+// look at /proc after it might be what the filter kills the process for):
+// from now on outside_seccomp() is false without a look.
 void note_seccomp_filter() noexcept;
+[[nodiscard]] bool seccomp_filter_noted() noexcept;
 
 // Fault injection for tests: the next `count` calls to map*/remap fail.
 void inject_map_failures(long count) noexcept;
