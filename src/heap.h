@@ -50,6 +50,11 @@ struct Heap {
   Heap* next_heap = nullptr;            // registry of live heaps
   Heap* prev_heap = nullptr;
   int tid = 0;
+  // The process whose thread tid is: getpid() at set-up. A heap set up in
+  // a vfork child (which runs on the memory and TLS of a thread of this
+  // process) records the child's ids, which name no thread of this
+  // process: it is never reaped.
+  int pid = 0;
   bool live = false;
   size_t owned_at_fork = 0;  // fork child: pools naming this heap as owner (heap_after_fork_child)
 };
