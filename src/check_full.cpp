@@ -158,14 +158,41 @@ LargeMeta* meta_of(const void* user) noexcept {
   return reinterpret_cast<LargeMeta*>(header_page - kPageSize);
 }
 
+// Freed large blocks stay mapped, inaccessible, so that a use after free
+// faults: the last 64, and no more address space than 256 MiB unless the
+// newest alone takes more. A mapping that fails gives them all back first
+// (an address-space limit would otherwise fail requests that a program
+// holding one block at a time makes).
 constexpr unsigned kLargeQuarantine = 64;
+constexpr size_t kLargeQuarantineBytes = size_t{256} << 20;
 struct Mapping {
   void* user;
   char* front;
   size_t span;
 };
 constinit Mapping g_large_q[kLargeQuarantine] = {};
-constinit unsigned g_lq_next = 0;
+constinit unsigned g_lq_first = 0;  // the oldest
+constinit unsigned g_lq_count = 0;
+constinit size_t g_lq_bytes = 0;
+
+// g_lock held.
+void large_release_oldest() noexcept {
+  Mapping& m = g_large_q[g_lq_first];
+  os::give_back(m.front, m.span);
+  g_lq_bytes -= m.span;
+  m = Mapping{};
+  g_lq_first = (g_lq_first + 1) % kLargeQuarantine;
+  --g_lq_count;
+}
+
+// Gives back every quarantined mapping; false when there was none. g_lock
+// not held.
+bool large_release_quarantine() noexcept {
+  LockGuard g(g_lock);
+  if (g_lq_count == 0) return false;
+  while (g_lq_count > 0) large_release_oldest();
+  return true;
+}
 
 bool large_quarantined(const void* user) noexcept {
   for (const Mapping& m : g_large_q)
@@ -189,14 +216,15 @@ void free_large(void* p) noexcept {
   if (first_not(static_cast<char*>(p) + n, 0, gap, kCanary) != gap)
     fatal("heap overflow: canary after the block was overwritten, block", p, n);
   large_forget(p);
-  Mapping old = g_large_q[g_lq_next];
-  g_large_q[g_lq_next] = Mapping{p, reinterpret_cast<char*>(m->front), m->span};
-  g_lq_next = (g_lq_next + 1) % kLargeQuarantine;
   char* front = reinterpret_cast<char*>(m->front);
   size_t span = m->span;
+  while (g_lq_count == kLargeQuarantine || (g_lq_count > 0 && g_lq_bytes + span > kLargeQuarantineBytes))
+    large_release_oldest();
+  g_large_q[(g_lq_first + g_lq_count) % kLargeQuarantine] = Mapping{p, front, span};
+  ++g_lq_count;
+  g_lq_bytes += span;
   os::purge(front + kPageSize, span - 2 * kPageSize);
   os::protect_none(front + kPageSize, span - 2 * kPageSize);
-  if (old.front != nullptr) os::give_back(old.front, old.span);
 }
 
 void* full_realloc_copy(void* p, size_t old, size_t n) noexcept {
@@ -225,6 +253,12 @@ void* check_full_alloc(unsigned cls) noexcept {
   purger_poll();  // before the lock: starting the thread allocates
   LockGuard g(g_lock);
   void* b = heap_alloc_slow(&g_check_heap, to);
+  if (b == nullptr && g_lq_count > 0) {  // a segment could not be mapped: the quarantine's room first
+    const int saved = errno;
+    while (g_lq_count > 0) large_release_oldest();
+    b = heap_alloc_slow(&g_check_heap, to);
+    if (b != nullptr) errno = saved;
+  }
   if (b == nullptr) return nullptr;
   size_t block = kClasses.size[to];
   uint64_t r = small_record(b, block);
@@ -247,7 +281,10 @@ void* check_full_alloc_large(size_t n, size_t align) noexcept {
     return nullptr;
   }
   size_t span = round_page(n) + round_page(align) + 4 * kPageSize;
+  const int saved = errno;
   auto* raw = static_cast<char*>(os::map(span));
+  if (raw == nullptr && large_release_quarantine()) raw = static_cast<char*>(os::map(span));
+  if (raw != nullptr) errno = saved;
   if (raw == nullptr) {
     errno = ENOMEM;
     return nullptr;

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <errno.h>
 #include <signal.h>
+#include <sys/resource.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -262,6 +263,85 @@ TEST_F(Full, ZeroBytesAtALargeAlignmentIsAUsableBlock) {
 
 TEST_F(Full, ShrinkingReallocKeepsTheBlockWhenNothingCanBeMapped) {
   EXPECT_EXIT(shrink_with_nothing_to_map(), ::testing::ExitedWithCode(0), "");
+}
+
+// Address space of the process, from /proc/self/status (VmSize), in KiB.
+long vm_size_kib() {
+  FILE* f = std::fopen("/proc/self/status", "r");
+  if (f == nullptr) return -1;
+  char line[256];
+  long kib = -1;
+  while (std::fgets(line, sizeof line, f) != nullptr)
+    if (std::strncmp(line, "VmSize:", 7) == 0) kib = std::strtol(line + 7, nullptr, 10);
+  std::fclose(f);
+  return kib;
+}
+
+// Freed large blocks stay mapped, inaccessible, for a while; no more than
+// 256 MiB of them: a program that frees its large blocks does not grow.
+TEST_F(Full, QuarantineOfLargeBlocksIsBoundedInBytes) {
+  const size_t n = size_t{64} << 20;
+  pm::dealloc(pm::alloc(n));
+  const long before = vm_size_kib();
+  ASSERT_GT(before, 0);
+  for (int i = 0; i < 24; ++i) {
+    auto* p = static_cast<char*>(pm::alloc(n));
+    ASSERT_NE(p, nullptr);
+    p[0] = 1;
+    p[n - 1] = 2;
+    pm::dealloc(p);
+  }
+  const long grown = vm_size_kib() - before;
+  EXPECT_LE(grown, (256 + 64) << 10) << "KiB of address space kept by 24 freed blocks of 64 MiB";
+}
+
+// Lowers the address-space limit to what the process has mapped now and
+// `room` bytes more.
+bool limit_address_space(size_t room) {
+  const long vm = vm_size_kib();
+  if (vm <= 0) return false;
+  rlimit lim{};
+  lim.rlim_cur = lim.rlim_max = static_cast<rlim_t>(vm) * 1024 + room;
+  return setrlimit(RLIMIT_AS, &lim) == 0;
+}
+
+// A large request that finds no address space gives the quarantine back and
+// tries again; so does a small one whose pool needs a new segment. Exits 0
+// when every step holds.
+[[noreturn]] void map_failure_takes_the_quarantine_back() {
+  for (int i = 0; i < 3; ++i) pm::dealloc(pm::alloc(size_t{8} << 20));  // quarantined
+  pm::os::inject_map_failures(1);
+  errno = 0;
+  void* p = pm::alloc(size_t{8} << 20);
+  if (p == nullptr) _exit(3);
+  if (errno != 0) _exit(4);
+  pm::dealloc(p);
+  // A process under an address-space limit that holds one large block at a
+  // time: the freed ones must not use up the limit.
+  const size_t big = size_t{192} << 20;
+  if (!limit_address_space(size_t{512} << 20)) _exit(2);
+  for (int i = 0; i < 10; ++i) {
+    auto* q = static_cast<char*>(pm::alloc(big));
+    if (q == nullptr) _exit(10 + i);
+    q[0] = 1;
+    pm::dealloc(q);
+  }
+  // Small blocks that need more new segments than the limit leaves beside
+  // the quarantined block: its room is taken back for them.
+  pm::dealloc(pm::alloc(big));
+  if (!limit_address_space(size_t{64} << 20)) _exit(2);
+  std::vector<void*> small;
+  for (size_t total = 0; total < (size_t{128} << 20); total += 3000) {
+    void* q = pm::alloc(3000);
+    if (q == nullptr) _exit(5);
+    small.push_back(q);
+  }
+  for (void* q : small) pm::dealloc(q);
+  _exit(0);
+}
+
+TEST_F(Full, MapFailureTakesTheQuarantineBack) {
+  EXPECT_EXIT(map_failure_takes_the_quarantine_back(), ::testing::ExitedWithCode(0), "");
 }
 
 TEST_F(Full, LargeDoubleFree) {
