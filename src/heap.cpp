@@ -8,6 +8,7 @@
 
 #include "check_full.h"
 #include "lock.h"
+#include "options.h"
 #include "os.h"
 #include "purger.h"
 #include "profile.h"
@@ -145,6 +146,27 @@ Pool* adopt(Heap* h, unsigned cls) noexcept {
   return nullptr;
 }
 
+// Gives back the pools on h's partial lists whose blocks out are all on
+// their remote stacks: other threads freed them whole, and h, busy with
+// other classes, would not come back to take them. Once per purge delay,
+// from the slow path; the stack of every other pool is left as it is.
+void release_freed_partials(Heap* h) noexcept {
+  for (unsigned c = 0; c < kNumClasses; ++c) {
+    for (Pool* p = h->partial[c]; p != nullptr;) {
+      Pool* next = p->next;
+      uintptr_t head = p->remote.load(std::memory_order_acquire);
+      if (head != 0 && head != kDroppedMark && static_cast<int64_t>(remote_count(head)) == p->used) {
+        pool_collect_remote(p);
+        if (p->used == 0) {
+          pool_list_remove(&h->partial[c], p);
+          release(p);
+        }
+      }
+      p = next;
+    }
+  }
+}
+
 void abandon_pool(Pool* p) noexcept {  // g_heap_lock held
   if (p->state.load(std::memory_order_relaxed) == PoolState::kParked)
     p->used = p->used + kParkBias;
@@ -201,6 +223,10 @@ void* heap_alloc_slow(Heap* h, unsigned cls) noexcept {
     purger_poll();
   if (profile_enabled()) [[unlikely]]
     profile_tick();
+  if (uint64_t now = os::now_ms(); now - h->swept_ms >= options().purge_delay_ms) [[unlikely]] {
+    h->swept_ms = now;
+    release_freed_partials(h);
+  }
   Pool* p = h->bins[cls];
   for (;;) {
     if (p != &g_empty_pool) {

@@ -44,6 +44,9 @@ struct Heap {
   std::atomic<uint64_t> reallocs = {};  // realloc calls by this thread
 
   Pool* partial[kNumClasses] = {};
+  // When the slow path last looked for partial pools that other threads
+  // freed whole (release_freed_partials), on os::now_ms's clock.
+  uint64_t swept_ms = 0;
   Pool* full = nullptr;
   std::atomic<Pool*> pending{nullptr};  // parked pools that received remote frees
   LargeTcache large;                    // freed large blocks kept for this thread

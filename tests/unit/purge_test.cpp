@@ -27,6 +27,7 @@
 #include "purger.h"
 #include "segment.h"
 #include "size_classes.h"
+#include "stats.h"
 
 namespace pm {
 namespace {
@@ -596,6 +597,64 @@ TEST(PurgeThread, PoolsOtherThreadsFreedWholeGoBackWhileTheirOwnerIsIdle) {
 TEST(Purge, TrimReturnsPoolsOtherThreadsFreedWhole) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_EXIT(idle_owner_scenario(true), testing::ExitedWithCode(0), "");
+}
+
+// Pools of the 64-byte class in use (heaps' lists, current pools).
+uint64_t pools_of_64() {
+  Stats s;
+  stats_collect(&s);
+  return s.cls[class_of(64)].pools;
+}
+
+// A producer fills pools of one size, moves on to another size and stays
+// busy there, while a consumer frees everything it made of the first. A
+// pool that the producer took back from the full ones at the consumer's
+// first free, before the rest came, sits on the producer's partial list;
+// the producer's slow path gives it back once a purge delay has passed,
+// with no purger thread to do it. Exits 0 when it holds.
+[[noreturn]] void busy_producer_scenario() {
+  char e1[] = "POOLMALLOC_PURGE_DELAY=20";
+  char e2[] = "POOLMALLOC_PURGE_THREAD=0";
+  char* env[] = {e1, e2, nullptr};
+  process_init();
+  options_init(env);
+  const size_t three_pools = size_t{kClasses.capacity[class_of(64)]} * 3;
+  std::vector<void*> blocks(three_pools);
+  std::barrier sync(2);
+  uint64_t before = 0, after = 0;
+  std::thread producer([&] {
+    for (void*& b : blocks) b = alloc(64);  // two full pools and a current one
+    sync.arrive_and_wait();
+    sync.arrive_and_wait();
+    dealloc(alloc(1000));  // a first request of another class: the slow path takes the first pool back
+    sync.arrive_and_wait();
+    sync.arrive_and_wait();
+    before = pools_of_64();
+    usleep(40 * 1000);
+    std::vector<void*> other(4000);
+    for (void*& b : other) b = alloc(1000);  // refills of the other class: slow paths
+    for (void* b : other) dealloc(b);
+    after = pools_of_64();
+  });
+  sync.arrive_and_wait();
+  dealloc(blocks[0]);  // the first pool's first remote free reports it to the producer
+  sync.arrive_and_wait();
+  sync.arrive_and_wait();
+  for (size_t i = 1; i < blocks.size(); ++i) dealloc(blocks[i]);
+  sync.arrive_and_wait();
+  producer.join();
+  if (before < 2) std::_Exit(2);  // the scenario did not leave a partial pool
+  if (after > 1) {  // the current pool stays
+    std::fprintf(stderr, "%llu pools of 64 bytes left, %llu before\n", static_cast<unsigned long long>(after),
+                 static_cast<unsigned long long>(before));
+    std::_Exit(1);
+  }
+  std::_Exit(0);
+}
+
+TEST(Purge, PoolsOtherThreadsFreedWholeGoBackWhileTheirOwnerWorksOnOtherSizes) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(busy_producer_scenario(), testing::ExitedWithCode(0), "");
 }
 
 // An owner thread allocates 4096 blocks of 64 bytes, the main thread frees
