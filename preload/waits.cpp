@@ -145,7 +145,13 @@ int wait_slice() noexcept {
     errno = saved;
     filtered.store(f, std::memory_order_relaxed);
   }
-  return f == 0 ? slice : -1;
+  if (f != 0) return -1;
+  // A vfork child's wait (outside a filter, so getpid is safe to call): its
+  // purges would hold the parent's locks in a process that exec, _exit or
+  // a signal may end at any moment, and the parent's threads would then
+  // wait for them for good.
+  if (pm::os::in_vfork_child()) return -1;
+  return slice;
 }
 
 constexpr int64_t kNsPerMs = 1000000;
@@ -291,6 +297,16 @@ int sliced_sleep(clockid_t clock, int64_t end, int slice, bool relative, timespe
         return interrupted(e);
       }
       slice = purge_after_slice(end - now_ns(clock)) ? pm::idle_slice_ms() : -1;
+    }
+    // A signal that came during the last purge, held, interrupts the sleep
+    // as it would have interrupted the slice: a ppoll of no time with the
+    // caller's mask delivers it and answers EINTR. Without it, the mask's
+    // return ran the handler and the C library's sleep went to the end.
+    timespec none{};
+    if (wait(nullptr, 0, &none, held.caller()) != 0) {
+      int e = errno;
+      errno = saved;
+      return interrupted(e);
     }
   }
   // Nothing left to purge: the rest is the C library's own sleep to the

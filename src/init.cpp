@@ -61,7 +61,10 @@ void register_atfork() noexcept {
 // a library initialised before this one) find the locks held by their own
 // thread, which lets them through (lock.h). A malloc inside pthread_atfork
 // sets this thread's heap up, and finds the registration under way.
-[[gnu::constructor(101)]] void register_atfork_early() noexcept { register_atfork(); }
+[[gnu::constructor(101)]] void register_atfork_early() noexcept {
+  os::note_process();
+  register_atfork();
+}
 
 }  // namespace
 
@@ -152,6 +155,7 @@ void fork_parent() noexcept {
 }
 
 void fork_child() noexcept {
+  os::note_process();
   purger_forget();
   profile_unlock_for_fork(true);
   arena_unlock_for_fork(true);

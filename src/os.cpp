@@ -262,6 +262,17 @@ void write_stderr(const char* s, size_t n) noexcept {
 
 int thread_id() noexcept { return static_cast<int>(::syscall(SYS_gettid)); }
 
+namespace {
+constinit std::atomic<int> g_process_id{0};
+}  // namespace
+
+void note_process() noexcept { g_process_id.store(static_cast<int>(::getpid()), std::memory_order_relaxed); }
+
+bool in_vfork_child() noexcept {
+  int recorded = g_process_id.load(std::memory_order_relaxed);
+  return recorded != 0 && recorded != static_cast<int>(::getpid());
+}
+
 void inject_map_failures(long count) noexcept { g_fail_maps.store(count, std::memory_order_relaxed); }
 void inject_unmap_failures(long count) noexcept { g_fail_unmaps.store(count, std::memory_order_relaxed); }
 

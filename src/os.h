@@ -49,6 +49,15 @@ void prefault(void* p, size_t size) noexcept;
 void random_bytes(void* out, size_t n) noexcept;
 void write_stderr(const char* s, size_t n) noexcept;
 [[nodiscard]] int thread_id() noexcept;
+// Records the calling process's id (at load, and in a fork child).
+void note_process() noexcept;
+// True when the caller runs on this process's memory and thread-local
+// storage under another process id: a vfork child (posix_spawn's child, a
+// clone(CLONE_VM) child without CLONE_THREAD). Such a child may end at
+// any moment (exec, _exit, a signal) without running anything, so it must
+// neither create threads nor hold the allocator's locks for longer than a
+// request needs. One getpid system call: for cold paths only.
+[[nodiscard]] bool in_vfork_child() noexcept;
 // Makes every running thread of the process execute a full memory barrier
 // (membarrier's private expedited command), so that threads may pair their
 // own plain stores and loads with it instead of a fence of their own. False

@@ -197,6 +197,10 @@ void purger_start() noexcept {
   // back here, what the program freed before its first thread started
   // waited for more to be freed.
   if (mode == PurgeThread::kAuto && (__libc_single_threaded || g_fork_child.load(std::memory_order_relaxed))) return;
+  // A vfork child: the thread would be the child's, killed at its exec or
+  // exit (maybe holding a lock), while the parent took it for running. The
+  // request stays for the parent's next slow path.
+  if (os::in_vfork_child()) return;
   g_purge_wanted.store(false, std::memory_order_relaxed);
   uint32_t stopped = kPurgerStopped;
   if (g_purger_state.load(std::memory_order_relaxed) != kPurgerStopped ||
@@ -244,7 +248,7 @@ void purger_forget() noexcept {
 }
 
 void purger_thread_started() noexcept {
-  if (g_fork_child.load(std::memory_order_acquire) && gettid() != g_fork_tid)
+  if (g_fork_child.load(std::memory_order_acquire) && gettid() != g_fork_tid && !os::in_vfork_child())
     g_fork_child.store(false, std::memory_order_relaxed);
 }
 
