@@ -426,7 +426,6 @@ void heap_after_fork_child(Heap* self) noexcept {
   LockGuard g(g_heap_lock);
   if (self != &g_empty_heap && self != &g_check_heap) {
     self->tid = os::thread_id();  // the forking thread's own id in the child (see heaps_reap_dead)
-    self->pid = static_cast<int>(::getpid());
     relist_lost_notifications(self);
   }
   if (g_heaps == nullptr || (g_heaps == self && self->next_heap == nullptr)) return;  // no other thread had a heap
@@ -501,8 +500,7 @@ Heap* heap_create() noexcept {
     g_heap_chunk_left -= kHeapBytes;
   }
   new (h) Heap(&g_empty_pool);
-  h->tid = os::thread_id();
-  h->pid = static_cast<int>(::getpid());
+  h->tid = os::in_vfork_child() ? 0 : os::thread_id();
   h->live = true;
   h->prev_heap = nullptr;
   h->next_heap = g_heaps;
@@ -605,10 +603,7 @@ void heaps_reap_dead() noexcept {
       // ESRCH: no such thread in the process. A thread id taken again by a
       // newer thread hides a dead heap (kept, as before); it never makes a
       // live one look dead.
-      // A heap set up in a vfork child names the child, not the thread
-      // whose TLS it lives in (that thread is alive and uses it).
-      if (h->tid > 0 && h->pid == pid && ::syscall(SYS_tgkill, pid, static_cast<long>(h->tid), 0) != 0 &&
-          errno == ESRCH)
+      if (h->tid > 0 && ::syscall(SYS_tgkill, pid, static_cast<long>(h->tid), 0) != 0 && errno == ESRCH)
         dead[n++] = h;
     }
     errno = saved;

@@ -52,12 +52,11 @@ struct Heap {
   LargeTcache large;                    // freed large blocks kept for this thread
   Heap* next_heap = nullptr;            // registry of live heaps
   Heap* prev_heap = nullptr;
+  // The thread's id, which heaps_reap_dead asks the kernel about; 0 for a
+  // heap never to be reaped: one set up in a vfork child (whose id names
+  // no thread of this process, while the thread whose memory and TLS the
+  // child ran on goes on using the heap), or kept across a fork.
   int tid = 0;
-  // The process whose thread tid is: getpid() at set-up. A heap set up in
-  // a vfork child (which runs on the memory and TLS of a thread of this
-  // process) records the child's ids, which name no thread of this
-  // process: it is never reaped.
-  int pid = 0;
   bool live = false;
   size_t owned_at_fork = 0;  // fork child: pools naming this heap as owner (heap_after_fork_child)
 };
