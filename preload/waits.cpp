@@ -302,6 +302,11 @@ int sliced_sleep(clockid_t clock, int64_t end, int slice, bool relative, timespe
     // as it would have interrupted the slice: a ppoll of no time with the
     // caller's mask delivers it and answers EINTR. Without it, the mask's
     // return ran the handler and the C library's sleep went to the end.
+    // Not once the end has passed: the kernel's sleep then returns 0.
+    if (now_ns(clock) >= end) {
+      errno = saved;
+      return 0;
+    }
     timespec none{};
     if (wait(nullptr, 0, &none, held.caller()) != 0) {
       int e = errno;

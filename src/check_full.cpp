@@ -252,9 +252,9 @@ void* check_full_alloc(unsigned cls) noexcept {
   if (to == kNoClass) return check_full_alloc_large(size, size & -size);
   purger_poll();  // before the lock: starting the thread allocates
   LockGuard g(g_lock);
+  const int saved = errno;
   void* b = heap_alloc_slow(&g_check_heap, to);
   if (b == nullptr && g_lq_count > 0) {  // a segment could not be mapped: the quarantine's room first
-    const int saved = errno;
     while (g_lq_count > 0) large_release_oldest();
     b = heap_alloc_slow(&g_check_heap, to);
     if (b != nullptr) errno = saved;

@@ -146,6 +146,15 @@ Pool* adopt(Heap* h, unsigned cls) noexcept {
   return nullptr;
 }
 
+// How often the slow path looks for them: once per purge delay, and no
+// more than every 100 ms when the delay is shorter (at a delay of 0 every
+// slow path walked every list, and pools went back and were taken again
+// in turn), read off the clock at every kSweepEvery-th slow path.
+uint64_t sweep_interval_ms() noexcept {
+  uint64_t d = options().purge_delay_ms;
+  return d < 100 ? 100 : d;
+}
+
 // Gives back the pools on h's partial lists whose blocks out are all on
 // their remote stacks: other threads freed them whole, and h, busy with
 // other classes, would not come back to take them. Once per purge delay,
@@ -223,9 +232,12 @@ void* heap_alloc_slow(Heap* h, unsigned cls) noexcept {
     purger_poll();
   if (profile_enabled()) [[unlikely]]
     profile_tick();
-  if (uint64_t now = os::now_ms(); now - h->swept_ms >= options().purge_delay_ms) [[unlikely]] {
-    h->swept_ms = now;
-    release_freed_partials(h);
+  if (--h->sweep_countdown == 0) [[unlikely]] {
+    h->sweep_countdown = kSweepEvery;
+    if (uint64_t now = os::now_ms(); now - h->swept_ms >= sweep_interval_ms()) {
+      h->swept_ms = now;
+      release_freed_partials(h);
+    }
   }
   Pool* p = h->bins[cls];
   for (;;) {

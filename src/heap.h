@@ -25,6 +25,9 @@ namespace pm {
 inline constexpr size_t kDirectMax = 1024;
 inline constexpr unsigned kDirectGranules = kDirectMax / kMinAlign + 1;
 
+// The slow path reads the clock at every this many calls (heap_alloc_slow).
+inline constexpr uint32_t kSweepEvery = 64;
+
 struct Heap {
   constexpr explicit Heap(Pool* empty) noexcept {
     for (auto& b : direct) b = empty;
@@ -45,8 +48,10 @@ struct Heap {
 
   Pool* partial[kNumClasses] = {};
   // When the slow path last looked for partial pools that other threads
-  // freed whole (release_freed_partials), on os::now_ms's clock.
+  // freed whole (release_freed_partials), on os::now_ms's clock, and the
+  // slow paths left before it reads the clock again.
   uint64_t swept_ms = 0;
+  uint32_t sweep_countdown = 1;
   Pool* full = nullptr;
   std::atomic<Pool*> pending{nullptr};  // parked pools that received remote frees
   LargeTcache large;                    // freed large blocks kept for this thread

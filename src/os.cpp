@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <cstring>
+#include <new>
 
 #include "config.h"
 
@@ -263,13 +264,35 @@ void write_stderr(const char* s, size_t n) noexcept {
 int thread_id() noexcept { return static_cast<int>(::syscall(SYS_gettid)); }
 
 namespace {
+// The process id noted at load, on a page the kernel clears in every child
+// that does not share this memory (MADV_WIPEONFORK): a child of _Fork or of
+// a raw fork system call, which runs no fork handler to note its own id,
+// reads 0 there (not a vfork child), where a vfork child reads its parent's.
+// A kernel without the advice: the note is kept in the library's data.
+constinit std::atomic<std::atomic<int>*> g_process_note{nullptr};
 constinit std::atomic<int> g_process_id{0};
+
+std::atomic<int>* process_note() noexcept {
+  std::atomic<int>* note = g_process_note.load(std::memory_order_relaxed);
+  return note != nullptr ? note : &g_process_id;
+}
 }  // namespace
 
-void note_process() noexcept { g_process_id.store(static_cast<int>(::getpid()), std::memory_order_relaxed); }
+void note_process() noexcept {
+  if (g_process_note.load(std::memory_order_relaxed) == nullptr) {
+    void* page = ::mmap(nullptr, kPageSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (page != MAP_FAILED) {
+      if (::madvise(page, kPageSize, MADV_WIPEONFORK) == 0)
+        g_process_note.store(new (page) std::atomic<int>(0), std::memory_order_relaxed);
+      else
+        ::munmap(page, kPageSize);
+    }
+  }
+  process_note()->store(static_cast<int>(::getpid()), std::memory_order_relaxed);
+}
 
 bool in_vfork_child() noexcept {
-  int recorded = g_process_id.load(std::memory_order_relaxed);
+  int recorded = process_note()->load(std::memory_order_relaxed);
   return recorded != 0 && recorded != static_cast<int>(::getpid());
 }
 

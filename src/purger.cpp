@@ -199,8 +199,9 @@ void purger_start() noexcept {
   if (mode == PurgeThread::kAuto && (__libc_single_threaded || g_fork_child.load(std::memory_order_relaxed))) return;
   // A vfork child: the thread would be the child's, killed at its exec or
   // exit (maybe holding a lock), while the parent took it for running. The
-  // request stays for the parent's next slow path.
-  if (os::in_vfork_child()) return;
+  // request stays for the parent's next slow path. (Asked only when the
+  // thread would be started: the question is a system call.)
+  if (g_purger_state.load(std::memory_order_relaxed) == kPurgerStopped && os::in_vfork_child()) return;
   g_purge_wanted.store(false, std::memory_order_relaxed);
   uint32_t stopped = kPurgerStopped;
   if (g_purger_state.load(std::memory_order_relaxed) != kPurgerStopped ||

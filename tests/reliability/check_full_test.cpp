@@ -331,9 +331,12 @@ bool limit_address_space(size_t room) {
   pm::dealloc(pm::alloc(big));
   if (!limit_address_space(size_t{64} << 20)) _exit(2);
   std::vector<void*> small;
+  small.reserve((size_t{128} << 20) / 3000 + 1);
+  errno = 0;
   for (size_t total = 0; total < (size_t{128} << 20); total += 3000) {
     void* q = pm::alloc(3000);
     if (q == nullptr) _exit(5);
+    if (errno != 0) _exit(6);  // a request that succeeds leaves errno alone, also on its retry
     small.push_back(q);
   }
   for (void* q : small) pm::dealloc(q);

@@ -630,7 +630,7 @@ uint64_t pools_of_64() {
     sync.arrive_and_wait();
     sync.arrive_and_wait();
     before = pools_of_64();
-    usleep(40 * 1000);
+    usleep(150 * 1000);  // past the purge delay, and the 100 ms that the slow path waits at least
     std::vector<void*> other(4000);
     for (void*& b : other) b = alloc(1000);  // refills of the other class: slow paths
     for (void* b : other) dealloc(b);
