@@ -186,12 +186,17 @@ void large_release_oldest() noexcept {
 }
 
 // Gives back every quarantined mapping; false when there was none. g_lock
-// not held.
-bool large_release_quarantine() noexcept {
-  LockGuard g(g_lock);
+// held.
+bool large_release_all() noexcept {
   if (g_lq_count == 0) return false;
   while (g_lq_count > 0) large_release_oldest();
   return true;
+}
+
+// The same, g_lock not held.
+bool large_release_quarantine() noexcept {
+  LockGuard g(g_lock);
+  return large_release_all();
 }
 
 bool large_quarantined(const void* user) noexcept {
@@ -254,8 +259,7 @@ void* check_full_alloc(unsigned cls) noexcept {
   LockGuard g(g_lock);
   const int saved = errno;
   void* b = heap_alloc_slow(&g_check_heap, to);
-  if (b == nullptr && g_lq_count > 0) {  // a segment could not be mapped: the quarantine's room first
-    while (g_lq_count > 0) large_release_oldest();
+  if (b == nullptr && large_release_all()) {  // a segment could not be mapped: the quarantine's room first
     b = heap_alloc_slow(&g_check_heap, to);
     if (b != nullptr) errno = saved;
   }
