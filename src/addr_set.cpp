@@ -14,7 +14,10 @@ constexpr auto kRelaxed = std::memory_order_relaxed;
 }  // namespace
 
 AddrSet::View AddrSet::view() const noexcept {
-  uintptr_t t = table_.load(kRelaxed);
+  // Acquire, paired with resize's release: a reader that meets a table a
+  // writer has just mapped (and will discard what it read there, by the
+  // sequence count) reads the mapping after it was made.
+  uintptr_t t = table_.load(std::memory_order_acquire);
   if (t == 0) return View{nullptr, 0, 64};
   unsigned log = static_cast<unsigned>(t & 63);
   return View{reinterpret_cast<Slot*>(t & ~uintptr_t{63}), size_t{1} << log, 64 - log};
@@ -85,7 +88,7 @@ bool AddrSet::resize(size_t capacity) noexcept {
     for (size_t i = 0; i < capacity; ++i) slots[i].store(0, kRelaxed);  // left as it was last used
   }
   View old = view();
-  table_.store(reinterpret_cast<uintptr_t>(slots) | log, kRelaxed);
+  table_.store(reinterpret_cast<uintptr_t>(slots) | log, std::memory_order_release);
   count_ = 0;
   for (size_t i = 0; i < old.capacity; ++i)
     if (uintptr_t key = old.slots[i].load(kRelaxed); key != 0) put(key);
